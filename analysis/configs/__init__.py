@@ -1,0 +1,11 @@
+"""Torch-free run configurations (see ``base``)."""
+
+from analysis.configs.base import (
+    ConfigError,
+    RunConfigBase,
+    parse_run_config,
+    register_config,
+    run_kinds,
+)
+
+__all__ = ["ConfigError", "RunConfigBase", "parse_run_config", "register_config", "run_kinds"]

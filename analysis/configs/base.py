@@ -1,0 +1,79 @@
+"""Run configurations: frozen pydantic models with a ``kind`` discriminator.
+
+This module and every ``analysis.configs.*`` module are torch-free: the web process imports
+them to validate forms before it enqueues a run. A config is validated in full before anything
+is written; errors name the field and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# Modules that define run kinds. Each registers its config classes with @register_config.
+KIND_MODULES: tuple[str, ...] = (
+    "analysis.configs.heads",
+    "analysis.configs.circuits",
+    "analysis.configs.sae",
+)
+
+_REGISTRY: dict[str, type[RunConfigBase]] = {}
+
+
+class ConfigError(ValueError):
+    """A run configuration is invalid. The message names the field and how to fix it."""
+
+
+class RunConfigBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    model: str = Field(description="Model spec, e.g. zoo:induction-2l or hf:gpt2")
+    prompt_set: str | None = Field(default=None, description="Name of a stored prompt set")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    seed: int = 0
+
+
+def register_config(cls: type[RunConfigBase]) -> type[RunConfigBase]:
+    kind = cls.model_fields["kind"].default
+    if not isinstance(kind, str):
+        raise TypeError(f"{cls.__name__}.kind needs a string default")
+    _REGISTRY[kind] = cls
+    return cls
+
+
+def _load_kind_modules() -> None:
+    for name in KIND_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+def run_kinds() -> dict[str, type[RunConfigBase]]:
+    _load_kind_modules()
+    return dict(_REGISTRY)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{field}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_run_config(data: dict[str, Any]) -> RunConfigBase:
+    kinds = run_kinds()
+    kind = data.get("kind")
+    if kind not in kinds:
+        known = ", ".join(sorted(kinds))
+        raise ConfigError(f"kind: unknown run kind {kind!r}; choose one of: {known}")
+    try:
+        return kinds[kind].model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None

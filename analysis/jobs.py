@@ -1,0 +1,86 @@
+"""The job registry: one function per run kind, called by the worker with a ``JobContext``.
+
+A job reads its validated config and inputs from the context, reports progress through
+``ctx.progress`` (which also raises ``Cancelled`` when the user cancelled the run), writes any
+files into ``ctx.workdir`` and returns a ``RunOutput``. It never writes to the store itself:
+the worker commits the output together with status FINISHED in one transaction, so a run that
+dies half way leaves no partial results.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analysis.configs import RunConfigBase
+from storage.records import PairRecord, RunOutput
+
+if TYPE_CHECKING:
+    from storage.store import ResultStore
+
+# Modules that register job functions with @register_job.
+JOB_MODULES: tuple[str, ...] = (
+    "analysis.heads_job",
+    "analysis.circuits.job",
+    "analysis.sae.job",
+)
+
+
+class Cancelled(Exception):
+    """Raised inside a job when its run was cancelled; the worker records CANCELLED."""
+
+
+class JobError(Exception):
+    """A job cannot proceed because of its input; the message is shown to the user."""
+
+
+@dataclass
+class JobContext:
+    run_id: int
+    config: RunConfigBase
+    store: ResultStore
+    workdir: Path
+    model_loader: Callable[[RunConfigBase], Any]
+    _on_progress: Callable[[float, str], bool] = field(repr=False, default=lambda f, m: False)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress in [0, 1]; raises ``Cancelled`` if the run was cancelled."""
+        if self._on_progress(min(max(fraction, 0.0), 1.0), message):
+            raise Cancelled(f"run {self.run_id} was cancelled")
+
+    def model(self) -> Any:
+        """The run's model, loaded once per worker and kept resident between jobs."""
+        return self.model_loader(self.config)
+
+    def pairs(self) -> list[PairRecord]:
+        if self.config.prompt_set is None:
+            raise JobError("this run kind needs a prompt set: pass --prompts NAME")
+        prompt_set = self.store.get_prompt_set(self.config.prompt_set)
+        return self.store.get_pairs(prompt_set.id)
+
+
+JobFn = Callable[[JobContext], RunOutput]
+_JOBS: dict[str, JobFn] = {}
+
+
+def register_job(kind: str) -> Callable[[JobFn], JobFn]:
+    def wrap(fn: JobFn) -> JobFn:
+        _JOBS[kind] = fn
+        return fn
+
+    return wrap
+
+
+def job_for(kind: str) -> JobFn:
+    for name in JOB_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    if kind not in _JOBS:
+        raise JobError(f"no job is registered for run kind {kind!r}")
+    return _JOBS[kind]
