@@ -26,6 +26,7 @@ JOB_MODULES: tuple[str, ...] = (
     "analysis.heads_job",
     "analysis.circuits.job",
     "analysis.sae.job",
+    "analysis.throughput",
 )
 
 

@@ -17,6 +17,7 @@ KIND_MODULES: tuple[str, ...] = (
     "analysis.configs.heads",
     "analysis.configs.circuits",
     "analysis.configs.sae",
+    "analysis.configs.throughput",
 )
 
 _REGISTRY: dict[str, type[RunConfigBase]] = {}

@@ -11,24 +11,26 @@ import importlib
 import logging
 import sys
 
+import click
 import typer
 
 from app.cli.output import CliError, fail
 
-# (module, attribute, group name); a group of None mounts the module's commands at the top level.
+# (module, attribute, group name): a typer app mounted as the group; a function that builds a
+# click group (dynamic commands); or, with group None, a function that registers top-level commands.
 COMMAND_GROUPS: tuple[tuple[str, str, str | None], ...] = (
     ("app.cli.db", "app", "db"),
     ("app.cli.runs", "app", "runs"),
     ("app.cli.serve", "register", None),
     ("app.cli.models", "app", "models"),
     ("app.cli.prompts", "app", "prompts"),
-    ("app.cli.run", "app", "run"),
+    ("app.cli.run", "build_group", "run"),
     ("app.cli.export", "app", "export"),
     ("app.cli.demo", "app", "demo"),
 )
 
 
-def build_cli() -> typer.Typer:
+def build_cli() -> click.Group:
     root = typer.Typer(
         name="headlab",
         help="headlab: a workbench for attention heads.",
@@ -36,6 +38,7 @@ def build_cli() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+    click_groups: list[click.Command] = []
     for module_name, attr, group in COMMAND_GROUPS:
         try:
             module = importlib.import_module(module_name)
@@ -46,16 +49,22 @@ def build_cli() -> typer.Typer:
         target = getattr(module, attr)
         if group is None:
             target(root)
-        else:
+        elif isinstance(target, typer.Typer):
             root.add_typer(target, name=group)
-    return root
+        else:
+            click_groups.append(target())
+    command = typer.main.get_command(root)
+    assert isinstance(command, click.Group)
+    for extra in click_groups:
+        command.add_command(extra)
+    return command
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cli = build_cli()
     try:
-        cli(standalone_mode=False)
+        cli.main(prog_name="headlab", standalone_mode=False)
     except CliError as exc:
         fail(str(exc), exc.exit_code)
     except SystemExit:

@@ -1,0 +1,178 @@
+"""The worker: claims queued runs from the store, runs them, and commits their results.
+
+Lifecycle of one run (see docs/ARCHITECTURE.md): QUEUED → claimed atomically → RUNNING (heartbeat
+every ``heartbeat_s`` from a background thread, progress from the job) → FINISHED (all result rows
+and the status in one transaction) | FAILED (error text) | CANCELLED. The loaded model stays
+resident between jobs. A worker that dies leaves its run RUNNING with a stale heartbeat; the
+reaper (any worker's poll, or the serve supervisor) then marks it FAILED. No partial results are
+ever written, because nothing is written before the final transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis.configs import ConfigError, RunConfigBase, parse_run_config
+from analysis.jobs import Cancelled, JobContext, JobError, job_for
+from storage.errors import Conflict, StoreError
+from storage.records import RunRecord
+from storage.store import ResultStore
+
+log = logging.getLogger(__name__)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ModelCache:
+    """Keeps the most recently used model resident between jobs (one at a time: models are big)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, str, str] | None = None
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def get(self, config: RunConfigBase) -> Any:
+        key = (config.model, config.device, config.dtype)
+        with self._lock:
+            if self._key != key:
+                from analysis.models import load_model
+
+                self._model = None  # free the old model before loading the next
+                self._model = load_model(config.model, device=config.device, dtype=config.dtype)
+                self._key = key
+            return self._model
+
+
+@dataclass
+class _Beat:
+    """Progress shared between the job thread and the heartbeat thread."""
+
+    progress: float = 0.0
+    message: str = "starting"
+    cancel_requested: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Worker:
+    def __init__(
+        self,
+        store: ResultStore,
+        *,
+        worker_id: str | None = None,
+        kinds: list[str] | None = None,
+        heartbeat_s: float = 2.0,
+        stale_after_s: float = 60.0,
+        models: ModelCache | None = None,
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id or default_worker_id()
+        self.kinds = kinds
+        self.heartbeat_s = heartbeat_s
+        self.stale_after_s = stale_after_s
+        self.models = models or ModelCache()
+
+    def run_forever(self, stop: threading.Event, poll_s: float = 0.5) -> None:
+        """Claim and run jobs until ``stop`` is set."""
+        log.info("worker %s started", self.worker_id)
+        while not stop.is_set():
+            if self.reap_and_claim() is None:
+                stop.wait(poll_s)
+
+    def reap_and_claim(self) -> RunRecord | None:
+        """Reap stale runs, then claim and execute one queued run (None if the queue is empty)."""
+        for run_id in self.store.reap_stale(self.stale_after_s):
+            log.warning("run %s had a stale heartbeat and was marked FAILED", run_id)
+        run = self.store.claim_next_run(self.worker_id, self.kinds)
+        if run is None:
+            return None
+        return self.execute(run)
+
+    def execute(self, run: RunRecord) -> RunRecord:
+        """Run one claimed (RUNNING) run to a terminal state and return its final record."""
+        beat = _Beat()
+        stop_beat = threading.Event()
+        beater = threading.Thread(
+            target=self._heartbeat_loop, args=(run.id, beat, stop_beat), daemon=True
+        )
+        beater.start()
+        try:
+            self._run_job(run, beat)
+        finally:
+            stop_beat.set()
+            beater.join()
+        return self.store.get_run(run.id)
+
+    def _run_job(self, run: RunRecord, beat: _Beat) -> None:
+        try:
+            config = parse_run_config(run.config)
+            job = job_for(run.kind)
+            with tempfile.TemporaryDirectory(prefix=f"headlab-run{run.id}-") as workdir:
+                ctx = JobContext(
+                    run_id=run.id,
+                    config=config,
+                    store=self.store,
+                    workdir=Path(workdir),
+                    model_loader=self.models.get,
+                    _on_progress=lambda f, m: self._report(beat, f, m),
+                )
+                output = job(ctx)
+                self.store.finish_run(run.id, output)
+        except Cancelled:
+            self._end(run.id, cancelled=True)
+        except (ConfigError, JobError) as exc:
+            self._end(run.id, error=str(exc))
+        except Conflict as exc:
+            log.warning("run %s could not be finished: %s", run.id, exc)
+        except StoreError as exc:
+            self._end(run.id, error=f"storing the results failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 — any job failure must end the run, not the worker
+            log.error("run %s failed:\n%s", run.id, traceback.format_exc())
+            self._end(run.id, error=f"{type(exc).__name__}: {exc}")
+
+    def _end(self, run_id: int, *, cancelled: bool = False, error: str = "") -> None:
+        try:
+            if cancelled:
+                self.store.mark_cancelled(run_id)
+            else:
+                self.store.fail_run(run_id, error)
+        except Conflict as exc:  # already reaped or cancelled elsewhere
+            log.warning("run %s: %s", run_id, exc)
+
+    def _report(self, beat: _Beat, fraction: float, message: str) -> bool:
+        with beat.lock:
+            beat.progress, beat.message = fraction, message or beat.message
+            return beat.cancel_requested
+
+    def _heartbeat_loop(self, run_id: int, beat: _Beat, stop: threading.Event) -> None:
+        while True:
+            with beat.lock:
+                progress, message = beat.progress, beat.message
+            try:
+                cancel = self.store.heartbeat(run_id, self.worker_id, progress, message)
+            except StoreError as exc:
+                log.warning("heartbeat for run %s failed: %s", run_id, exc)
+                cancel = False
+            with beat.lock:
+                beat.cancel_requested = beat.cancel_requested or cancel
+            if stop.wait(self.heartbeat_s):
+                return
+
+
+def wait_for_run(store: ResultStore, run_id: int, poll_s: float = 0.25) -> RunRecord:
+    """Block until a run reaches a terminal state (used when another worker runs it)."""
+    while True:
+        run = store.get_run(run_id)
+        if run.status.is_terminal:
+            return run
+        time.sleep(poll_s)

@@ -1,0 +1,132 @@
+"""Every Dash component id of the web workbench, in one place.
+
+Plain ids are strings. Pattern-matching ids (one per row, field or figure) are dicts built by the
+functions at the bottom, so a callback and the layout that it serves can never disagree on a key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Shell
+URL = "url"
+PAGE = "page-content"
+NAV = "nav"
+
+# Home
+HOME_SUMMARY = "home-summary"
+
+# Models
+MODELS_TABLE = "models-table"
+MODEL_NAME = "model-name"
+MODEL_SPEC = "model-spec"
+MODEL_ADD = "model-add"
+MODEL_ADD_STATUS = "model-add-status"
+
+# Prompt sets
+PROMPTS_TABLE = "prompts-table"
+PROMPTS_UPLOAD = "prompts-upload"
+PROMPTS_UPLOAD_NAME = "prompts-upload-name"
+PROMPTS_UPLOAD_STATUS = "prompts-upload-status"
+PROMPTS_UPLOAD_ERRORS = "prompts-upload-errors"
+PROMPTS_PREVIEW_SET = "prompts-preview-set"
+PROMPTS_PREVIEW = "prompts-preview"
+
+# Launch
+LAUNCH_KIND = "launch-kind"
+LAUNCH_FORM = "launch-form"
+LAUNCH_SUBMIT = "launch-submit"
+LAUNCH_STATUS = "launch-status"
+
+# Runs
+RUNS_TABLE = "runs-table"
+RUNS_INTERVAL = "runs-interval"
+RUNS_ACTIVE = "runs-active"
+RUNS_FILTER_KIND = "runs-filter-kind"
+RUNS_FILTER_STATUS = "runs-filter-status"
+RUNS_PAGE = "runs-page"
+RUNS_PAGE_LABEL = "runs-page-label"
+RUNS_PREV = "runs-prev"
+RUNS_NEXT = "runs-next"
+RUNS_ACTION_STATUS = "runs-action-status"
+RUNS_CSV = "runs-csv"
+RUNS_DOWNLOAD = "runs-download"
+RUNS_REFRESH = "runs-refresh"
+
+# Heads
+HEADS_RUN = "heads-run"
+HEADS_METRIC = "heads-metric"
+HEADS_HEATMAP = "heads-heatmap"
+HEADS_SELECTED = "heads-selected"
+HEADS_KEY = "heads-key"
+HEADS_PROMPT = "heads-prompt"
+HEADS_DETAIL_TITLE = "heads-detail-title"
+HEADS_PATTERN = "heads-pattern"
+HEADS_SCORES = "heads-scores"
+HEADS_SAE = "heads-sae"
+HEADS_POSITION = "heads-position"
+HEADS_POSITION_METRIC = "heads-position-metric"
+HEADS_MESSAGE = "heads-message"
+
+# Circuits
+CIRCUITS_RUNS = "circuits-runs"
+CIRCUITS_MODE = "circuits-mode"
+CIRCUITS_TOPK = "circuits-topk"
+CIRCUITS_THRESHOLD = "circuits-threshold"
+CIRCUITS_GRAPHS = "circuits-graphs"
+CIRCUITS_FAITH = "circuits-faithfulness"
+CIRCUITS_ROC = "circuits-roc"
+CIRCUITS_EDGES = "circuits-edges"
+
+# SAEs
+SAE_RUN = "sae-run"
+SAE_FEATURES = "sae-features"
+SAE_FEATURE = "sae-feature"
+SAE_SHARES = "sae-shares"
+SAE_CONTEXTS = "sae-contexts"
+SAE_DFA = "sae-dfa"
+SAE_TRAINING = "sae-training"
+SAE_MESSAGE = "sae-message"
+
+# Compare
+COMPARE_RUN_A = "compare-run-a"
+COMPARE_RUN_B = "compare-run-b"
+COMPARE_METRIC = "compare-metric"
+COMPARE_SIDE = "compare-side"
+COMPARE_DIFF = "compare-diff"
+COMPARE_MESSAGE = "compare-message"
+
+# Figure export menus and table CSV downloads (pattern-matching ids).
+EXPORT_FORMAT = "export-format"
+EXPORT_PRESET = "export-preset"
+EXPORT_BUTTON = "export-button"
+EXPORT_SPEC = "export-spec"
+EXPORT_DOWNLOAD = "export-download"
+EXPORT_ERROR = "export-error"
+CSV_BUTTON = "csv-button"
+CSV_DOWNLOAD = "csv-download"
+RUN_CANCEL = "run-cancel"
+RUN_DELETE = "run-delete"
+LAUNCH_FIELD = "launch-field"
+LAUNCH_FIELD_ERROR = "launch-field-error"
+
+
+def export_id(part: str, figure: str) -> dict[str, Any]:
+    """One part (format, preset, button, spec, download, error) of a figure's export menu."""
+    return {"type": part, "figure": figure}
+
+
+def csv_id(part: str, table: str) -> dict[str, Any]:
+    return {"type": part, "table": table}
+
+
+def run_action_id(action: str, run_id: int) -> dict[str, Any]:
+    return {"type": action, "run": run_id}
+
+
+def launch_field_id(field: str) -> dict[str, Any]:
+    return {"type": LAUNCH_FIELD, "field": field}
+
+
+def launch_error_id(field: str) -> dict[str, Any]:
+    return {"type": LAUNCH_FIELD_ERROR, "field": field}

@@ -1,0 +1,179 @@
+"""Torch-free reads of stored run results for the web pages, with a small per-run cache.
+
+A finished run never changes, so its per-head rows are read once and kept (a few runs at a
+time, least recently used first out); reads of unfinished runs always go to the store.
+
+Conventions: an *aggregate* per-head value is a row with ``position`` and ``prompt`` both null;
+per-position rows have ``position`` set. ``head`` null means a layer-level component (e.g.
+``patch_resid``). Attention patterns come from the ``patterns.safetensors`` artifact of the run
+or, for runs that have none (DLA, patching…), of the newest finished ``heads`` run on the same
+model, read with safetensors' numpy API (one prompt at a time).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from safetensors import safe_open
+
+from storage.errors import NotFound
+from storage.records import RunRecord, RunStatus
+from storage.store import ResultStore
+
+PATTERNS = "patterns.safetensors"
+TOKENS = "tokens.json"
+
+
+@dataclass(frozen=True)
+class RunTables:
+    """One run's per-head rows, split for fast lookups."""
+
+    aggregate: dict[str, pd.DataFrame]  # metric -> (layer, head, value), head not null
+    layer_level: dict[str, pd.DataFrame]  # metric -> (layer, value), head null, aggregate
+    per_position: dict[str, pd.DataFrame]  # metric -> (layer, head, position, value)
+
+
+def split_results(df: pd.DataFrame) -> RunTables:
+    aggregate: dict[str, pd.DataFrame] = {}
+    layer_level: dict[str, pd.DataFrame] = {}
+    per_position: dict[str, pd.DataFrame] = {}
+    if df.empty:
+        return RunTables(aggregate, layer_level, per_position)
+    plain = df["position"].isna() & df["prompt"].isna()
+    for metric, rows in df[plain].groupby("metric", sort=True):
+        heads = rows[rows["head"].notna()]
+        if not heads.empty:
+            grid = heads[["layer", "head", "value"]].astype({"layer": int, "head": int})
+            aggregate[str(metric)] = grid.reset_index(drop=True)
+        layers = rows[rows["head"].isna()]
+        if not layers.empty:
+            layer_level[str(metric)] = layers[["layer", "value"]].reset_index(drop=True)
+    positioned = df["position"].notna() & df["prompt"].isna()
+    for metric, rows in df[positioned].groupby("metric", sort=True):
+        per_position[str(metric)] = rows[["layer", "head", "position", "value"]].reset_index(
+            drop=True
+        )
+    return RunTables(aggregate, layer_level, per_position)
+
+
+class ResultsReader:
+    """Reads and caches what the pages show. Thread-safe (Flask serves requests in threads)."""
+
+    def __init__(self, store: ResultStore, cache_runs: int = 8) -> None:
+        self.store = store
+        self._cache: OrderedDict[int, RunTables] = OrderedDict()
+        self._size = cache_runs
+        self._lock = threading.Lock()
+
+    def tables(self, run_id: int) -> RunTables:
+        with self._lock:
+            if run_id in self._cache:
+                self._cache.move_to_end(run_id)
+                return self._cache[run_id]
+        run = self.store.get_run(run_id)
+        tables = split_results(self.store.head_results(run_id))
+        if run.status == RunStatus.FINISHED:
+            with self._lock:
+                self._cache[run_id] = tables
+                while len(self._cache) > self._size:
+                    self._cache.popitem(last=False)
+        return tables
+
+    def forget(self, run_id: int) -> None:
+        with self._lock:
+            self._cache.pop(run_id, None)
+
+    def head_grid(self, run_id: int, metric: str) -> pd.DataFrame:
+        tables = self.tables(run_id)
+        if metric not in tables.aggregate:
+            raise NotFound(f"run {run_id} has no per-head metric {metric!r}")
+        return tables.aggregate[metric]
+
+    def metrics(self, run_id: int) -> list[str]:
+        return sorted(self.tables(run_id).aggregate)
+
+    def position_metrics(self, run_id: int) -> list[str]:
+        return sorted(self.tables(run_id).per_position)
+
+    def position_grid(self, run_id: int, metric: str, head: tuple[int, int] | None) -> pd.DataFrame:
+        """(layer, position, value) rows: layer-level values, or one head's row when given."""
+        rows = self.tables(run_id).per_position.get(metric)
+        if rows is None:
+            raise NotFound(f"run {run_id} has no per-position metric {metric!r}")
+        if rows["head"].isna().all():
+            return rows[["layer", "position", "value"]].astype({"layer": int, "position": int})
+        if head is None:
+            summed = rows.groupby(["layer", "position"], as_index=False)["value"].sum()
+            return summed.astype({"layer": int, "position": int})
+        layer, h = head
+        one = rows[(rows["layer"] == layer) & (rows["head"] == h)]
+        return one[["layer", "position", "value"]].astype({"layer": int, "position": int})
+
+    def head_scores(self, run_id: int, layer: int, head: int) -> list[dict[str, Any]]:
+        """The head's aggregate value in every metric of the run, with its rank by |value|."""
+        out = []
+        for metric, grid in self.tables(run_id).aggregate.items():
+            hit = grid[(grid["layer"] == layer) & (grid["head"] == head)]
+            if hit.empty:
+                continue
+            value = float(hit["value"].iloc[0])
+            rank = int((grid["value"].abs() > abs(value)).sum()) + 1
+            out.append({"metric": metric, "value": value, "rank": f"{rank} / {len(grid)}"})
+        return out
+
+    # -- attention patterns ---------------------------------------------------------------
+
+    def pattern_run(self, run: RunRecord) -> RunRecord | None:
+        """The run whose patterns artifact shows ``run``'s heads: itself, else the newest
+        finished ``heads`` run on the same model (same prompt set preferred)."""
+        if self._has_artifact(run.id, PATTERNS):
+            return run
+        candidates = [
+            r
+            for r in self.store.list_runs(kind="heads", status=RunStatus.FINISHED, limit=200)
+            if r.model_spec == run.model_spec and self._has_artifact(r.id, PATTERNS)
+        ]
+        same_set = [r for r in candidates if r.prompt_set_id == run.prompt_set_id]
+        chosen = same_set or candidates
+        return chosen[0] if chosen else None
+
+    def _has_artifact(self, run_id: int, name: str) -> bool:
+        try:
+            self.store.get_artifact(run_id, name)
+        except NotFound:
+            return False
+        return True
+
+    def prompt_tokens(self, run_id: int) -> list[list[str]]:
+        try:
+            artifact = self.store.get_artifact(run_id, TOKENS)
+        except NotFound:
+            return []
+        with open(artifact.path, encoding="utf-8") as fh:
+            return [list(map(str, p)) for p in json.load(fh).get("prompts", [])]
+
+    def pattern(
+        self, run_id: int, prompt: int, layer: int, head: int
+    ) -> tuple[np.ndarray, list[str]]:
+        """One head's [q, k] pattern on one prompt, float32, with that prompt's tokens."""
+        artifact = self.store.get_artifact(run_id, PATTERNS)
+        key = f"prompt{prompt}"
+        with safe_open(artifact.path, framework="np") as fh:
+            if key not in fh.keys():  # noqa: SIM118 — safe_open has keys(), not __contains__
+                raise NotFound(f"run {run_id} stores no attention pattern for prompt {prompt}")
+            block = fh.get_slice(key)[layer : layer + 1, head : head + 1]
+        matrix = np.asarray(block, dtype=np.float32)[0, 0]
+        tokens = self.prompt_tokens(run_id)
+        labels = tokens[prompt] if prompt < len(tokens) else []
+        if len(labels) != matrix.shape[0]:
+            labels = [str(i) for i in range(matrix.shape[0])]
+        return matrix, labels
+
+    def artifact_path(self, run_id: int, name: str) -> str:
+        return self.store.get_artifact(run_id, name).path
