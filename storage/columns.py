@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import DateTime, Text
 from sqlalchemy.types import TypeDecorator
 
+from storage.errors import InvalidInput
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -54,3 +56,15 @@ class JSONText(TypeDecorator[Any]):
 
     def process_result_value(self, value: str | None, dialect: Any) -> Any:
         return None if value is None else json.loads(value)
+
+
+def checked_json(value: Any, what: str) -> Any:
+    """``value`` if it can be stored as JSON text, else InvalidInput naming ``what``."""
+    try:
+        dump_json(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"{what} cannot be stored as JSON ({exc}); use plain numbers (no NaN or Infinity), "
+            f"strings, booleans, lists and dicts with string keys"
+        ) from None
+    return value

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 
-from storage.errors import StoreError
+from storage.errors import Conflict, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -110,26 +110,45 @@ def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
 
 
 class Database:
-    """An engine plus the two kinds of transaction the store uses."""
+    """An engine plus the two kinds of transaction the store uses.
+
+    Driver errors leave as store errors: an integrity violation (a concurrent duplicate name, a
+    referenced row) as ``Conflict``, anything else (missing table, unreadable file, full disk)
+    as ``StoreError`` naming the database and ``headlab db check``.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.shown_url = parse_db_url(url).render_as_string(hide_password=True)
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One write transaction (``BEGIN IMMEDIATE`` on SQLite): commit on success, else roll back."""
-        with self.engine.begin() as conn:
+        """One write transaction (``BEGIN IMMEDIATE`` on SQLite); rolled back on error."""
+        with self._driver_errors(), self.engine.begin() as conn:
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """One read-only transaction: a consistent snapshot that never takes the write lock."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(**{_READ_ONLY: True})
+        with self._driver_errors(), self.engine.connect() as conn:
+            conn.execution_options(**{_READ_ONLY: True})
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def _driver_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError as exc:
+            raise Conflict(
+                f"the database refused the change: {exc.orig}; nothing was written"
+            ) from None
+        except DBAPIError as exc:
+            raise StoreError(
+                f"database error at {self.shown_url}: {exc.orig}; check it with `headlab db check`"
+            ) from None
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -8,6 +8,19 @@ serialised. Revisions are linear: ``0001``, ``0002``, …
 
 ``check_schema`` is what every long-lived process calls on start: it refuses an empty database,
 an out-of-date one (naming ``headlab db upgrade``), and one written by a newer headlab.
+
+Changing the schema: edit ``storage/orm.py``, then autogenerate the next revision against a
+database at head and review it (keep explicit constraint names; no ``storage`` imports in it)::
+
+    from alembic import command
+    from storage.engine import make_engine
+    from storage.migrate import alembic_config, upgrade
+    upgrade(URL); config = alembic_config()
+    with make_engine(URL, foreign_keys=False).begin() as conn:
+        config.attributes["connection"] = conn
+        command.revision(config, message="…", autogenerate=True, rev_id="0003")
+
+``tests/storage/test_migrations.py`` then proves ORM == migrated schema.
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@ records, never these ORM objects.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -146,7 +148,7 @@ class Artifact(Base):
     name: Mapped[str] = mapped_column(String(500))
     kind: Mapped[str] = mapped_column(String(100))
     sha256: Mapped[str] = mapped_column(String(64))
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
     media_type: Mapped[str] = mapped_column(String(200))
     relpath: Mapped[str] = mapped_column(String(500))
     meta_json: Mapped[Any] = mapped_column(JSONText)
@@ -176,11 +178,11 @@ class CircuitNode(Base):
     in_circuit: Mapped[bool] = mapped_column(Boolean)
 
 
-models = Model.__table__
-prompt_sets = PromptSet.__table__
-prompt_pairs = PromptPair.__table__
-runs = Run.__table__
-head_results = HeadResult.__table__
-artifacts = Artifact.__table__
-circuit_edges = CircuitEdge.__table__
-circuit_nodes = CircuitNode.__table__
+models = cast(Table, Model.__table__)
+prompt_sets = cast(Table, PromptSet.__table__)
+prompt_pairs = cast(Table, PromptPair.__table__)
+runs = cast(Table, Run.__table__)
+head_results = cast(Table, HeadResult.__table__)
+artifacts = cast(Table, Artifact.__table__)
+circuit_edges = cast(Table, CircuitEdge.__table__)
+circuit_nodes = cast(Table, CircuitNode.__table__)

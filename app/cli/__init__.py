@@ -11,13 +11,12 @@ import importlib
 import logging
 import sys
 
-import click
 import typer
 
 from app.cli.output import CliError, fail
 
-# (module, attribute, group name): a typer app mounted as the group; a function that builds a
-# click group (dynamic commands); or, with group None, a function that registers top-level commands.
+# (module, attribute, group name): a typer app, or a function building one (dynamic commands),
+# mounted as the group; with group None, a function that registers top-level commands.
 COMMAND_GROUPS: tuple[tuple[str, str, str | None], ...] = (
     ("app.cli.db", "app", "db"),
     ("app.cli.runs", "app", "runs"),
@@ -30,7 +29,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str | None], ...] = (
 )
 
 
-def build_cli() -> click.Group:
+def build_cli() -> typer.Typer:
     root = typer.Typer(
         name="headlab",
         help="headlab: a workbench for attention heads.",
@@ -38,7 +37,6 @@ def build_cli() -> click.Group:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    click_groups: list[click.Command] = []
     for module_name, attr, group in COMMAND_GROUPS:
         try:
             module = importlib.import_module(module_name)
@@ -49,22 +47,16 @@ def build_cli() -> click.Group:
         target = getattr(module, attr)
         if group is None:
             target(root)
-        elif isinstance(target, typer.Typer):
-            root.add_typer(target, name=group)
         else:
-            click_groups.append(target())
-    command = typer.main.get_command(root)
-    assert isinstance(command, click.Group)
-    for extra in click_groups:
-        command.add_command(extra)
-    return command
+            root.add_typer(target if isinstance(target, typer.Typer) else target(), name=group)
+    return root
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cli = build_cli()
     try:
-        cli.main(prog_name="headlab", standalone_mode=False)
+        cli(prog_name="headlab", standalone_mode=False)
     except CliError as exc:
         fail(str(exc), exc.exit_code)
     except SystemExit:

@@ -1,19 +1,22 @@
 """``headlab run <kind>``: one command per registered run kind, options built from its config.
 
 Each pydantic field of a kind's config becomes an option (``some_field`` → ``--some-field``):
-Literal fields become choices, bools become ``--x/--no-x`` flags, lists repeat the option.
+Literal fields become choices, bools become ``--x/--no-x`` flags, lists repeat the option. An
+option left out is left out of the config too, so the config's own default applies.
 By default the run executes inline in this process (``--wait``) with a progress bar; with
 ``--no-wait`` it is only enqueued for a worker (``headlab worker`` or ``headlab serve``).
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Literal
 
-import click
+import typer
 from pydantic.fields import FieldInfo
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -22,10 +25,12 @@ from analysis.provenance import code_version, package_versions
 from app.cli.context import open_store, store_errors
 from app.cli.output import CliError, emit_json
 from app.cli.runs import run_details, run_summary
+from storage.errors import Conflict
 from storage.records import RunRecord, RunStatus
 from storage.store import ResultStore
 
 BASE_FIELDS = {"kind", "model", "prompt_set"}
+KEYWORD = inspect.Parameter.KEYWORD_ONLY
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -36,50 +41,44 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
-def field_option(name: str, info: FieldInfo) -> click.Option:
-    annotation = _unwrap_optional(info.annotation)
-    flag = "--" + name.replace("_", "-")
-    default = None if info.is_required() else info.default
-    help_text = info.description or ""
-    if annotation is bool:
-        return click.Option([f"{flag}/--no-{flag[2:]}", name], default=default, help=help_text)
+def _option_type(annotation: Any) -> Any:
+    """The annotation typer sees: scalars, Literal choices and bools pass through; lists repeat."""
+    annotation = _unwrap_optional(annotation)
     origin = typing.get_origin(annotation)
-    if origin is Literal:
-        choices = [str(c) for c in typing.get_args(annotation)]
-        return click.Option(
-            [flag, name], type=click.Choice(choices), default=default, help=help_text
-        )
+    if origin is Literal or annotation in (int, float, str, bool):
+        return annotation | None
     if origin in (list, tuple):
         inner = (typing.get_args(annotation) or (str,))[0]
-        click_type = inner if inner in (int, float, str) else str
-        return click.Option(
-            [flag, name], type=click_type, multiple=True, default=default or (), help=help_text
-        )
-    click_type = annotation if annotation in (int, float, str) else str
-    return click.Option(
-        [flag, name], type=click_type, default=default, required=False, help=help_text
+        return list[inner if inner in (int, float, str) else str] | None
+    return str | None
+
+
+def _option(name: str, annotation: Any, default: Any, *decls: str, help: str) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, KEYWORD, annotation=annotation, default=typer.Option(default, *decls, help=help)
     )
 
 
-def _coerce(value: Any, info: FieldInfo) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    annotation = _unwrap_optional(info.annotation)
-    if typing.get_origin(annotation) is Literal and value is not None:
-        for choice in typing.get_args(annotation):
-            if str(choice) == value:
-                return choice
-    return value
+def field_parameter(name: str, info: FieldInfo) -> inspect.Parameter:
+    flag = "--" + name.replace("_", "-")
+    is_bool = _unwrap_optional(info.annotation) is bool
+    decls = [f"{flag}/--no-{flag[2:]}"] if is_bool else [flag]
+    default = None if info.is_required() else info.default
+    text = info.description or ""
+    if default is not None and not isinstance(default, list | tuple):
+        text += f" (default {default})"
+    return _option(name, _option_type(info.annotation), None, *decls, help=text)
 
 
-def build_config(kind: str, cls: type[RunConfigBase], params: dict[str, Any]) -> RunConfigBase:
-    data: dict[str, Any] = {"kind": kind, "model": params["model"]}
-    if params.get("prompts") is not None:
-        data["prompt_set"] = params["prompts"]
-    for name, info in cls.model_fields.items():
-        if name in BASE_FIELDS or params.get(name) is None:
+def build_config(kind: str, cls: type[RunConfigBase], values: dict[str, Any]) -> RunConfigBase:
+    data: dict[str, Any] = {"kind": kind, "model": values["model"]}
+    if values.get("prompts") is not None:
+        data["prompt_set"] = values["prompts"]
+    for name in cls.model_fields:
+        if name in BASE_FIELDS or values.get(name) is None:
             continue
-        data[name] = _coerce(params[name], info)
+        value = values[name]
+        data[name] = list(value) if isinstance(value, tuple) else value
     try:
         return parse_run_config(data)
     except ConfigError as exc:
@@ -101,12 +100,15 @@ def enqueue(store: ResultStore, config: RunConfigBase) -> RunRecord:
 
 
 def execute_inline(store: ResultStore, run: RunRecord, show_progress: bool) -> RunRecord:
-    """Run ``run`` in this process if no worker has claimed it yet; show progress; wait."""
+    """Run ``run`` in this process unless a worker has claimed it already; show progress; wait."""
     from analysis.worker import Worker
 
     runner = Worker(store)
-    claimed = store.claim_run(run.id, runner.worker_id)
     thread = None
+    try:
+        claimed: RunRecord | None = store.claim_run(run.id, runner.worker_id)
+    except Conflict:  # a background worker took it first: follow it
+        claimed = None
     if claimed is not None:
         thread = threading.Thread(target=runner.execute, args=(claimed,), daemon=True)
         thread.start()
@@ -127,60 +129,63 @@ def _watch(store: ResultStore, run_id: int, show_progress: bool) -> RunRecord:
         TextColumn("{task.percentage:>3.0f}% {task.description}"),
         TimeElapsedColumn(),
     )
+    tick = threading.Event()
     with Progress(*columns, disable=not show_progress, transient=True) as bar:
         task = bar.add_task("queued", total=1.0, run_id=run_id)
-        stop = threading.Event()
         while True:
             run = store.get_run(run_id)
             bar.update(task, completed=run.progress, description=run.message or run.status.value)
             if run.status.is_terminal:
                 return run
-            stop.wait(0.2)
+            tick.wait(0.2)
 
 
-def make_kind_command(kind: str, cls: type[RunConfigBase]) -> click.Command:
-    options: list[click.Parameter] = [
-        click.Option(["--model", "model"], required=True, help="Model spec, e.g. zoo:induction-2l"),
-        click.Option(["--prompts", "prompts"], default=None, help="Name of a stored prompt set."),
+def _common_parameters() -> tuple[list[inspect.Parameter], list[inspect.Parameter]]:
+    head = [
+        _option("model", str, ..., "--model", help="Model spec, e.g. zoo:induction-2l"),
+        _option("prompts", str | None, None, "--prompts", help="Name of a stored prompt set."),
     ]
-    options += [
-        field_option(name, info)
-        for name, info in cls.model_fields.items()
-        if name not in BASE_FIELDS
+    tail = [
+        _option("wait", bool, True, "--wait/--no-wait", help="Run inline and wait."),
+        _option("json_out", bool, False, "--json", help="Print one JSON object."),
     ]
-    options += [
-        click.Option(["--wait/--no-wait", "wait"], default=True, help="Run inline and wait."),
-        click.Option(["--json", "json_out"], is_flag=True, help="Print one JSON object."),
-    ]
+    return head, tail
 
-    def callback(**params: Any) -> None:
-        config = build_config(kind, cls, params)
+
+def make_kind_command(kind: str, cls: type[RunConfigBase]) -> Callable[..., None]:
+    head, tail = _common_parameters()
+    fields = [field_parameter(n, i) for n, i in cls.model_fields.items() if n not in BASE_FIELDS]
+
+    def command(**values: Any) -> None:
+        config = build_config(kind, cls, values)
         store = open_store()
         with store_errors():
             run = enqueue(store, config)
-            if not params["wait"]:
-                report(store, run, params["json_out"], details=False)
+            if not values["wait"]:
+                report(store, run, values["json_out"], details=False)
                 return
-            final = execute_inline(store, run, show_progress=not params["json_out"])
-            report(store, final, params["json_out"], details=True)
+            final = execute_inline(store, run, show_progress=not values["json_out"])
+            report(store, final, values["json_out"], details=True)
         if final.status is not RunStatus.FINISHED:
             raise CliError(f"run {final.id} {final.status.value}: {final.error or ''}".strip())
 
-    doc = (cls.__doc__ or f"Run a {kind} analysis.").strip().splitlines()[0]
-    return click.Command(kind, params=options, callback=callback, help=doc)
+    command.__signature__ = inspect.Signature(head + fields + tail)  # type: ignore[attr-defined]
+    command.__doc__ = (cls.__doc__ or f"Run a {kind} analysis.").strip()
+    command.__name__ = kind.replace("-", "_")
+    return command
 
 
 def report(store: ResultStore, run: RunRecord, json_out: bool, *, details: bool) -> None:
     if json_out:
         emit_json(run_details(store, run, all_rows=False) if details else run_summary(run))
     elif run.status is RunStatus.QUEUED:
-        click.echo(f"run {run.id} queued ({run.kind}); follow it with `headlab runs show {run.id}`")
+        typer.echo(f"run {run.id} queued ({run.kind}); follow it with `headlab runs show {run.id}`")
     else:
-        click.echo(f"run {run.id} {run.status.value} ({run.kind}) — `headlab runs show {run.id}`")
+        typer.echo(f"run {run.id} {run.status.value} ({run.kind}): `headlab runs show {run.id}`")
 
 
-def build_group() -> click.Group:
-    group = click.Group("run", help="Run an analysis (one command per run kind).")
+def build_group() -> typer.Typer:
+    group = typer.Typer(help="Run an analysis (one command per run kind).", no_args_is_help=True)
     for kind, cls in sorted(run_kinds().items()):
-        group.add_command(make_kind_command(kind, cls))
+        group.command(kind)(make_kind_command(kind, cls))
     return group

@@ -150,3 +150,9 @@ def enqueue(store: ResultStore, kind: str, form_values: dict[str, Any]) -> RunRe
     return store.enqueue_run(
         kind, config, config["model"], prompt_set_id, package_versions(), code_version()
     )
+
+
+def choices(store: ResultStore) -> tuple[list[str], list[str]]:
+    """(stored model specs, stored prompt-set names) for the form's pickers."""
+    specs = list(dict.fromkeys(m.spec for m in store.list_models()))
+    return specs, [p.name for p in store.list_prompt_sets()]

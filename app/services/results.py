@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,7 @@ class ResultsReader:
         self._cache: OrderedDict[int, RunTables] = OrderedDict()
         self._size = cache_runs
         self._lock = threading.Lock()
+        self._related: dict[int, tuple[float, list[RunRecord]]] = {}
 
     def tables(self, run_id: int) -> RunTables:
         with self._lock:
@@ -115,6 +117,10 @@ class ResultsReader:
         one = rows[(rows["layer"] == layer) & (rows["head"] == h)]
         return one[["layer", "position", "value"]].astype({"layer": int, "position": int})
 
+    def position_grid_has_heads(self, run_id: int, metric: str) -> bool:
+        rows = self.tables(run_id).per_position.get(metric)
+        return rows is not None and bool(rows["head"].notna().any())
+
     def head_scores(self, run_id: int, layer: int, head: int) -> list[dict[str, Any]]:
         """The head's aggregate value in every metric of the run, with its rank by |value|."""
         out = []
@@ -127,21 +133,46 @@ class ResultsReader:
             out.append({"metric": metric, "value": value, "rank": f"{rank} / {len(grid)}"})
         return out
 
+    def related_runs(self, run: RunRecord, ttl_s: float = 5.0) -> list[RunRecord]:
+        """The newest finished run of every other kind on the same model and prompt set,
+        so a head's detail can show its DLA, patching and ablation effects together."""
+        now = time.monotonic()
+        hit = self._related.get(run.id)
+        if hit is not None and now - hit[0] < ttl_s:
+            return hit[1]
+        newest: dict[str, RunRecord] = {}
+        for other in self.store.list_runs(status=RunStatus.FINISHED, limit=500):
+            same = other.model_spec == run.model_spec and other.prompt_set_id == run.prompt_set_id
+            if same and other.id != run.id and other.kind != run.kind:
+                newest.setdefault(other.kind, other)
+        found = sorted(newest.values(), key=lambda r: r.kind)
+        self._related[run.id] = (now, found)
+        return found
+
     # -- attention patterns ---------------------------------------------------------------
 
     def pattern_run(self, run: RunRecord) -> RunRecord | None:
         """The run whose patterns artifact shows ``run``'s heads: itself, else the newest
         finished ``heads`` run on the same model (same prompt set preferred)."""
+        key = -run.id  # cached next to related runs, negative keys
+        hit = self._related.get(key)
+        if hit is not None and time.monotonic() - hit[0] < 5.0:
+            return hit[1][0] if hit[1] else None
+        chosen = self._find_pattern_run(run)
+        self._related[key] = (time.monotonic(), [chosen] if chosen else [])
+        return chosen
+
+    def _find_pattern_run(self, run: RunRecord) -> RunRecord | None:
         if self._has_artifact(run.id, PATTERNS):
             return run
-        candidates = [
-            r
-            for r in self.store.list_runs(kind="heads", status=RunStatus.FINISHED, limit=200)
-            if r.model_spec == run.model_spec and self._has_artifact(r.id, PATTERNS)
-        ]
-        same_set = [r for r in candidates if r.prompt_set_id == run.prompt_set_id]
-        chosen = same_set or candidates
-        return chosen[0] if chosen else None
+        fallback = None
+        for other in self.store.list_runs(kind="heads", status=RunStatus.FINISHED, limit=200):
+            if other.model_spec != run.model_spec or not self._has_artifact(other.id, PATTERNS):
+                continue
+            if other.prompt_set_id == run.prompt_set_id:
+                return other
+            fallback = fallback or other
+        return fallback
 
     def _has_artifact(self, run_id: int, name: str) -> bool:
         try:

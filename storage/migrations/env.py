@@ -30,7 +30,7 @@ def run_migrations_online() -> None:
         _configure_and_run(connection)
         return
     # Used only by the plain `alembic` command line during development.
-    engine = make_engine(context.config.get_main_option("sqlalchemy.url"), foreign_keys=False)
+    engine = make_engine(context.config.get_main_option("sqlalchemy.url") or "", foreign_keys=False)
     with engine.begin() as conn:
         _configure_and_run(conn)
     engine.dispose()

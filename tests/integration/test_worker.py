@@ -164,8 +164,8 @@ def test_bad_config_fails_run_with_message_not_worker(store, headlab_env):
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
-        (("runs", "show", "999"), 2, "no run with id 999"),
-        (("runs", "cancel", "999"), 2, "no run with id 999"),
+        (("runs", "show", "999"), 2, "run 999 does not exist"),
+        (("runs", "cancel", "999"), 2, "run 999 does not exist"),
         (("runs", "list", "--status", "bogus"), 1, "unknown status"),
         (("run", "throughput", "--model", MODEL, "--steps", "0"), 1, "steps"),
         (("run", "throughput", "--model", MODEL, "--prompts", "nope"), 2, "nope"),

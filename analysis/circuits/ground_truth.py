@@ -1,0 +1,164 @@
+"""Known circuits and ROC/AUC scoring of discovered ones against them. Torch-free.
+
+A ground truth is a ``ground_truth.json`` (see the shared conventions):
+``{"model", "task", "nodes": [...], "edges": [[source, target], ...], "source", "evidence"}``.
+It is found by ``ground_truth`` spec:
+
+- empty / ``zoo``: the zoo model's own file, ``analysis/zoo/models/<name>/ground_truth.json``
+  (only for ``zoo:<name>`` models);
+- a reference name: ``analysis/reference/<name>.json`` (published GPT-2 circuits, node sets);
+- a path to a JSON file in the same format.
+
+Edge labels: an edge is positive when it is listed. A ground truth with nodes but no edges (the
+published circuits are node sets) labels an edge positive when its source and the node reading
+its target channel are both circuit nodes (``input`` and ``logits`` always count as circuit
+nodes). Node labels (``input``/``logits`` excluded): listed nodes are positive.
+
+ROC: edges ranked by |score|; ties share their rank, so the AUC is the Mann-Whitney statistic
+(probability that a random positive outscores a random negative, ties counting one half).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ANALYSIS_DIR = Path(__file__).resolve().parents[1]
+ZOO_DIR = ANALYSIS_DIR / "zoo" / "models"
+REFERENCE_DIR = ANALYSIS_DIR / "reference"
+ENDPOINTS = ("input", "logits")
+
+
+class GroundTruthError(ValueError):
+    """A ground truth cannot be found or does not fit the model's graph."""
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    nodes: frozenset[str]
+    edges: frozenset[tuple[str, str]]
+    model: str | None = None
+    task: str | None = None
+    source: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], origin: str) -> GroundTruth:
+        if not isinstance(data.get("nodes", []), list) or not isinstance(
+            data.get("edges", []), list
+        ):
+            raise GroundTruthError(f"{origin}: 'nodes' and 'edges' must be lists")
+        try:
+            edges = frozenset((str(s), str(t)) for s, t in data.get("edges", []))
+        except ValueError:
+            raise GroundTruthError(f"{origin}: every edge must be [source, target]") from None
+        nodes = frozenset(str(n) for n in data.get("nodes", []))
+        if not nodes and not edges:
+            raise GroundTruthError(f"{origin}: the ground truth lists no nodes and no edges")
+        return cls(nodes, edges, data.get("model"), data.get("task"), data.get("source"))
+
+
+def resolve_ground_truth_path(spec: str | None, model_spec: str) -> Path:
+    """Where the ground truth named by ``spec`` lives (see the module docstring)."""
+    if not spec or spec == "zoo":
+        if not model_spec.startswith("zoo:"):
+            raise GroundTruthError(
+                f"model {model_spec} is not a zoo model, so it has no built-in ground truth; "
+                "pass --ground-truth with a reference name or a JSON file"
+            )
+        path = ZOO_DIR / model_spec.removeprefix("zoo:") / "ground_truth.json"
+    elif (REFERENCE_DIR / f"{spec}.json").is_file():
+        path = REFERENCE_DIR / f"{spec}.json"
+    else:
+        path = Path(spec).expanduser()
+    if not path.is_file():
+        known = sorted(p.stem for p in REFERENCE_DIR.glob("*.json"))
+        raise GroundTruthError(
+            f"no ground truth at {path}; give a JSON file path or one of the references: "
+            f"{', '.join(known) or '(none)'}"
+        )
+    return path
+
+
+def load_ground_truth(spec: str | None, model_spec: str) -> GroundTruth:
+    path = resolve_ground_truth_path(spec, model_spec)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise GroundTruthError(f"{path} is not valid JSON: {exc}") from None
+    return GroundTruth.from_json(data, str(path))
+
+
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """``{"fpr": [...], "tpr": [...], "auc": x}`` ranking by score (higher = more likely)."""
+    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise GroundTruthError(
+            f"ROC needs positives and negatives; got {n_pos} positive and {n_neg} negative items"
+        )
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    cut = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each tie group
+    tp, fp = np.cumsum(y)[cut], np.cumsum(~y)[cut]
+    fpr, tpr = np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos]
+    auc = float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": auc}
+
+
+def owner_node(target: str) -> str:
+    """The node that reads a channel: 'a1.h2<k>' -> 'a1.h2'; 'm3' -> 'm3'."""
+    return target.split("<", 1)[0]
+
+
+def edge_labels(
+    truth: GroundTruth, edges: list[tuple[str, str]], owners: dict[str, list[str]] | None = None
+) -> np.ndarray:
+    """Positive/negative label of every graph edge (``owners``: channel -> reading nodes)."""
+    known = set(edges)
+    unknown = sorted(e for e in truth.edges if e not in known)
+    if unknown:
+        shown = ", ".join(f"{s}->{t}" for s, t in unknown[:5])
+        raise GroundTruthError(
+            f"the ground truth has {len(unknown)} edge(s) not in this model's graph: {shown}"
+        )
+    if truth.edges:
+        return np.array([e in truth.edges for e in edges])
+    members = set(truth.nodes) | set(ENDPOINTS)
+    owners = owners or {}
+    return np.array(
+        [
+            s in members and any(o in members for o in owners.get(t, [owner_node(t)]))
+            for s, t in edges
+        ]
+    )
+
+
+def node_labels(truth: GroundTruth, nodes: list[str]) -> np.ndarray:
+    names = set(truth.nodes) or {s for s, _ in truth.edges} | {
+        owner_node(t) for _, t in truth.edges
+    }
+    unknown = sorted(n for n in names if n not in set(nodes) and n not in ENDPOINTS)
+    if unknown:
+        raise GroundTruthError(f"the ground truth names nodes not in this model: {unknown[:5]}")
+    return np.array([n in names for n in nodes])
+
+
+def score_against(
+    truth: GroundTruth,
+    edges: list[tuple[str, str]],
+    edge_scores: np.ndarray,
+    node_scores: dict[str, float],
+    owners: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """``{"edge": roc, "node": roc}`` of |score| against the ground truth."""
+    out: dict[str, Any] = {
+        "edge": roc_curve(np.abs(edge_scores), edge_labels(truth, edges, owners))
+    }
+    nodes = [n for n in node_scores if n not in ENDPOINTS]
+    values = np.array([abs(node_scores[n]) for n in nodes])
+    out["node"] = roc_curve(values, node_labels(truth, nodes))
+    return out

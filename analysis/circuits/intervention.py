@@ -1,0 +1,256 @@
+"""Edge-level interventions: run a model with chosen graph edges carrying ablated values.
+
+The residual stream into an input channel v is the sum of the outputs o_u of every node u
+before it (plus biases, which are never ablated). Ablating the edge u -> v replaces u's
+contribution to v's input *only*, by its ablation value a_u (its output on the corrupted prompt,
+its mean, or zero):
+
+    x_v = (residual stream this run computes at v) + sum over ablated u->v of (a_u - o_u)
+
+where o_u is u's output *in this same run*, so kept edges carry whatever u computes from its own
+(possibly patched) inputs. With nothing ablated the run is the model's own forward; with every
+edge into ``logits`` ablated the final residual stream is the corrupted run's.
+
+How it is wired into a TransformerBridge (compatibility mode, layer norms folded into the
+weights, which is what ``enable_compatibility_mode`` does): node outputs are read at
+``blocks.0.hook_resid_pre`` (input), ``attn.hook_z @ W_O`` per head and ``hook_mlp_out``. Heads
+need per-head inputs, which the native bridge cannot split (``set_use_split_qkv_input`` is not
+supported there), so q, k and v are recomputed from per-head inputs at ``attn.hook_q/k/v``:
+``norm(x_h) @ W_Q[h] + b_Q[h]`` (q/k/v hooks sit before any rotary embedding). MLPs are fed
+``norm(x)`` at ``mlp.hook_in`` (after ln2), and ``logits`` gets ``x`` at ``ln_final.hook_in``.
+``check_decomposition`` verifies that this reproduces the model (run it once per model).
+
+Several masks can be run in one batched forward ("copies"): the prompt batch is repeated once
+per mask, copy c using ``ablate[c]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+
+from analysis import hooks
+from analysis.circuits.graph import CircuitGraph, CircuitGraphError
+
+NodeValues = Float[torch.Tensor, "batch pos node d_model"]
+AblateMask = Float[torch.Tensor, "copies node channel"]
+
+
+@dataclass
+class PatchedRun:
+    """Logits of a patched run, every node's output, and (when recorded) channel inputs."""
+
+    logits: Float[torch.Tensor, "copies_batch pos d_vocab"]
+    outputs: Float[torch.Tensor, "copies_batch pos node d_model"]
+    inputs: list[torch.Tensor] = field(default_factory=list)  # one [cb, pos, n, d] per group
+
+
+@dataclass
+class _RunState:
+    copies: int
+    ablated: torch.Tensor | None
+    ablate: torch.Tensor | None
+    record: bool
+    chunks: list[torch.Tensor] = field(default_factory=list)
+    resid: dict[str, torch.Tensor] = field(default_factory=dict)
+    inputs: list[torch.Tensor] = field(default_factory=list)
+
+
+def _stack_param(model: Any, name: str, shape_like: torch.Tensor) -> torch.Tensor:
+    try:
+        value = getattr(model, name)
+    except (TypeError, AttributeError):  # the bridge raises TypeError when a bias is absent
+        value = None
+    return torch.zeros_like(shape_like) if value is None else value.detach()
+
+
+class EdgePatcher:
+    """Runs a model with per-edge ablations on a fixed graph."""
+
+    def __init__(self, model: Any, graph: CircuitGraph) -> None:
+        self.model, self.graph = model, graph
+        cfg = model.cfg
+        w_q, w_k = model.W_Q.detach(), model.W_K.detach()
+        self.w = {"q": w_q, "k": w_k, "v": model.W_V.detach()}
+        self.b = {k: _stack_param(model, f"b_{k.upper()}", self.w[k][..., 0, :]) for k in "qkv"}
+        self.w_o = model.W_O.detach()
+        if w_k.shape[1] != graph.n_kv_heads:
+            raise CircuitGraphError(
+                f"model has {w_k.shape[1]} key/value heads, the graph {graph.n_kv_heads}"
+            )
+        self.norm_type = getattr(cfg, "normalization_type", None)
+        self.eps = float(getattr(cfg, "eps", 1e-5))
+        self._groups = self._channel_groups()
+
+    def _channel_groups(self) -> dict[tuple[int, str], tuple[int, int, int]]:
+        """(layer, kind) -> (first channel, end channel, n_upstream)."""
+        groups: dict[tuple[int, str], tuple[int, int, int]] = {}
+        for i, ch in enumerate(self.graph.channels):
+            key = (ch.layer, ch.kind)
+            start = groups.get(key, (i, i, ch.n_upstream))[0]
+            groups[key] = (start, i + 1, ch.n_upstream)
+        return groups
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """The weightless pre-norm the folded model applies (LN: centre + scale; RMS: scale)."""
+        if self.norm_type is None:
+            return x
+        if self.norm_type in ("LN", "LNPre"):
+            x = x - x.mean(-1, keepdim=True)
+        return x / (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
+
+    def run(
+        self,
+        tokens: Int[torch.Tensor, "batch pos"],
+        ablated: NodeValues | None = None,
+        ablate: AblateMask | None = None,
+        *,
+        record_inputs: bool = False,
+        input_override: Float[torch.Tensor, "copies_batch pos d_model"] | None = None,
+    ) -> PatchedRun:
+        """One forward of ``copies`` stacked copies of ``tokens`` (copies = ablate.shape[0])."""
+        copies = 1 if ablate is None else int(ablate.shape[0])
+        if ablate is not None and ablated is None:
+            raise ValueError("an ablation mask needs the ablated node values")
+        st = _RunState(copies, ablated, ablate, record_inputs)
+        with self.model.hooks(fwd_hooks=self._hooks(st, input_override)):
+            logits = self.model(tokens.repeat(copies, 1))
+        return PatchedRun(logits=logits, outputs=torch.cat(st.chunks, dim=2), inputs=st.inputs)
+
+    # ---- hooks ---------------------------------------------------------------------------
+    def _hooks(self, st: _RunState, override: torch.Tensor | None) -> list[tuple[str, Any]]:
+        g = self.graph
+        out: list[tuple[str, Any]] = [(hooks.resid_pre(0).name, self._input_hook(st, override))]
+        for layer in range(g.n_layers):
+            out.append((hooks.resid_pre(layer).name, self._save_hook(st, f"pre{layer}")))
+            for kind in ("q", "k", "v"):
+                out.append((hooks.site(kind, layer).name, self._qkv_hook(st, layer, kind)))
+            out.append((hooks.z(layer).name, self._z_hook(st, layer)))
+            if g.has_mlp:
+                out.append(
+                    (hooks.site("resid_mid", layer).name, self._save_hook(st, f"mid{layer}"))
+                )
+                out.append((hooks.site("mlp_in", layer).name, self._mlp_in_hook(st, layer)))
+                out.append((hooks.site("mlp_out", layer).name, self._chunk_hook(st)))
+        out.append((hooks.site("ln_final_in").name, self._logits_hook(st)))
+        return out
+
+    def _delta(self, st: _RunState, group: tuple[int, int, int]) -> torch.Tensor | None:
+        """sum over ablated u->v of (a_u - o_u), [copies*batch, pos, n_channels, d_model]."""
+        start, end, n_up = group
+        if st.ablate is None or st.ablated is None:
+            return None
+        weight = st.ablate[:, :n_up, start:end]
+        if not bool(weight.any()):
+            return None
+        outs = torch.cat(st.chunks, dim=2)[:, :, :n_up]
+        cb, pos, _, d = outs.shape
+        diff = st.ablated[None, :, :, :n_up] - outs.view(st.copies, cb // st.copies, pos, n_up, d)
+        delta = torch.einsum("cbpud,cun->cbpnd", diff, weight.to(diff.dtype))
+        return delta.reshape(cb, pos, end - start, d)
+
+    def _channel_input(self, st: _RunState, base: torch.Tensor, group: tuple) -> torch.Tensor:
+        n = group[1] - group[0]
+        x = base.unsqueeze(2).repeat(1, 1, n, 1)
+        delta = self._delta(st, group)
+        if delta is not None:
+            x = x + delta
+        if st.record:
+            st.inputs.append(x)
+        return x
+
+    def _needs_recompute(self, st: _RunState, group: tuple[int, int, int]) -> bool:
+        if st.record:
+            return True
+        if st.ablate is None:
+            return False
+        return bool(st.ablate[:, : group[2], group[0] : group[1]].any())
+
+    def _input_hook(self, st: _RunState, override: torch.Tensor | None) -> Any:
+        def hook(t: torch.Tensor, hook: Any) -> torch.Tensor:
+            value = t if override is None else override.to(t.dtype)
+            if st.record and torch.is_grad_enabled():
+                # a leaf, so that every channel input is differentiable even when the
+                # embeddings are a constant (EAP-IG) or the parameters are frozen
+                value = value.detach().requires_grad_(True)
+            st.chunks.append(value.unsqueeze(2))
+            return value
+
+        return hook
+
+    def _save_hook(self, st: _RunState, key: str) -> Any:
+        def hook(t: torch.Tensor, hook: Any) -> None:
+            st.resid[key] = t
+
+        return hook
+
+    def _chunk_hook(self, st: _RunState) -> Any:
+        def hook(t: torch.Tensor, hook: Any) -> None:
+            st.chunks.append(t.unsqueeze(2))
+
+        return hook
+
+    def _qkv_hook(self, st: _RunState, layer: int, kind: str) -> Any:
+        group = self._groups[(layer, kind)]
+
+        def hook(t: torch.Tensor, hook: Any) -> torch.Tensor:
+            if not self._needs_recompute(st, group):
+                return t
+            x = self._channel_input(st, st.resid[f"pre{layer}"], group)
+            w, b = self.w[kind][layer], self.b[kind][layer]
+            return torch.einsum("bpnd,nde->bpne", self.normalise(x), w) + b
+
+        return hook
+
+    def _z_hook(self, st: _RunState, layer: int) -> Any:
+        def hook(t: torch.Tensor, hook: Any) -> None:
+            st.chunks.append(torch.einsum("bphe,hed->bphd", t, self.w_o[layer]))
+
+        return hook
+
+    def _mlp_in_hook(self, st: _RunState, layer: int) -> Any:
+        group = self._groups[(layer, "mlp")]
+
+        def hook(t: torch.Tensor, hook: Any) -> torch.Tensor:
+            if not self._needs_recompute(st, group):
+                return t
+            x = self._channel_input(st, st.resid[f"mid{layer}"], group)
+            return self.normalise(x[:, :, 0])
+
+        return hook
+
+    def _logits_hook(self, st: _RunState) -> Any:
+        group = self._groups[(self.graph.n_layers, "logits")]
+
+        def hook(t: torch.Tensor, hook: Any) -> torch.Tensor:
+            if not self._needs_recompute(st, group):
+                return t
+            return self._channel_input(st, t, group)[:, :, 0]
+
+        return hook
+
+
+def check_decomposition(
+    patcher: EdgePatcher, tokens: Int[torch.Tensor, "batch pos"], atol: float = 1e-4
+) -> float:
+    """Max |logits| difference between the recomputed (edge-decomposed) and the plain forward.
+
+    Raises ``CircuitGraphError`` when the decomposition does not reproduce the model, which
+    happens when layer norms are not folded (call ``enable_compatibility_mode()``) or the
+    architecture computes q/k/v differently from ``norm(x) @ W + b``.
+    """
+    with torch.no_grad():
+        plain = patcher.model(tokens)
+        rebuilt = patcher.run(tokens, record_inputs=True).logits
+    err = float((plain - rebuilt).abs().max())
+    scale = max(1.0, float(plain.abs().max()))
+    if err > atol * scale:
+        raise CircuitGraphError(
+            f"the edge-decomposed forward differs from the model by {err:.3g} in the logits; "
+            "circuit discovery needs a TransformerBridge in compatibility mode "
+            "(enable_compatibility_mode(), which folds the layer norms into the weights)"
+        )
+    return err

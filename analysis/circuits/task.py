@@ -1,0 +1,170 @@
+"""A circuit-discovery task: a model, its graph, a prompt batch, a metric and an ablation.
+
+``build_task`` runs the clean and the corrupted prompts once each and keeps every node's output;
+the *ablation values* a_u that ablated edges carry are
+
+- ``corrupted``: u's output on the corrupted prompt (the default, as in ACDC and EAP);
+- ``mean``: u's output averaged over the clean prompts at each position (real tokens only);
+- ``zero``: 0 (biases are never ablated).
+
+Metrics are the prompt-set means of ``analysis.metrics`` (``logit_diff``, ``prob``, ``kl`` to the
+clean distribution), read at each prompt's last real position. ``metric_corrupt`` is the metric
+with *every* edge ablated, which for the corrupted ablation is the corrupted run itself.
+
+Pass counts are in prompt-batch forward equivalents: one batched forward of c mask copies counts
+c forwards (``n_calls`` counts model calls).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Bool, Float
+
+from analysis.circuits.graph import CircuitGraph, graph_for_model
+from analysis.circuits.intervention import EdgePatcher, NodeValues
+from analysis.metrics import last_logits, metric_per_prompt
+from analysis.prompt_batch import PairBatch
+
+Ablation = Literal["corrupted", "mean", "zero"]
+ABLATIONS: tuple[str, ...] = ("corrupted", "mean", "zero")
+
+
+@dataclass
+class PassCounter:
+    n_forward: int = 0
+    n_backward: int = 0
+    n_calls: int = 0
+
+    def forward(self, copies: int = 1) -> None:
+        self.n_forward += copies
+        self.n_calls += 1
+
+
+@dataclass
+class CircuitTask:
+    patcher: EdgePatcher
+    batch: PairBatch
+    metric: str
+    ablation: str
+    clean_outputs: NodeValues
+    ablated: NodeValues
+    clean_last: Float[torch.Tensor, "batch d_vocab"]
+    metric_clean: float
+    metric_corrupt: float
+    counter: PassCounter = field(default_factory=PassCounter)
+    clean_grads: torch.Tensor | None = None  # d metric / d channel inputs at the clean run
+    chunk: int = 32  # mask copies per batched forward
+
+    @property
+    def graph(self) -> CircuitGraph:
+        return self.patcher.graph
+
+    def metric_of(self, logits: torch.Tensor, copies: int) -> Float[torch.Tensor, " copies"]:
+        """Prompt-set mean metric of each copy of a batched run."""
+        last = last_logits(logits, self.batch.last.repeat(copies))
+        values = metric_per_prompt(self.metric, last, self.batch, self.clean_last)
+        return values.view(copies, -1).mean(1)
+
+    def ablated_metric(
+        self, ablate_edges: Bool[torch.Tensor, "copies edge"]
+    ) -> Float[torch.Tensor, " copies"]:
+        """The metric with the given edges ablated (one row per mask), in batched chunks."""
+        results = []
+        with torch.no_grad():
+            for start in range(0, ablate_edges.shape[0], self.chunk):
+                masks = ablate_edges[start : start + self.chunk].float()
+                dense = self.graph.dense(masks)
+                run = self.patcher.run(self.batch.clean, self.ablated, dense)
+                self.counter.forward(masks.shape[0])
+                results.append(self.metric_of(run.logits, masks.shape[0]))
+        return torch.cat(results) if results else torch.zeros(0)
+
+    def input_gradients(
+        self, input_override: torch.Tensor | None = None
+    ) -> tuple[Float[torch.Tensor, "batch pos channel d_model"], float]:
+        """d(mean metric)/d(input of every channel), and the metric, at one (clean) run."""
+        with torch.enable_grad():
+            run = self.patcher.run(
+                self.batch.clean, record_inputs=True, input_override=input_override
+            )
+            value = self.metric_of(run.logits, 1)[0]
+            grads = torch.autograd.grad(value, run.inputs)
+        self.counter.forward()
+        self.counter.n_backward += 1
+        return torch.cat([g.detach() for g in grads], dim=2), float(value.detach())
+
+
+def _position_mean(values: NodeValues, lengths: torch.Tensor) -> NodeValues:
+    pos = torch.arange(values.shape[1], device=values.device)
+    valid = (pos[None, :] < lengths[:, None].to(values.device)).to(values.dtype)
+    total = torch.einsum("bpud,bp->pud", values, valid)
+    mean = total / valid.sum(0).clamp(min=1)[:, None, None]
+    return mean.expand_as(values).clone()
+
+
+def build_task(
+    model: Any,
+    batch: PairBatch,
+    *,
+    metric: str = "logit_diff",
+    ablation: str = "corrupted",
+    graph: CircuitGraph | None = None,
+    with_gradients: bool = False,
+) -> CircuitTask:
+    """Run clean and corrupted prompts once each and set up the ablation values.
+
+    ``with_gradients`` also back-propagates the metric through the clean run (one backward)
+    and keeps d metric / d input of every channel in ``task.clean_grads``.
+    """
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
+    patcher = EdgePatcher(model, graph or graph_for_model(model))
+    counter = PassCounter()
+    with torch.set_grad_enabled(with_gradients):
+        clean = patcher.run(batch.clean, record_inputs=with_gradients)
+    with torch.no_grad():
+        corrupt = patcher.run(batch.corrupted)
+    counter.forward()
+    counter.forward()
+    clean_last = last_logits(clean.logits, batch.last).detach()
+    clean_grads = None
+    if with_gradients:
+        value = task_metric(metric, last_logits(clean.logits, batch.last), batch, clean_last)
+        grads = torch.autograd.grad(value, clean.inputs)
+        clean_grads = torch.cat([g.detach() for g in grads], dim=2)
+        counter.n_backward += 1
+    if ablation == "corrupted":
+        ablated = corrupt.outputs.detach()
+    elif ablation == "mean":
+        ablated = _position_mean(clean.outputs.detach(), batch.lengths)
+    else:
+        ablated = torch.zeros_like(clean.outputs)
+    task = CircuitTask(
+        patcher=patcher,
+        batch=batch,
+        metric=metric,
+        ablation=ablation,
+        clean_outputs=clean.outputs.detach(),
+        ablated=ablated,
+        clean_last=clean_last,
+        metric_clean=float(task_metric(metric, clean_last, batch, clean_last)),
+        metric_corrupt=0.0,
+        counter=counter,
+        clean_grads=clean_grads,
+    )
+    if ablation == "corrupted":
+        corrupt_last = last_logits(corrupt.logits, batch.last)
+        task.metric_corrupt = float(task_metric(metric, corrupt_last, batch, clean_last))
+    else:
+        everything = torch.ones(1, task.graph.n_edges, dtype=torch.bool)
+        task.metric_corrupt = float(task.ablated_metric(everything)[0])
+    return task
+
+
+def task_metric(
+    metric: str, logits_last: torch.Tensor, batch: PairBatch, clean_last: torch.Tensor
+) -> torch.Tensor:
+    return metric_per_prompt(metric, logits_last, batch, clean_last).mean()

@@ -1,0 +1,1 @@
+"""Activation patching: exact reference, fast batched path, attribution patching."""

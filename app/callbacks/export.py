@@ -1,0 +1,56 @@
+"""Figure export (one callback per menu, by pattern-matching ids) and table CSV downloads.
+
+The browser sends only the figure spec (run id, metric, head…), the format and the preset; the
+server rebuilds the figure from the store with the same builder as the page and returns the
+bytes through ``dcc.Download``. No file path ever comes from the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dash
+from dash import MATCH, Input, Output, State, dcc
+
+from app import ids
+from app.services.context import WebContext
+from app.services.figures import SpecError, build_figure, spec_name
+from storage.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+def figure_bytes(figure: Any, fmt: str, preset: str) -> bytes:
+    """The figure laid out for print at ``preset`` and rendered by the shared kaleido server."""
+    from app.export.paper import figure_aspect, paper_figure
+    from app.export.presets import check_format, resolve_size
+    from app.export.render import shared_renderer
+
+    size = resolve_size(preset)
+    paper = paper_figure(figure, size)
+    height = size.height_px(figure_aspect(figure))
+    return shared_renderer().render(
+        paper, check_format(fmt), width_px=size.width_px, height_px=height
+    )
+
+
+def register(app: dash.Dash, ctx: WebContext) -> None:
+    @app.callback(
+        Output(ids.export_id(ids.EXPORT_DOWNLOAD, MATCH), "data"),
+        Output(ids.export_id(ids.EXPORT_ERROR, MATCH), "children"),
+        Input(ids.export_id(ids.EXPORT_BUTTON, MATCH), "n_clicks"),
+        State(ids.export_id(ids.EXPORT_FORMAT, MATCH), "value"),
+        State(ids.export_id(ids.EXPORT_PRESET, MATCH), "value"),
+        State(ids.export_id(ids.EXPORT_SPEC, MATCH), "data"),
+        prevent_initial_call=True,
+    )
+    def export_figure(_clicks: int, fmt: str, preset: str, spec: dict | None) -> tuple:
+        if not spec:
+            return dash.no_update, "nothing to export yet"
+        try:
+            data = figure_bytes(build_figure(ctx.reader, spec), fmt, preset)
+        except (SpecError, StoreError, ValueError, RuntimeError) as exc:
+            log.warning("export %s failed: %s", spec, exc)
+            return dash.no_update, str(exc)
+        return dcc.send_bytes(data, f"{spec_name(spec)}_{preset}.{fmt}"), ""

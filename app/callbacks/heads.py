@@ -1,0 +1,156 @@
+"""Heads page: run → metrics, metric → heatmap, click/arrow key → head detail, per position."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+from dash import Input, Output, Patch, State
+
+from app import ids
+from app.components.common import empty_figure
+from app.components.heads import sae_list, scores_table
+from app.services import heads_view
+from app.services.context import WebContext
+from app.services.figures import build_figure
+from storage.errors import StoreError
+
+PATTERN_SPEC = ids.export_id(ids.EXPORT_SPEC, "heads-pattern")
+HEATMAP_SPEC = ids.export_id(ids.EXPORT_SPEC, "heads-heatmap")
+POSITION_SPEC = ids.export_id(ids.EXPORT_SPEC, "heads-position")
+
+
+def highlight(selected: list[int] | None) -> list[dict[str, Any]]:
+    if not selected:
+        return []
+    layer, head = selected
+    return [
+        {
+            "type": "rect",
+            "x0": head - 0.5,
+            "x1": head + 0.5,
+            "y0": layer - 0.5,
+            "y1": layer + 0.5,
+            "line": {"color": "#111", "width": 2},
+            "xref": "x",
+            "yref": "y",
+        }
+    ]
+
+
+def clicked_head(click: dict | None) -> list[int] | None:
+    if not click or not click.get("points"):
+        return None
+    point = click["points"][0]
+    return [int(round(point["y"])), int(round(point["x"]))]
+
+
+def register(app: dash.Dash, ctx: WebContext) -> None:
+    @app.callback(
+        Output(ids.HEADS_METRIC, "options"),
+        Output(ids.HEADS_METRIC, "value"),
+        Output(ids.HEADS_PROMPT, "options"),
+        Output(ids.HEADS_PROMPT, "value"),
+        Output(ids.HEADS_POSITION_METRIC, "options"),
+        Output(ids.HEADS_POSITION_METRIC, "value"),
+        Input(ids.HEADS_RUN, "value"),
+        State(ids.HEADS_METRIC, "value"),
+        prevent_initial_call=True,
+    )
+    def pick_run(run_id: int, metric: str | None) -> tuple:
+        state = heads_view.initial(ctx, int(run_id), metric)
+        first = state.prompt_options[0]["value"] if state.prompt_options else None
+        pos = state.position_options[0]["value"] if state.position_options else None
+        return (
+            state.metric_options,
+            state.metric,
+            state.prompt_options,
+            first,
+            state.position_options,
+            pos,
+        )
+
+    @app.callback(
+        Output(ids.HEADS_HEATMAP, "figure"),
+        Output(HEATMAP_SPEC, "data"),
+        Input(ids.HEADS_METRIC, "value"),
+        State(ids.HEADS_RUN, "value"),
+        State(ids.HEADS_SELECTED, "data"),
+        prevent_initial_call=True,
+    )
+    def show_metric(metric: str | None, run_id: int, selected: list[int] | None) -> tuple:
+        if not metric:
+            return empty_figure(f"Run #{run_id} stores no per-head metrics."), None
+        spec = heads_view.heatmap_spec(int(run_id), metric)
+        figure = build_figure(ctx.reader, spec)
+        figure.update_layout(shapes=highlight(selected))
+        return figure, spec
+
+    @app.callback(
+        Output(ids.HEADS_SELECTED, "data"),
+        Output(ids.HEADS_DETAIL_TITLE, "children"),
+        Output(ids.HEADS_PATTERN, "figure"),
+        Output(PATTERN_SPEC, "data"),
+        Output(ids.HEADS_SCORES, "children"),
+        Output(ids.HEADS_SAE, "children"),
+        Output(ids.HEADS_HEATMAP, "figure", allow_duplicate=True),
+        Input(ids.HEADS_HEATMAP, "clickData"),
+        Input(ids.HEADS_KEY, "data"),
+        Input(ids.HEADS_PROMPT, "value"),
+        State(ids.HEADS_SELECTED, "data"),
+        State(ids.HEADS_RUN, "value"),
+        State(ids.HEADS_METRIC, "value"),
+        prevent_initial_call=True,
+    )
+    def select_head(
+        click: dict | None,
+        key: dict | None,
+        prompt: int | None,
+        selected: list[int] | None,
+        run_id: int,
+        metric: str | None,
+    ) -> tuple:
+        trigger = dash.ctx.triggered_id
+        if trigger == ids.HEADS_HEATMAP:
+            selected = clicked_head(click) or selected
+        elif trigger == ids.HEADS_KEY and key and metric:
+            shape = heads_view.grid_shape(ctx, int(run_id), metric)
+            selected = heads_view.move(selected, key.get("key", ""), *shape)
+        if not selected:
+            return (dash.no_update,) * 7
+        try:
+            detail = heads_view.head_detail(ctx, int(run_id), selected[0], selected[1], prompt)
+        except StoreError as exc:
+            return selected, str(exc), empty_figure(str(exc)), None, "", "", dash.no_update
+        pattern = detail.pattern_figure or empty_figure(
+            "No stored attention patterns: run `heads` on this model to see them"
+        )
+        patch = Patch()
+        patch["layout"]["shapes"] = highlight(selected)
+        return (
+            selected,
+            detail.title,
+            pattern,
+            detail.pattern_spec,
+            scores_table(detail.scores),
+            sae_list(detail.sae_features),
+            patch,
+        )
+
+    @app.callback(
+        Output(ids.HEADS_POSITION, "figure"),
+        Output(POSITION_SPEC, "data"),
+        Input(ids.HEADS_POSITION_METRIC, "value"),
+        Input(ids.HEADS_SELECTED, "data"),
+    )
+    def show_positions(choice: str | None, selected: list[int] | None) -> tuple:
+        if not choice:
+            return empty_figure("No per-position results for this model"), None
+        run_id, metric = choice.split("|", 1)
+        spec: dict[str, Any] = {"kind": "position_heatmap", "run": int(run_id), "metric": metric}
+        if selected and ctx.reader.position_grid_has_heads(int(run_id), metric):
+            spec.update(layer=selected[0], head=selected[1])
+        try:
+            return build_figure(ctx.reader, spec), spec
+        except (StoreError, ValueError) as exc:
+            return empty_figure(str(exc)), None

@@ -1,0 +1,96 @@
+"""Runs page: the polled table, paging, cancel/delete buttons, CSV download."""
+
+from __future__ import annotations
+
+import io
+
+import dash
+import pandas as pd
+from dash import ALL, Input, Output, State, dcc
+
+from app import ids
+from app.components.runs import run_table
+from app.services import runs as run_service
+from app.services.context import WebContext
+from storage.errors import StoreError
+
+PAGE_SIZE = 25
+
+
+def register(app: dash.Dash, ctx: WebContext) -> None:
+    @app.callback(
+        Output(ids.RUNS_TABLE, "children"),
+        Output(ids.RUNS_INTERVAL, "disabled"),
+        Output(ids.RUNS_PAGE_LABEL, "children"),
+        Input(ids.RUNS_INTERVAL, "n_intervals"),
+        Input(ids.RUNS_FILTER_KIND, "value"),
+        Input(ids.RUNS_FILTER_STATUS, "value"),
+        Input(ids.RUNS_PAGE, "data"),
+        Input(ids.RUNS_REFRESH, "data"),
+    )
+    def refresh_table(_n: int, kind: str | None, status: str | None, page: int, _r: int) -> tuple:
+        runs, total = run_service.runs_page(ctx.store, kind, status, page or 0, PAGE_SIZE)
+        names = run_service.prompt_set_names(ctx.store)
+        rows = [(run_service.run_row(r, names), run_service.open_href(r)) for r in runs]
+        first = (page or 0) * PAGE_SIZE
+        label = f"{first + 1}–{first + len(runs)} of {total}" if runs else f"0 of {total}"
+        return run_table(rows), not run_service.any_active(ctx.store), label
+
+    @app.callback(
+        Output(ids.RUNS_PAGE, "data"),
+        Input(ids.RUNS_PREV, "n_clicks"),
+        Input(ids.RUNS_NEXT, "n_clicks"),
+        Input(ids.RUNS_FILTER_KIND, "value"),
+        Input(ids.RUNS_FILTER_STATUS, "value"),
+        State(ids.RUNS_PAGE, "data"),
+        prevent_initial_call=True,
+    )
+    def change_page(_p: int, _n: int, kind: str | None, status: str | None, page: int) -> int:
+        trigger = dash.ctx.triggered_id
+        if trigger == ids.RUNS_NEXT:
+            total = ctx.store.count_runs(kind=kind or None, status=status or None)
+            return page + 1 if (page + 1) * PAGE_SIZE < total else page
+        if trigger == ids.RUNS_PREV:
+            return max(0, page - 1)
+        return 0
+
+    @app.callback(
+        Output(ids.RUNS_ACTION_STATUS, "children"),
+        Output(ids.RUNS_REFRESH, "data"),
+        Input(ids.run_action_id(ids.RUN_CANCEL, ALL), "n_clicks"),
+        Input(ids.run_action_id(ids.RUN_DELETE, ALL), "n_clicks"),
+        State(ids.RUNS_REFRESH, "data"),
+        prevent_initial_call=True,
+    )
+    def run_action(_c: list, _d: list, counter: int) -> tuple:
+        trigger = dash.ctx.triggered_id
+        if not trigger or not any(t["value"] for t in dash.ctx.triggered):
+            return dash.no_update, dash.no_update  # buttons re-rendered, not clicked
+        run_id = int(trigger["run"])
+        try:
+            if trigger["type"] == ids.RUN_CANCEL:
+                ctx.store.request_cancel(run_id)
+                text = f"Cancel requested for run #{run_id}."
+            else:
+                ctx.store.delete_run(run_id)
+                ctx.reader.forget(run_id)
+                text = f"Deleted run #{run_id}."
+        except StoreError as exc:
+            text = str(exc)
+        return text, (counter or 0) + 1
+
+    @app.callback(
+        Output(ids.RUNS_DOWNLOAD, "data"),
+        Input(ids.RUNS_CSV, "n_clicks"),
+        State(ids.RUNS_FILTER_KIND, "value"),
+        State(ids.RUNS_FILTER_STATUS, "value"),
+        prevent_initial_call=True,
+    )
+    def runs_csv(_n: int, kind: str | None, status: str | None) -> dict:
+        total = ctx.store.count_runs(kind=kind or None, status=status or None)
+        runs = ctx.store.list_runs(kind=kind or None, status=status or None, limit=max(total, 1))
+        names = run_service.prompt_set_names(ctx.store)
+        frame = pd.DataFrame([run_service.run_row(r, names) for r in runs])
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False)
+        return dcc.send_string(buffer.getvalue(), "runs.csv")

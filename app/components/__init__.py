@@ -1,0 +1,1 @@
+"""Layout builders: pure functions from already-read data to Dash components."""

@@ -1,0 +1,239 @@
+"""Circuits, SAEs and Compare page layouts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import dcc, html
+
+from app import ids
+from app.components.common import card, data_table, export_menu, figure_card, message, page
+
+
+def circuits_layout(
+    run_options: list[dict[str, Any]], chosen: list[int], n_edges: int, max_score: float
+) -> html.Div:
+    top = max(n_edges, 1)
+    controls = html.Div(
+        [
+            html.Label("Circuits", className="field-label"),
+            dcc.Dropdown(
+                id=ids.CIRCUITS_RUNS,
+                options=run_options,
+                value=chosen,
+                multi=True,
+                placeholder="choose one or more circuit runs",
+                className="grow",
+            ),
+            dcc.RadioItems(
+                id=ids.CIRCUITS_MODE,
+                value="circuit",
+                inline=True,
+                options=[
+                    {"label": " stored circuit", "value": "circuit"},
+                    {"label": " top-k edges", "value": "topk"},
+                    {"label": " |score| ≥ threshold", "value": "threshold"},
+                ],
+                className="radio",
+            ),
+        ],
+        className="toolbar",
+    )
+    sliders = html.Div(
+        [
+            html.Div(
+                [
+                    html.Label("top k", className="field-label"),
+                    dcc.Slider(
+                        id=ids.CIRCUITS_TOPK,
+                        min=1,
+                        max=top,
+                        step=1,
+                        value=min(20, top),
+                        updatemode="drag",
+                        tooltip={"placement": "bottom", "always_visible": False},
+                    ),
+                ],
+                className="slider",
+            ),
+            html.Div(
+                [
+                    html.Label("threshold", className="field-label"),
+                    dcc.Slider(
+                        id=ids.CIRCUITS_THRESHOLD,
+                        min=0,
+                        max=max(max_score, 1e-9),
+                        value=max_score / 4,
+                        updatemode="drag",
+                        tooltip={"placement": "bottom", "always_visible": False},
+                    ),
+                ],
+                className="slider",
+            ),
+        ],
+        className="sliders",
+    )
+    curves = html.Div(
+        [
+            figure_card(
+                "Faithfulness vs circuit size", ids.CIRCUITS_FAITH, "circuits-faith", height=340
+            ),
+            figure_card(
+                "ROC against the ground truth", ids.CIRCUITS_ROC, "circuits-roc", height=340
+            ),
+        ],
+        className="two-col even",
+    )
+    return page(
+        "Circuits",
+        card(None, controls, sliders),
+        html.Div(id=ids.CIRCUITS_GRAPHS, className="graph-grid"),
+        curves,
+        card(
+            "Selected edges (first circuit)",
+            html.Div(id=ids.CIRCUITS_EDGES, className="table-wrap"),
+        ),
+        subtitle="Layers run top to bottom; edge width shows |score|; q, k and v inputs have "
+        "their own colours. Moving a slider re-selects stored edges, nothing reruns.",
+    )
+
+
+def circuit_cards(items: list[tuple[int, str, Any, dict[str, Any]]]) -> list[html.Div]:
+    """(run id, title, figure, spec) → one graph card per circuit."""
+    return [
+        figure_card(
+            title,
+            f"circuit-graph-{run_id}",
+            f"circuit-{run_id}",
+            figure=figure,
+            spec=spec,
+            height=460,
+            class_name="circuit-card",
+        )
+        for run_id, title, figure, spec in items
+    ]
+
+
+def sae_layout(
+    run_options: list[dict[str, Any]],
+    run_id: int | None,
+    feature_rows: list[dict],
+    training: Any,
+    training_spec: Any,
+    note: str,
+) -> html.Div:
+    table = data_table(
+        ids.SAE_FEATURES,
+        feature_rows,
+        None,
+        page_size=12,
+        filterable=True,
+        row_selectable="single",
+        selected_rows=[],
+    )
+    return page(
+        "SAEs",
+        html.Div(
+            [
+                html.Label("SAE run", className="field-label"),
+                dcc.Dropdown(
+                    id=ids.SAE_RUN,
+                    options=run_options,
+                    value=run_id,
+                    clearable=False,
+                    className="grow",
+                ),
+            ],
+            className="toolbar",
+        ),
+        message(note or None, id=ids.SAE_MESSAGE),
+        html.Div(
+            [
+                card(
+                    "Features (sort by any column; pick one)",
+                    html.Div(table, className="table-wrap"),
+                ),
+                figure_card(
+                    "Training curves",
+                    ids.SAE_TRAINING,
+                    "sae-training",
+                    figure=training,
+                    spec=training_spec,
+                    height=360,
+                ),
+            ],
+            className="two-col",
+        ),
+        html.Div(
+            [
+                figure_card("Per-head attribution", ids.SAE_SHARES, "sae-shares", height=340),
+                card(
+                    "Top-activating contexts",
+                    html.Div(id=ids.SAE_CONTEXTS, className="contexts"),
+                    extra=export_menu("sae-contexts"),
+                ),
+            ],
+            className="two-col even",
+        ),
+        figure_card(
+            "Direct feature attribution by source position", ids.SAE_DFA, "sae-dfa", height=360
+        ),
+        dcc.Store(id=ids.SAE_FEATURE),
+    )
+
+
+def highlighted_contexts(contexts: list[dict[str, Any]]) -> Any:
+    """Tokens with a background whose strength is the activation (relative to the max)."""
+    if not contexts:
+        return html.P("No stored contexts for this feature.", className="muted")
+    top = max((abs(float(a)) for c in contexts for a in c.get("acts", [])), default=0.0) or 1.0
+    rows = []
+    for c in contexts:
+        spans = [
+            html.Span(
+                str(t),
+                title=f"{float(a):.3f}",
+                className="tok",
+                style={"backgroundColor": f"rgba(214, 96, 77, {abs(float(a)) / top:.2f})"},
+            )
+            for t, a in zip(c.get("tokens", []), c.get("acts", []), strict=False)
+        ]
+        rows.append(
+            html.Div(
+                [html.Span(f"max {float(c.get('max', 0)):.2f}", className="ctx-max"), *spans],
+                className="ctx",
+            )
+        )
+    return rows
+
+
+def compare_layout(
+    run_options: list[dict[str, Any]],
+    a: int | None,
+    b: int | None,
+    metrics: list[str],
+    metric: str | None,
+) -> html.Div:
+    pickers = html.Div(
+        [
+            html.Label("Run A", className="field-label"),
+            dcc.Dropdown(id=ids.COMPARE_RUN_A, options=run_options, value=a, className="grow"),
+            html.Label("Run B", className="field-label"),
+            dcc.Dropdown(id=ids.COMPARE_RUN_B, options=run_options, value=b, className="grow"),
+            html.Label("Metric", className="field-label"),
+            dcc.Dropdown(
+                id=ids.COMPARE_METRIC, options=metrics, value=metric, className="metric-select"
+            ),
+        ],
+        className="toolbar",
+    )
+    return page(
+        "Compare",
+        pickers,
+        message(None, id=ids.COMPARE_MESSAGE),
+        figure_card(
+            "Side by side (shared colour scale)", ids.COMPARE_SIDE, "compare-side", height=440
+        ),
+        figure_card("Difference (B − A)", ids.COMPARE_DIFF, "compare-diff", height=440),
+        subtitle="Two runs of the same kind — different models, checkpoints or prompt sets.",
+    )

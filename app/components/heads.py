@@ -1,0 +1,120 @@
+"""Heads page layout: run and metric pickers, the layer × head heatmap, the head detail panel
+(pattern on a chosen prompt, scores across runs, top SAE features) and per-position results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import dcc, html
+
+from app import ids
+from app.components.common import card, data_table, empty_figure, export_menu, graph, message, page
+from app.services.heads_view import HeadsInitial
+
+SCORE_COLUMNS = ["run", "metric", "value", "rank"]
+
+
+def scores_table(rows: list[dict[str, Any]]) -> Any:
+    if not rows:
+        return html.P("No scores for this head.", className="muted")
+    return data_table("heads-scores-table", rows, SCORE_COLUMNS, page_size=12)
+
+
+def sae_list(rows: list[dict[str, Any]]) -> Any:
+    if not rows:
+        return html.P(
+            "No SAE run on this model attributes features to this head.", className="muted"
+        )
+    items = [
+        html.Li(
+            dcc.Link(
+                f"feature {r['feature']} · share {r['share']:.2f}",
+                href=f"/sae?run={r['run']}&feature={r['feature']}",
+            )
+        )
+        for r in rows
+    ]
+    return html.Ul(items, className="feature-list")
+
+
+def heads_layout(state: HeadsInitial) -> html.Div:
+    toolbar = html.Div(
+        [
+            html.Label("Run", className="field-label"),
+            dcc.Dropdown(
+                id=ids.HEADS_RUN,
+                options=state.run_options,
+                value=state.run_id,
+                clearable=False,
+                className="grow",
+            ),
+            html.Label("Metric", className="field-label"),
+            dcc.Dropdown(
+                id=ids.HEADS_METRIC,
+                options=state.metric_options,
+                value=state.metric,
+                clearable=False,
+                className="metric-select",
+            ),
+        ],
+        className="toolbar",
+    )
+    heatmap = card(
+        "Layer × head",
+        graph(ids.HEADS_HEATMAP, state.figure or empty_figure(state.message), height=560),
+        html.P("Click a head, or select one and move with the arrow keys.", className="hint"),
+        extra=export_menu("heads-heatmap", state.spec),
+        class_name="heatmap-card",
+    )
+    detail = card(
+        None,
+        html.Div(
+            [html.H2("Select a head", id=ids.HEADS_DETAIL_TITLE), export_menu("heads-pattern")],
+            className="card-head",
+        ),
+        html.Div(
+            [
+                html.Label("Prompt", className="field-label"),
+                dcc.Dropdown(
+                    id=ids.HEADS_PROMPT,
+                    options=state.prompt_options,
+                    value=state.prompt_options[0]["value"] if state.prompt_options else None,
+                    clearable=False,
+                    className="grow",
+                ),
+            ],
+            className="toolbar compact",
+        ),
+        graph(ids.HEADS_PATTERN, empty_figure("Click a head in the heatmap"), height=380),
+        html.H3("Scores"),
+        html.Div(id=ids.HEADS_SCORES),
+        html.H3("Top SAE features"),
+        html.Div(id=ids.HEADS_SAE),
+        class_name="detail-card",
+    )
+    position = card(
+        "Per position",
+        html.Div(
+            [
+                html.Label("Metric", className="field-label"),
+                dcc.Dropdown(
+                    id=ids.HEADS_POSITION_METRIC,
+                    options=state.position_options,
+                    value=state.position_options[0]["value"] if state.position_options else None,
+                    placeholder="no per-position results for this model",
+                    className="grow",
+                ),
+            ],
+            className="toolbar compact",
+        ),
+        graph(ids.HEADS_POSITION, empty_figure("No per-position results"), height=360),
+        extra=export_menu("heads-position"),
+    )
+    return page(
+        "Heads",
+        toolbar,
+        message(None, id=ids.HEADS_MESSAGE),
+        html.Div([heatmap, detail], className="two-col"),
+        position,
+        dcc.Store(id=ids.HEADS_SELECTED),
+    )

@@ -1,0 +1,111 @@
+"""Launch page layout: a run-kind picker and a form generated from the kind's config fields,
+with each field's validation error shown right under it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import dcc, html
+
+from app import ids
+from app.components.common import card, message, page
+from app.services.launch import FieldSpec
+
+MODELS_DATALIST = "launch-models-datalist"
+
+
+def field_input(spec: FieldSpec, models: list[str], prompt_sets: list[str]) -> Any:
+    fid = ids.launch_field_id(spec.name)
+    if spec.name == "prompt_set":
+        return dcc.Dropdown(
+            id=fid, options=prompt_sets, value=spec.default, placeholder="choose a prompt set"
+        )
+    if spec.name == "model":
+        value = spec.default or (models[0] if models else None)
+        return dcc.Input(
+            id=fid,
+            value=value,
+            list=MODELS_DATALIST,
+            className="input wide",
+            placeholder="zoo:induction-2l",
+        )
+    if spec.widget == "choice":
+        return dcc.Dropdown(
+            id=fid,
+            options=[{"label": str(c), "value": c} for c in spec.choices],
+            value=spec.default,
+            clearable=spec.optional,
+        )
+    if spec.widget == "bool":
+        return dcc.Checklist(
+            id=fid,
+            options=[{"label": " yes", "value": "yes"}],
+            value=["yes"] if spec.default else [],
+        )
+    if spec.widget in ("integer", "number"):
+        return dcc.Input(
+            id=fid,
+            type="number",
+            value=spec.default,
+            className="input",
+            step=1 if spec.widget == "integer" else "any",
+        )
+    if spec.widget == "list":
+        value = ", ".join(map(str, spec.default or []))
+        return dcc.Input(id=fid, value=value, className="input wide", placeholder="comma-separated")
+    return dcc.Input(id=fid, value=spec.default, className="input wide")
+
+
+def form(specs: list[FieldSpec], models: list[str], prompt_sets: list[str]) -> html.Div:
+    rows = []
+    for spec in specs:
+        label = spec.name.replace("_", " ") + (" *" if spec.required else "")
+        rows.append(
+            html.Div(
+                [
+                    html.Label(label, className="form-label"),
+                    html.Div(
+                        [
+                            field_input(spec, models, prompt_sets),
+                            html.Div(spec.description, className="form-help"),
+                            html.Div(id=ids.launch_error_id(spec.name), className="form-error"),
+                        ],
+                        className="form-control",
+                    ),
+                ],
+                className="form-row",
+            )
+        )
+    datalist = html.Datalist([html.Option(value=m) for m in models], id=MODELS_DATALIST)
+    return html.Div([*rows, datalist], className="form")
+
+
+def launch_layout(kinds: list[str], kind: str | None, form_children: Any) -> html.Div:
+    return page(
+        "Launch a run",
+        card(
+            None,
+            html.Div(
+                [
+                    html.Label("Run kind", className="form-label"),
+                    dcc.Dropdown(
+                        id=ids.LAUNCH_KIND,
+                        options=kinds,
+                        value=kind,
+                        clearable=False,
+                        className="kind-select",
+                    ),
+                ],
+                className="form-row",
+            ),
+            html.Div(form_children, id=ids.LAUNCH_FORM),
+            html.Div(
+                [
+                    html.Button("Validate and enqueue", id=ids.LAUNCH_SUBMIT, className="btn"),
+                    message(None, id=ids.LAUNCH_STATUS),
+                ],
+                className="toolbar",
+            ),
+        ),
+        subtitle="The form is validated before anything is queued; a worker picks the run up.",
+    )

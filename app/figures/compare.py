@@ -1,0 +1,79 @@
+"""Comparing one metric across two runs: side by side and as a difference (B − A).
+
+Both runs must have the same head grid (same number of layers and heads); a mismatch raises
+ValueError naming both shapes. Side-by-side panels share one colour scale so that equal
+colours mean equal values; the difference is signed, so ``RdBu`` centred at 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.figures.heads import grid_heatmap, head_grid
+from app.figures.style import (
+    colour_limits,
+    colour_scale,
+    grid_aspect,
+    light_layout,
+    metric_is_signed,
+    tick_step,
+)
+
+
+def _grids(df_a: pd.DataFrame, df_b: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    a, b = head_grid(df_a, metric), head_grid(df_b, metric)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"runs have different head grids: A is {a.shape[0]}×{a.shape[1]}, "
+            f"B is {b.shape[0]}×{b.shape[1]} (layers×heads); compare runs of the same model shape"
+        )
+    return a, b
+
+
+def side_by_side(
+    df_a: pd.DataFrame, df_b: pd.DataFrame, metric: str, *, titles: tuple[str, str] = ("A", "B")
+) -> go.Figure:
+    """Two layer × head heatmaps of ``metric`` on one shared colour scale."""
+    a, b = _grids(df_a, df_b, metric)
+    both = np.concatenate([a.ravel(), b.ravel()])
+    signed = metric_is_signed(metric, both)
+    zmin, zmax = colour_limits(both, signed)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=list(titles), horizontal_spacing=0.08)
+    for col, grid in ((1, a), (2, b)):
+        fig.add_heatmap(
+            z=grid,
+            x0=0,
+            dx=1,
+            y0=0,
+            dy=1,
+            zmin=zmin,
+            zmax=zmax,
+            zmid=0.0 if signed else None,
+            colorscale=colour_scale(signed),
+            coloraxis=None,
+            showscale=col == 2,
+            colorbar=dict(title=dict(text=metric, side="right"), thickness=12),
+            hovertemplate=f"{titles[col - 1]}<br>layer %{{y}}<br>head %{{x}}<br>"
+            f"{metric} %{{z:.4g}}<extra></extra>",
+            hoverongaps=False,
+            row=1,
+            col=col,
+        )
+    n_rows, n_cols = a.shape
+    light_layout(fig, aspect=grid_aspect(n_rows, 2 * n_cols + 2))
+    fig.update_xaxes(title_text="head", showgrid=False, dtick=tick_step(n_cols), tick0=0)
+    fig.update_yaxes(showgrid=False, autorange="reversed", dtick=tick_step(n_rows), tick0=0)
+    fig.update_yaxes(title_text="layer", col=1)
+    fig.update_annotations(font_size=12)
+    return fig
+
+
+def difference_heatmap(df_a: pd.DataFrame, df_b: pd.DataFrame, metric: str) -> go.Figure:
+    """Layer × head heatmap of ``metric`` in run B minus run A."""
+    a, b = _grids(df_a, df_b, metric)
+    return grid_heatmap(
+        b - a, metric=f"Δ {metric} (B − A)", x_title="head", y_title="layer", signed=True
+    )

@@ -1,0 +1,18 @@
+"""Route: /launch?kind=NAME — forms for every run kind."""
+
+from analysis.configs import run_kinds
+from app.components.launch import form, launch_layout
+from app.pages import register_route
+from app.services import launch
+from app.services.context import WebContext
+
+
+def build(ctx: WebContext, query: dict[str, str]) -> object:
+    kinds = sorted(run_kinds())
+    kind = query.get("kind") if query.get("kind") in kinds else (kinds[0] if kinds else None)
+    models, sets = launch.choices(ctx.store)
+    body = form(launch.form_fields(kind), models, sets) if kind else "No run kinds are installed."
+    return launch_layout(kinds, kind, body)
+
+
+register_route("/launch", "Launch", build)

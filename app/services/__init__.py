@@ -1,0 +1,1 @@
+"""Torch-free services of the web app: reads and composes over the store, launch, auth."""

@@ -1,0 +1,152 @@
+"""What the Heads page shows, composed from the store: run picker, metric grid, head detail.
+
+Head selection is a ``[layer, head]`` pair; arrow keys move it within the grid (up/down change
+the layer, left/right the head), clamped at the edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.services import runs as run_service
+from app.services import sae
+from app.services.context import WebContext
+from app.services.figures import build_figure
+from storage.errors import NotFound
+from storage.records import RunRecord
+
+PREFERRED_METRICS = ("induction_score", "prev_token_score", "dla", "patch_z", "ablate_mean")
+MOVES = {"ArrowUp": (-1, 0), "ArrowDown": (1, 0), "ArrowLeft": (0, -1), "ArrowRight": (0, 1)}
+
+
+@dataclass
+class HeadsInitial:
+    run_options: list[dict[str, Any]]
+    run_id: int | None
+    metric_options: list[str] = field(default_factory=list)
+    metric: str | None = None
+    figure: Any = None
+    spec: dict[str, Any] | None = None
+    prompt_options: list[dict[str, Any]] = field(default_factory=list)
+    position_options: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+
+def default_metric(metrics: list[str]) -> str | None:
+    for name in PREFERRED_METRICS:
+        if name in metrics:
+            return name
+    return metrics[0] if metrics else None
+
+
+def preferred_run(ctx: WebContext) -> int | None:
+    """The newest finished ``heads`` run (head-type scores are the natural first view)."""
+    runs = run_service.finished_runs(ctx.store, ("heads",), limit=1)
+    return runs[0].id if runs else None
+
+
+def run_options(ctx: WebContext, current: int | None) -> list[dict[str, Any]]:
+    runs = run_service.finished_runs(ctx.store, limit=200)
+    if current is not None and all(r.id != current for r in runs):
+        runs.insert(0, ctx.store.get_run(current))
+    names = run_service.prompt_set_names(ctx.store)
+    return [{"label": run_service.run_label(r, names), "value": r.id} for r in runs]
+
+
+def prompt_options(ctx: WebContext, run: RunRecord) -> list[dict[str, Any]]:
+    source = ctx.reader.pattern_run(run)
+    if source is None:
+        return []
+    tokens = ctx.reader.prompt_tokens(source.id)
+    return [{"label": f"{i}: {''.join(t)[:40]}", "value": i} for i, t in enumerate(tokens)]
+
+
+def position_options(ctx: WebContext, run: RunRecord) -> list[dict[str, Any]]:
+    out = []
+    for source in [run, *ctx.reader.related_runs(run)]:
+        for metric in ctx.reader.position_metrics(source.id):
+            out.append(
+                {
+                    "label": f"#{source.id} {source.kind} · {metric}",
+                    "value": f"{source.id}|{metric}",
+                }
+            )
+    return out
+
+
+def heatmap_spec(run_id: int, metric: str) -> dict[str, Any]:
+    return {"kind": "head_heatmap", "run": run_id, "metric": metric}
+
+
+def initial(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsInitial:
+    options = run_options(ctx, run_id)
+    if run_id is None:
+        if not options:
+            return HeadsInitial(options, None, message="No finished runs yet: launch one.")
+        run_id = preferred_run(ctx) or int(options[0]["value"])
+    run = ctx.store.get_run(run_id)
+    metrics = ctx.reader.metrics(run_id)
+    metric = metric if metric in metrics else default_metric(metrics)
+    state = HeadsInitial(options, run_id, metrics, metric)
+    state.prompt_options = prompt_options(ctx, run)
+    state.position_options = position_options(ctx, run)
+    if metric is None:
+        state.message = f"Run #{run_id} ({run.kind}) stores no per-head metrics."
+        return state
+    state.spec = heatmap_spec(run_id, metric)
+    state.figure = build_figure(ctx.reader, state.spec)
+    return state
+
+
+def move(selected: list[int] | None, key: str, n_layers: int, n_heads: int) -> list[int]:
+    if not selected:
+        return [0, 0]
+    d_layer, d_head = MOVES.get(key, (0, 0))
+    layer = min(max(selected[0] + d_layer, 0), n_layers - 1)
+    head = min(max(selected[1] + d_head, 0), n_heads - 1)
+    return [layer, head]
+
+
+def grid_shape(ctx: WebContext, run_id: int, metric: str) -> tuple[int, int]:
+    grid = ctx.reader.head_grid(run_id, metric)
+    return int(grid["layer"].max()) + 1, int(grid["head"].max()) + 1
+
+
+@dataclass
+class HeadDetail:
+    title: str
+    pattern_figure: Any
+    pattern_spec: dict[str, Any] | None
+    scores: list[dict[str, Any]]
+    sae_features: list[dict[str, Any]]
+
+
+def head_detail(
+    ctx: WebContext, run_id: int, layer: int, head: int, prompt: int | None
+) -> HeadDetail:
+    run = ctx.store.get_run(run_id)
+    scores = [
+        {"run": f"#{run.id} {run.kind}", **s} for s in ctx.reader.head_scores(run.id, layer, head)
+    ]
+    for other in ctx.reader.related_runs(run):
+        scores += [
+            {"run": f"#{other.id} {other.kind}", **s}
+            for s in ctx.reader.head_scores(other.id, layer, head)
+        ]
+    source = ctx.reader.pattern_run(run)
+    figure, spec = None, None
+    if source is not None:
+        spec = {
+            "kind": "pattern",
+            "run": source.id,
+            "layer": layer,
+            "head": head,
+            "prompt": int(prompt or 0),
+        }
+        try:
+            figure = build_figure(ctx.reader, spec)
+        except NotFound:
+            figure, spec = None, None
+    features = sae.head_top_features(ctx.store, run.model_spec, layer, head)
+    return HeadDetail(f"Head {layer}.{head}", figure, spec, scores, features)

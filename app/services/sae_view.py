@@ -1,0 +1,41 @@
+"""What the SAEs page shows first: the run picker, the feature table and training curves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.services import sae
+from app.services.context import WebContext
+from app.services.figures import build_figure
+from storage.errors import NotFound
+
+
+def feature_rows(ctx: WebContext, run_id: int) -> list[dict[str, Any]]:
+    frame = sae.features(ctx.store, run_id).sort_values("frequency", ascending=False)
+    return frame.to_dict("records")
+
+
+def initial(ctx: WebContext, wanted: str | None) -> dict[str, Any]:
+    runs = sae.sae_runs(ctx.store)
+    options = [{"label": f"#{r.id} {r.kind} · {r.model_spec}", "value": r.id} for r in runs]
+    run_id = int(wanted) if wanted and wanted.isdigit() else (runs[0].id if runs else None)
+    state: dict[str, Any] = {
+        "options": options,
+        "run": run_id,
+        "features": [],
+        "training": None,
+        "training_spec": None,
+        "note": "",
+    }
+    if run_id is None:
+        state["note"] = "No SAE runs yet: launch an `sae-train` run."
+        return state
+    try:
+        state["features"] = feature_rows(ctx, run_id)
+    except NotFound:
+        state["note"] = f"Run #{run_id} stores no feature table."
+    run = ctx.store.get_run(run_id)
+    if run.summary.get("training_curve"):
+        state["training_spec"] = {"kind": "sae_training", "run": run_id}
+        state["training"] = build_figure(ctx.reader, state["training_spec"])
+    return state

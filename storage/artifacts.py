@@ -1,0 +1,112 @@
+"""Content-addressed artifact files: big run outputs (attention patterns, SAE weights, grids).
+
+A file is stored once under ``<root>/<first two hex digits>/<sha256><suffix>``, where the suffix
+comes from the artifact's name (``patterns.safetensors`` → ``.safetensors``) so the files stay
+recognisable. Writes are atomic: the bytes are copied (and hashed in the same pass) into a temp
+file under ``<root>/.tmp``, flushed to disk, then moved into place with ``os.replace``; a reader
+never sees a half-written file, and identical content is stored once.
+
+Files are written BEFORE the database rows that reference them, so a crash leaves at most an
+unreferenced file, never a row pointing at nothing. A read-only or full data directory
+(any ``OSError``: ENOSPC, EACCES, EROFS, ENOTDIR, EFBIG …) raises ``StoreError`` naming the
+directory; the database is not touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.errors import InvalidInput, StoreError
+
+CHUNK = 1 << 20
+_SUFFIX = re.compile(r"^(\.[A-Za-z0-9]{1,12}){1,3}$")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    sha256: str
+    size: int
+    relpath: str  # relative to the artifact root, with forward slashes
+
+
+def suffix_for(name: str) -> str:
+    """The file suffix kept on the stored copy, e.g. ``.safetensors`` or ``.tar.gz``."""
+    suffix = "".join(Path(name.rstrip("/")).suffixes)
+    return suffix.lower() if _SUFFIX.match(suffix) else ""
+
+
+def _describe(exc: OSError) -> str:
+    code = errno.errorcode.get(exc.errno or 0, "")
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({code})" if code else reason
+
+
+class ArtifactFiles:
+    """The artifact directory of one store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, relpath: str) -> Path:
+        return self.root / relpath
+
+    def exists(self, relpath: str) -> bool:
+        return self.path(relpath).is_file()
+
+    def put(self, source: str | Path, name: str) -> StoredFile:
+        """Copy ``source`` into the store (atomically, once per content) and return its address."""
+        source = Path(source)
+        if not source.is_file():
+            what = "a directory (pack it into one file)" if source.is_dir() else "missing"
+            raise InvalidInput(f"artifact {name!r}: {source} is {what}; nothing was stored")
+        try:
+            return self._copy_in(source, name)
+        except OSError as exc:
+            if exc.filename is not None and Path(exc.filename) == source:
+                raise InvalidInput(
+                    f"artifact {name!r}: cannot read {source}: {_describe(exc)}"
+                ) from None
+            raise StoreError(
+                f"cannot write artifact {name!r} under {self.root}: {_describe(exc)}; free disk "
+                f"space or make the directory writable (it is $HEADLAB_HOME/artifacts); "
+                f"nothing was recorded in the database"
+            ) from None
+
+    def _copy_in(self, source: Path, name: str) -> StoredFile:
+        tmp_dir = self.root / ".tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            sha = digest.hexdigest()
+            relpath = f"{sha[:2]}/{sha}{suffix_for(name)}"
+            target = self.path(relpath)
+            if target.is_file() and target.stat().st_size == size:
+                os.unlink(tmp_name)
+            else:
+                target.parent.mkdir(exist_ok=True)
+                os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return StoredFile(sha256=sha, size=size, relpath=relpath)
+
+    def remove(self, relpath: str) -> None:
+        """Delete a stored file if present (best effort: a leftover file is harmless)."""
+        with contextlib.suppress(OSError):
+            self.path(relpath).unlink(missing_ok=True)

@@ -1,0 +1,298 @@
+"""``ResultStore``: the one entry point to headlab's durable state.
+
+It owns a database (SQLite or PostgreSQL, see ``storage.engine``) and a content-addressed
+artifact directory (``storage.artifacts``), and hands out frozen records (``storage.records``)
+and pandas DataFrames, never ORM rows. Each method is one transaction; the SQL lives in
+``runs_repo`` (run lifecycle), ``catalog_repo`` (models, prompt sets) and ``results_repo``
+(per-head results, artifacts, circuits).
+
+A run finishes atomically: ``finish_run`` validates the whole output, copies artifact files in
+first (content-addressed, so an orphan left by a crash is harmless), then inserts every result
+row and flips the run to FINISHED in ONE transaction — and only if the run is still RUNNING, so
+a cancelled or reaped run never gets results. A crash at any point leaves no partial results.
+
+The store does not verify the schema when constructed (``headlab db upgrade`` must be able to
+open it); long-lived processes call ``check_schema()`` on start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from storage import catalog_repo, results_repo, runs_repo
+from storage.artifacts import ArtifactFiles
+from storage.columns import checked_json, utc_now
+from storage.engine import Database
+from storage.errors import Conflict, InvalidInput
+from storage.records import (
+    ArtifactRecord,
+    ModelRecord,
+    PairIn,
+    PairRecord,
+    PromptSetRecord,
+    RunOutput,
+    RunRecord,
+    RunStatus,
+)
+from storage.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class ResultStore:
+    def __init__(self, db_url: str, artifacts_dir: Path | str) -> None:
+        self.db_url = db_url
+        self._db = Database(db_url)
+        self.files = ArtifactFiles(Path(artifacts_dir))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ResultStore:
+        return cls(settings.db_url, settings.artifacts_dir)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.files.root
+
+    def check_schema(self) -> str:
+        """Raise SchemaError (naming the fix) unless the schema is current; returns the revision."""
+        from storage import migrate  # lazily: Alembic is only needed for this check
+
+        return migrate.check_schema(self.db_url)
+
+    def close(self) -> None:
+        self._db.dispose()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- models and prompt sets -------------------------------------------------------------
+
+    def add_model(
+        self, name: str, spec: str, facts: dict[str, Any], replace: bool = False
+    ) -> ModelRecord:
+        with self._db.write() as conn:
+            return catalog_repo.add_model(conn, name, spec, facts, replace)
+
+    def list_models(self) -> list[ModelRecord]:
+        with self._db.read() as conn:
+            return catalog_repo.list_models(conn)
+
+    def get_model(self, name_or_spec: str) -> ModelRecord:
+        with self._db.read() as conn:
+            return catalog_repo.get_model(conn, name_or_spec)
+
+    def add_prompt_set(
+        self,
+        name: str,
+        pairs: list[PairIn],
+        source: str,
+        model_spec: str | None,
+        meta: dict[str, Any] | None = None,
+    ) -> PromptSetRecord:
+        with self._db.write() as conn:
+            return catalog_repo.add_prompt_set(conn, name, pairs, source, model_spec, meta)
+
+    def list_prompt_sets(self) -> list[PromptSetRecord]:
+        with self._db.read() as conn:
+            return catalog_repo.list_prompt_sets(conn)
+
+    def get_prompt_set(self, name_or_id: str | int) -> PromptSetRecord:
+        with self._db.read() as conn:
+            return catalog_repo.get_prompt_set(conn, name_or_id)
+
+    def get_pairs(self, prompt_set_id: int) -> list[PairRecord]:
+        with self._db.read() as conn:
+            return catalog_repo.get_pairs(conn, prompt_set_id)
+
+    def delete_prompt_set(self, name: str) -> None:
+        with self._db.write() as conn:
+            catalog_repo.delete_prompt_set(conn, name)
+
+    # -- run lifecycle -------------------------------------------------------------------
+
+    def enqueue_run(
+        self,
+        kind: str,
+        config: dict[str, Any],
+        model_spec: str,
+        prompt_set_id: int | None,
+        versions: dict[str, str],
+        code_version: str,
+    ) -> RunRecord:
+        if not kind:
+            raise InvalidInput("a run needs a kind (e.g. 'head_stats')")
+        values = {
+            "kind": kind,
+            "config_json": checked_json(dict(config), f"the {kind} run config"),
+            "model_spec": model_spec,
+            "prompt_set_id": prompt_set_id,
+            "versions_json": checked_json(dict(versions), "the package versions"),
+            "code_version": code_version,
+            "summary_json": {},
+            "cancel_requested": False,
+            "created_at": utc_now(),
+        }
+        with self._db.write() as conn:
+            if prompt_set_id is not None:
+                catalog_repo.get_prompt_set(conn, prompt_set_id)  # NotFound with the hint
+            return runs_repo.insert_queued(conn, values)
+
+    def claim_next_run(self, worker_id: str, kinds: list[str] | None = None) -> RunRecord | None:
+        """Atomically take the oldest QUEUED run (of ``kinds``) and mark it RUNNING by us."""
+        with self._db.write() as conn:
+            return runs_repo.claim_next(conn, worker_id, kinds)
+
+    def claim_run(self, run_id: int, worker_id: str) -> RunRecord:
+        """Claim one specific QUEUED run (e.g. the CLI running it inline); Conflict otherwise."""
+        now = utc_now()
+        values = {
+            "status": RunStatus.RUNNING.value,
+            "worker_id": worker_id,
+            "started_at": now,
+            "heartbeat_at": now,
+            "message": "started",
+        }
+        with self._db.write() as conn:
+            run = runs_repo.transition(conn, run_id, (RunStatus.QUEUED,), values)
+            if run is None:
+                raise runs_repo.refuse(conn, run_id, "claim it (only QUEUED runs can be claimed)")
+            return run
+
+    def heartbeat(self, run_id: int, worker_id: str, progress: float, message: str) -> bool:
+        """Record liveness and progress. True means stop: cancel was requested, or the run is no
+        longer RUNNING under this worker (reaped, cancelled, deleted)."""
+        with self._db.write() as conn:
+            return runs_repo.heartbeat(conn, run_id, worker_id, progress, message)
+
+    def finish_run(self, run_id: int, output: RunOutput) -> RunRecord:
+        """Store a run's output and mark it FINISHED in one transaction (see module docstring)."""
+        prepared = results_repo.prepare(run_id, output)  # InvalidInput before any write
+        current = self.get_run(run_id)
+        if current.status is not RunStatus.RUNNING:
+            raise Conflict(f"run {run_id} is {current.status.value}; its results were not stored")
+        stored = []
+        for art in output.artifacts:
+            saved = self.files.put(art.path, art.name)
+            stored.append((art, saved.sha256, saved.size, saved.relpath))
+        values = {
+            "status": RunStatus.FINISHED.value,
+            "progress": 1.0,
+            "message": "finished",
+            "summary_json": prepared.summary,
+            "finished_at": utc_now(),
+        }
+        with self._db.write() as conn:
+            run = runs_repo.transition(conn, run_id, (RunStatus.RUNNING,), values)
+            if run is None:
+                raise runs_repo.refuse(conn, run_id, "store its results (nothing was written)")
+            results_repo.insert_all(conn, run_id, prepared, stored, self.files)
+            return run
+
+    def fail_run(self, run_id: int, error: str) -> RunRecord:
+        """QUEUED/RUNNING → FAILED with ``error``; Conflict if the run already ended."""
+        values = {"status": RunStatus.FAILED.value, "error": error, "finished_at": utc_now()}
+        with self._db.write() as conn:
+            run = runs_repo.transition(conn, run_id, (RunStatus.QUEUED, RunStatus.RUNNING), values)
+            if run is None:
+                raise runs_repo.refuse(conn, run_id, "mark it failed")
+            return run
+
+    def mark_cancelled(self, run_id: int) -> RunRecord:
+        """The worker acknowledges a cancel: QUEUED/RUNNING → CANCELLED."""
+        values = {
+            "status": RunStatus.CANCELLED.value,
+            "message": "cancelled",
+            "finished_at": utc_now(),
+        }
+        with self._db.write() as conn:
+            run = runs_repo.transition(conn, run_id, (RunStatus.QUEUED, RunStatus.RUNNING), values)
+            if run is None:
+                raise runs_repo.refuse(conn, run_id, "mark it cancelled")
+            return run
+
+    def request_cancel(self, run_id: int) -> RunRecord:
+        """QUEUED → CANCELLED at once; RUNNING → cancel requested (the worker stops at its next
+        progress report); a finished run → Conflict."""
+        with self._db.write() as conn:
+            return runs_repo.request_cancel(conn, run_id)
+
+    def reap_stale(self, stale_after_s: float) -> list[int]:
+        """Mark RUNNING runs whose heartbeat is older than ``stale_after_s`` FAILED; their ids."""
+        with self._db.write() as conn:
+            return runs_repo.reap_stale(conn, stale_after_s)
+
+    def delete_run(self, run_id: int) -> None:
+        """Delete a run that is not RUNNING, with its results and now-unused artifact files."""
+        with self._db.write() as conn:
+            runs_repo.ensure_deletable(conn, run_id)
+            orphans = results_repo.delete_for_run(conn, run_id)
+            runs_repo.delete_row(conn, run_id)
+            # Removed inside the write transaction so a concurrent finish_run (which re-checks
+            # its files inside its own write transaction) cannot end up pointing at nothing.
+            for relpath in orphans:
+                self.files.remove(relpath)
+
+    # -- reading runs and results ----------------------------------------------------------
+
+    def get_run(self, run_id: int) -> RunRecord:
+        with self._db.read() as conn:
+            return runs_repo.get(conn, run_id)
+
+    def list_runs(
+        self,
+        kind: str | None = None,
+        status: RunStatus | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """Newest first."""
+        with self._db.read() as conn:
+            return runs_repo.list_runs(conn, kind, status, limit, offset)
+
+    def count_runs(self, kind: str | None = None, status: RunStatus | str | None = None) -> int:
+        with self._db.read() as conn:
+            return runs_repo.count_runs(conn, kind, status)
+
+    def metrics(self, run_id: int) -> list[str]:
+        with self._db.read() as conn:
+            runs_repo.get(conn, run_id)
+            return results_repo.metrics(conn, run_id)
+
+    def head_results(self, run_id: int, metric: str | None = None) -> pd.DataFrame:
+        """Columns metric, layer, head, position, prompt, value (sorted in that order)."""
+        with self._db.read() as conn:
+            runs_repo.get(conn, run_id)
+            return results_repo.head_frame(conn, run_id, metric)
+
+    def artifacts(self, run_id: int) -> list[ArtifactRecord]:
+        with self._db.read() as conn:
+            runs_repo.get(conn, run_id)
+            return results_repo.artifact_list(conn, run_id, self.files)
+
+    def get_artifact(self, run_id: int, name: str) -> ArtifactRecord:
+        with self._db.read() as conn:
+            runs_repo.get(conn, run_id)
+            return results_repo.artifact(conn, run_id, name, self.files)
+
+    def edges(self, run_id: int) -> pd.DataFrame:
+        """Columns source, target, score, in_circuit."""
+        with self._db.read() as conn:
+            runs_repo.get(conn, run_id)
+            return results_repo.edge_frame(conn, run_id)
+
+    def nodes(self, run_id: int) -> pd.DataFrame:
+        """Columns name, layer, head, score, in_circuit."""
+        with self._db.read() as conn:
+            runs_repo.get(conn, run_id)
+            return results_repo.node_frame(conn, run_id)
+
+    def count_result_rows(self, run_id: int) -> int:
+        """Head results + edges + nodes + artifacts stored for a run."""
+        with self._db.read() as conn:
+            runs_repo.get(conn, run_id)
+            return results_repo.count_rows(conn, run_id)

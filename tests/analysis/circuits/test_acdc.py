@@ -1,0 +1,49 @@
+"""Batched ACDC with subtree pruning makes the one-edge-at-a-time decisions, resumably."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from analysis.circuits.acdc import AcdcProgress, acdc, acdc_reference
+from analysis.circuits.task import build_task
+
+
+@pytest.mark.parametrize(("metric", "tau"), [("kl", 0.01), ("logit_diff", 0.02)])
+def test_batched_acdc_equals_reference(mlp_model, batch, metric: str, tau: float) -> None:
+    task = build_task(mlp_model, batch, metric=metric)
+    ref = acdc_reference(task, tau)
+    fast = acdc(task, tau)
+    assert torch.equal(ref.kept, fast.kept)
+    assert fast.damage == pytest.approx(ref.damage, abs=1e-5)
+    assert ref.n_calls == task.graph.n_edges + 1
+    assert fast.n_calls * 4 < ref.n_calls
+    tested = fast.tested
+    assert torch.allclose(fast.scores[tested], ref.scores[tested], atol=1e-5)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_acdc_resumes_from_a_checkpoint(attn_model, batch) -> None:
+    task = build_task(attn_model, batch, metric="kl")
+    whole = acdc(task, 0.005, window=8)
+    saved: list[dict] = []
+
+    def stop_after_three(prog: AcdcProgress, done: float) -> None:
+        saved.append(prog.to_json())
+        if len(saved) == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        acdc(task, 0.005, window=8, on_round=stop_after_three)
+    resumed = acdc(task, 0.005, window=8, resume=AcdcProgress.from_json(saved[-1]))
+    assert 0 < saved[-1]["position"] < len(task.graph.edges)
+    assert torch.equal(resumed.kept, whole.kept)
+    assert resumed.n_calls == whole.n_calls
+
+
+def test_tau_must_be_positive(attn_model, batch) -> None:
+    with pytest.raises(ValueError, match="tau"):
+        acdc(build_task(attn_model, batch, metric="kl"), 0.0)

@@ -1,0 +1,259 @@
+"""Seed a real store with runs of every kind the pages show, through the store API only.
+
+Runs are enqueued, claimed and finished exactly as a worker would (``finish_run`` with a
+``RunOutput``); artifacts are real files: ``patterns.safetensors`` written with
+``safetensors.numpy`` (float16 [layer, head, q, k] per prompt, rows summing to one under a
+causal mask), ``tokens.json``, SAE parquet tables and contexts. Used by the browser tests and
+``bench/ui.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from safetensors.numpy import save_file
+
+from storage.records import (
+    ArtifactIn,
+    EdgeIn,
+    HeadResultIn,
+    NodeIn,
+    PairIn,
+    RunOutput,
+)
+from storage.store import ResultStore
+
+MODEL = "zoo:induction-2l"
+PROMPTS = [
+    ["<bos>", "a", "b", "c", "d", "a", "b", "c"],
+    ["<bos>", "x", "y", "z", "x", "y"],
+    ["<bos>", "p", "q", "r", "s", "t", "p", "q", "r"],
+]
+
+
+@dataclass
+class Seeded:
+    heads: int = 0
+    dla: int = 0
+    patch: int = 0
+    circuits: list[int] = field(default_factory=list)
+    sae: int = 0
+    failed: int = 0
+    queued: int = 0
+    big: int = 0
+    compare: int = 0
+
+
+def finished(
+    store: ResultStore,
+    kind: str,
+    output: RunOutput,
+    prompt_set_id: int | None,
+    config: dict | None = None,
+    model: str = MODEL,
+) -> int:
+    config = {"kind": kind, "model": model, **(config or {})}
+    run = store.enqueue_run(kind, config, model, prompt_set_id, {"headlab": "test"}, "seed")
+    store.claim_run(run.id, "seed-worker")
+    store.heartbeat(run.id, "seed-worker", 0.5, "halfway")
+    return store.finish_run(run.id, output).id
+
+
+def causal_patterns(n_layers: int, n_heads: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    logits = rng.normal(size=(n_layers, n_heads, n, n))
+    logits = np.where(np.tril(np.ones((n, n), dtype=bool)), logits, -np.inf)
+    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (weights / weights.sum(axis=-1, keepdims=True)).astype(np.float16)
+
+
+def pattern_artifacts(
+    workdir: Path, n_layers: int, n_heads: int, prompts: list[list[str]], seed: int = 0
+) -> list[ArtifactIn]:
+    rng = np.random.default_rng(seed)
+    workdir.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        f"prompt{i}": causal_patterns(n_layers, n_heads, len(p), rng) for i, p in enumerate(prompts)
+    }
+    save_file(tensors, str(workdir / "patterns.safetensors"))
+    (workdir / "tokens.json").write_text(json.dumps({"prompts": prompts}))
+    return [
+        ArtifactIn("patterns.safetensors", "patterns", str(workdir / "patterns.safetensors")),
+        ArtifactIn("tokens.json", "tokens", str(workdir / "tokens.json"), "application/json"),
+    ]
+
+
+def head_rows(
+    metric: str, n_layers: int, n_heads: int, rng: np.random.Generator, signed: bool = False
+) -> list[HeadResultIn]:
+    values = rng.normal(size=(n_layers, n_heads)) if signed else rng.random((n_layers, n_heads))
+    return [
+        HeadResultIn(metric, la, h, float(values[la, h]))
+        for la in range(n_layers)
+        for h in range(n_heads)
+    ]
+
+
+def seed_heads(
+    store: ResultStore, workdir: Path, ps: int, n_layers: int = 2, n_heads: int = 4, seed: int = 0
+) -> int:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for metric in ("induction_score", "prev_token_score", "entropy", "bos_mass"):
+        rows += head_rows(metric, n_layers, n_heads, rng)
+    arts = pattern_artifacts(workdir / f"heads{seed}", n_layers, n_heads, PROMPTS, seed)
+    return finished(store, "heads", RunOutput(head_results=rows, artifacts=arts), ps)
+
+
+def seed_patch(store: ResultStore, ps: int) -> int:
+    rng = np.random.default_rng(2)
+    rows = head_rows("patch_z", 2, 4, rng, signed=True)
+    rows += [
+        HeadResultIn("patch_resid", la, None, float(rng.normal()), position=p)
+        for la in range(2)
+        for p in range(8)
+    ]
+    rows += [
+        HeadResultIn("patch_z", la, h, float(rng.normal()), position=p)
+        for la in range(2)
+        for h in range(4)
+        for p in range(8)
+    ]
+    return finished(store, "patch", RunOutput(head_results=rows), ps)
+
+
+def circuit_output(method: str, seed: int) -> RunOutput:
+    rng = np.random.default_rng(seed)
+    heads = [f"a{la}.h{h}" for la in range(2) for h in range(4)]
+    edges = [EdgeIn("input", f"{t}<{c}>", float(rng.normal()), False) for t in heads for c in "qkv"]
+    edges += [
+        EdgeIn(s, f"{t}<{c}>", float(rng.normal()), False)
+        for s in heads[:4]
+        for t in heads[4:]
+        for c in "qkv"
+    ]
+    edges += [EdgeIn(s, "logits", float(rng.normal()), False) for s in heads]
+    edges += [EdgeIn("a0.h1", "a1.h2<k>", 3.0, True), EdgeIn("a1.h2", "logits", 2.5, True)]
+    nodes = [
+        NodeIn(n, int(n[1]), int(n[4]), float(rng.random()), n in ("a0.h1", "a1.h2")) for n in heads
+    ]
+    k = list(range(1, 11))
+    summary = {
+        "faithfulness_curve": {"k": k, "faithfulness": [1 - 0.8**i for i in k], "area": 0.7},
+        "roc": {
+            "edge": {"fpr": [0, 0.1, 1], "tpr": [0, 0.9, 1], "auc": 0.95},
+            "node": {"fpr": [0, 0.2, 1], "tpr": [0, 1, 1], "auc": 0.9},
+        },
+    }
+    return RunOutput(edges=edges, nodes=nodes, summary=summary)
+
+
+def sae_output(workdir: Path) -> RunOutput:
+    rng = np.random.default_rng(5)
+    workdir.mkdir(parents=True, exist_ok=True)
+    n_feat = 40
+    shares = rng.dirichlet(np.ones(4), size=n_feat)
+    feats = pd.DataFrame(
+        {
+            "feature": range(n_feat),
+            "frequency": rng.random(n_feat),
+            "mean_act": rng.random(n_feat),
+            "max_act": rng.random(n_feat) * 5,
+            "dominant_head": [f"1.{int(s.argmax())}" for s in shares],
+            "dominant_share": shares.max(axis=1),
+            "n_heads_50": (shares > 0.5).sum(axis=1),
+        }
+    )
+    feats.to_parquet(workdir / "sae_features.parquet")
+    pd.DataFrame(
+        [
+            {"feature": f, "layer": 1, "head": h, "share": float(shares[f, h])}
+            for f in range(n_feat)
+            for h in range(4)
+        ]
+    ).to_parquet(workdir / "sae_head_shares.parquet")
+    tokens = ["<bos>", "a", "b", "c", "a", "b"]
+    contexts = {
+        str(f): [{"tokens": tokens, "acts": list(rng.random(6)), "max": 1.0}] * 2
+        for f in range(n_feat)
+    }
+    (workdir / "sae_top_contexts.json").write_text(json.dumps(contexts))
+    pd.DataFrame(
+        [
+            {
+                "feature": f,
+                "context": 0,
+                "source_pos": p,
+                "layer": 1,
+                "head": h,
+                "value": float(rng.normal()),
+            }
+            for f in range(n_feat)
+            for p in range(6)
+            for h in range(4)
+        ]
+    ).to_parquet(workdir / "sae_dfa.parquet")
+    arts = [
+        ArtifactIn(n, "sae", str(workdir / n))
+        for n in (
+            "sae_features.parquet",
+            "sae_head_shares.parquet",
+            "sae_top_contexts.json",
+            "sae_dfa.parquet",
+        )
+    ]
+    steps = list(range(0, 1000, 100))
+    curve = {
+        "step": steps,
+        "mse": [1 / (1 + s) for s in steps],
+        "l0": [20 - s / 100 for s in steps],
+        "dead_fraction": [0.01] * 10,
+        "explained_variance": [0.5 + s / 2000 for s in steps],
+    }
+    rows = head_rows("sae_features_dominated", 2, 4, rng)
+    return RunOutput(head_results=rows, artifacts=arts, summary={"training_curve": curve})
+
+
+def seed_all(store: ResultStore, workdir: Path) -> Seeded:
+    """A small store with one run of every page's kind, a failed and a queued run."""
+    store.add_model("induction", MODEL, {"n_layers": 2, "n_heads": 4})
+    pairs = [PairIn(" ".join(p[1:]), " ".join(p[1:]).upper(), p[-1], "z") for p in PROMPTS]
+    ps = store.add_prompt_set("demo", pairs, "test", MODEL).id
+    out = Seeded()
+    out.heads = seed_heads(store, workdir, ps)
+    out.compare = seed_heads(store, workdir, ps, seed=1)
+    rng = np.random.default_rng(1)
+    out.dla = finished(store, "dla", RunOutput(head_results=head_rows("dla", 2, 4, rng, True)), ps)
+    out.patch = seed_patch(store, ps)
+    for i, method in enumerate(("eap", "acdc")):
+        out.circuits.append(
+            finished(store, "circuit", circuit_output(method, i), ps, {"method": method})
+        )
+    out.sae = finished(store, "sae-train", sae_output(workdir / "sae"), ps)
+    failed = store.enqueue_run("heads", {"kind": "heads", "model": MODEL}, MODEL, ps, {}, "seed")
+    store.claim_run(failed.id, "seed-worker")
+    store.fail_run(failed.id, "JobError: prompt 2 is longer than the model context (n_ctx=64)")
+    out.failed = failed.id
+    out.queued = store.enqueue_run("dla", {"kind": "dla", "model": MODEL}, MODEL, ps, {}, "seed").id
+    return out
+
+
+def seed_big(
+    store: ResultStore, workdir: Path, n_runs: int = 1000, n_layers: int = 80, n_heads: int = 64
+) -> int:
+    """``n_runs`` finished runs, the last with an ``n_layers × n_heads`` grid and patterns."""
+    ps = store.add_prompt_set("bench", [PairIn("a b", "c d", "x", "y")], "bench", None).id
+    for _ in range(n_runs - 1):
+        finished(store, "throughput", RunOutput(summary={"tokens_per_s": 1.0}), None)
+    rng = np.random.default_rng(0)
+    rows = []
+    for metric in ("induction_score", "prev_token_score"):
+        rows += head_rows(metric, n_layers, n_heads, rng)
+    prompts = [["<bos>"] + [f"t{i}" for i in range(19)] for _ in range(2)]
+    arts = pattern_artifacts(workdir / "big", n_layers, n_heads, prompts)
+    return finished(
+        store, "heads", RunOutput(head_results=rows, artifacts=arts), ps, model="hf:big-80x64"
+    )
