@@ -27,7 +27,7 @@ system-deps:
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-dejavu-core poppler-utils; \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-dejavu-core fonts-liberation poppler-utils; \
 	  else echo "chromium not found and apt-get unavailable: install Chromium for browser tests and figure export"; fi; \
 	fi
 

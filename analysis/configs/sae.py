@@ -116,6 +116,17 @@ class SAECircuitConfig(RunConfigBase):
     threshold: float = Field(
         default=0.5, ge=0, le=1, description="Heads scoring at least this are in the circuit"
     )
+    metric: Literal["logit_diff", "kl", "prob"] = Field(
+        default="logit_diff", description="Metric for the faithfulness evaluation"
+    )
+    ablation: Literal["corrupted", "mean", "zero"] = Field(
+        default="corrupted", description="Value ablated edges carry in the evaluation"
+    )
+    ground_truth: str | None = Field(
+        default=None,
+        description="Known circuit to score against: zoo, a reference name or a JSON file; "
+        "empty = the zoo model's own when there is one",
+    )
 
     @model_validator(mode="after")
     def _needs_prompts(self) -> SAECircuitConfig:

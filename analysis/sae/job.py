@@ -30,7 +30,7 @@ from analysis.sae.activations import (
 )
 from analysis.sae.load import SAELoadError, load_sae_folder, load_sae_pretrained, sae_layer
 from analysis.sae.report import analyse_saes
-from analysis.sae.sae_circuit import CodeSettings, circuit_nodes, head_codes
+from analysis.sae.sae_circuit import CodeSettings, HeadCodes, head_codes
 from analysis.sae.train import TrainSettings, train_attention_saes
 from storage.records import RunOutput, RunStatus
 
@@ -195,13 +195,16 @@ def sae_eval_job(ctx: JobContext) -> RunOutput:
 
 @register_job("sae-circuit")
 def sae_circuit_job(ctx: JobContext) -> RunOutput:
+    from analysis.circuits.ground_truth import GroundTruthError
     from analysis.prompt_batch import PromptBatchError, build_pair_batch
+    from analysis.sae.circuit_eval import evaluate_head_circuit, ground_truth_or_none
 
     cfg: Any = ctx.config
     model = ctx.model()
     try:
         batch = build_pair_batch(model, ctx.pairs())
-    except PromptBatchError as exc:
+        truth = ground_truth_or_none(cfg.ground_truth, cfg.model)
+    except (PromptBatchError, GroundTruthError) as exc:
         raise JobError(str(exc)) from None
     settings = CodeSettings(
         n_codes=cfg.n_codes,
@@ -213,29 +216,32 @@ def sae_circuit_job(ctx: JobContext) -> RunOutput:
         seed=cfg.seed,
     )
     start = time.perf_counter()
-    codes = head_codes(model, batch, settings, progress=lambda f, m: ctx.progress(0.9 * f, m))
-    nodes = circuit_nodes(codes, settings.threshold)
-    summary: dict[str, Any] = {
+    codes = head_codes(model, batch, settings, progress=lambda f, m: ctx.progress(0.8 * f, m))
+    wall_s = time.perf_counter() - start
+    scores = {f"a{c.layer}.h{c.head}": c.score for c in codes}
+    chosen = {name for name, score in scores.items() if score >= settings.threshold}
+    ctx.progress(0.85, "evaluating the circuit")
+    try:
+        nodes, edges, summary = evaluate_head_circuit(
+            model, batch, scores, chosen, metric=cfg.metric, ablation=cfg.ablation, truth=truth
+        )
+    except GroundTruthError as exc:
+        raise JobError(str(exc)) from None
+    summary |= {
         "method": "sae-codes",
-        "wall_s": time.perf_counter() - start,
+        "level": "node",
+        "wall_s": wall_s,
         "n_pairs": batch.n_pairs,
-        "circuit_heads": [n.name for n in nodes if n.in_circuit],
+        "n_nodes_in_circuit": len(chosen),
+        "circuit_heads": sorted(chosen),
         "codes": {f"a{c.layer}.h{c.head}": _code_counts(c) for c in codes},
     }
-    summary.update(_circuit_scores(ctx, model, nodes))
-    return RunOutput(nodes=nodes, summary=summary)
+    return RunOutput(nodes=nodes, edges=edges, summary=summary)
 
 
-def _code_counts(codes: Any) -> dict[str, dict[str, int]]:
+def _code_counts(codes: HeadCodes) -> dict[str, dict[str, int]]:
     def counts(t: torch.Tensor) -> dict[str, int]:
         values, n = torch.unique(t, return_counts=True)
-        return {str(int(v)): int(c) for v, c in zip(values, n, strict=True)}
+        return {str(int(v)): int(c) for v, c in zip(values.tolist(), n.tolist(), strict=True)}
 
     return {"positive": counts(codes.positive), "negative": counts(codes.negative)}
-
-
-def _circuit_scores(ctx: JobContext, model: Any, nodes: list[Any]) -> dict[str, Any]:
-    """Node ROC against the model's ground truth, where the model has one."""
-    from analysis.sae.circuit_eval import score_nodes
-
-    return score_nodes(ctx, model, nodes)

@@ -108,7 +108,14 @@ def analyse_saes(
             top_json[str(f + offset)] = entries
         dfa_rows.append(
             contexts.dfa_table(
-                model, sae, layer, tokens, top, alive, n_contexts=dfa_contexts, feature_offset=offset
+                model,
+                sae,
+                layer,
+                tokens,
+                top,
+                alive,
+                n_contexts=dfa_contexts,
+                feature_offset=offset,
             )
         )
         report.artifacts += weight_artifacts(sae, layer, workdir / "sae" / f"L{layer}")

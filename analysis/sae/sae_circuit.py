@@ -13,7 +13,8 @@ it never computes on negatives, so its positive codes fall outside the set of ne
 
 Heads scoring at least ``threshold`` form the circuit. Examples are taken at each prompt's last
 real position (where the answer is predicted) by default, or at every real position.
-The output is one node per head (``a{L}.h{H}``) with its score, as circuits store them.
+``circuit_eval`` turns the head scores into nodes and edges of the circuit engine's graph and
+scores them with the engine's own faithfulness and ROC evaluation.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from sae_lens.training.sae_trainer import SAETrainer
 
 from analysis.prompt_batch import PairBatch
 from analysis.sae.activations import hook_z
-from storage.records import NodeIn
 
 Position = Literal["last", "all"]
 
@@ -57,7 +57,9 @@ class HeadCodes:
 
 def head_examples(
     model: Any, batch: PairBatch, position: Position
-) -> tuple[Float[torch.Tensor, "n_pos layer head d_head"], Float[torch.Tensor, "n_neg layer head d_head"]]:
+) -> tuple[
+    Float[torch.Tensor, "n_pos layer head d_head"], Float[torch.Tensor, "n_neg layer head d_head"]
+]:
     """hook_z of every head on positive (clean) and negative (corrupted) examples."""
     layers = list(range(model.cfg.n_layers))
     n_pos = batch.clean.shape[1]
@@ -135,39 +137,3 @@ def head_codes(
                 done = layer * n_heads + head + 1
                 progress(done / (n_layers * n_heads), f"head {layer}.{head}: score {score:.2f}")
     return results
-
-
-def circuit_nodes(codes: list[HeadCodes], threshold: float) -> list[NodeIn]:
-    """One node per head, in the circuit when its score reaches ``threshold``."""
-    return [
-        NodeIn(
-            name=f"a{c.layer}.h{c.head}",
-            layer=c.layer,
-            head=c.head,
-            score=c.score,
-            in_circuit=c.score >= threshold,
-        )
-        for c in codes
-    ]
-
-
-def roc_auc(scores: list[float], labels: list[bool]) -> dict[str, Any]:
-    """ROC curve (fpr, tpr over descending score thresholds) and its area; ties share a step.
-
-    The area equals the probability that a random positive outscores a random negative (ties
-    count one half). Undefined (None) when all labels are equal.
-    """
-    n_true = sum(labels)
-    n_false = len(labels) - n_true
-    if n_true == 0 or n_false == 0:
-        return {"fpr": [], "tpr": [], "auc": None}
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])
-    fpr, tpr, tp, fp = [0.0], [0.0], 0, 0
-    for rank, i in enumerate(order):
-        tp += labels[i]
-        fp += not labels[i]
-        if rank + 1 == len(order) or scores[order[rank + 1]] != scores[i]:
-            fpr.append(fp / n_false)
-            tpr.append(tp / n_true)
-    auc = sum((fpr[j] - fpr[j - 1]) * (tpr[j] + tpr[j - 1]) / 2 for j in range(1, len(fpr)))
-    return {"fpr": fpr, "tpr": tpr, "auc": auc}

@@ -9,7 +9,8 @@ Layout::
     data/prompt_set.json     the prompt pairs the run used, to re-import
     artifacts/<name>         the run's artifact files up to ``max_artifact_mb`` each
 
-All figures go through one :class:`FigureRenderer` (one Chromium for the whole bundle). The zip is
+All figures go through one :class:`FigureRenderer` (the process-wide one unless given): one
+Chromium for the whole bundle. The zip is
 written to a temporary sibling and renamed, so a failed export leaves nothing half-written.
 """
 
@@ -28,7 +29,7 @@ from app.export.errors import ExportError
 from app.export.figure import check_output_path, render_paper_figure
 from app.export.manifest import build_manifest, file_entry
 from app.export.presets import DEFAULT_DPI, PageSize, check_format, resolve_size
-from app.export.render import FigureRenderer
+from app.export.render import FigureRenderer, shared_renderer
 from app.export.run_figures import PATTERNS, FigureRequest, run_figure
 from storage.errors import NotFound
 from storage.records import RunRecord
@@ -150,15 +151,9 @@ def write_bundle(
     path = check_output_path(out, suffixes=("zip",))
     formats = tuple(check_format(f) for f in formats)
     run = store.get_run(run_id)
-    own = renderer is None
-    renderer = renderer or FigureRenderer()
-    try:
-        figures, failed = _figure_files(
-            store, run, formats, size or resolve_size("column"), dpi, renderer
-        )
-    finally:
-        if own:
-            renderer.close()
+    figures, failed = _figure_files(
+        store, run, formats, size or resolve_size("column"), dpi, renderer or shared_renderer()
+    )
     files = {**figures, **_data_files(store, run)}
     artifacts, skipped = {}, []
     for artifact in store.artifacts(run_id):

@@ -15,7 +15,7 @@ MODEL = "zoo:induction-2l"
 
 
 def field(page, name: str):
-    return page.locator(f"[id='{{\"field\":\"{name}\",\"type\":\"launch-field\"}}']")
+    return page.locator(f'[id=\'{{"field":"{name}","type":"launch-field"}}\']')
 
 
 def worker_can_load_models() -> bool:
@@ -29,7 +29,7 @@ def test_launch_validates_then_a_worker_finishes_the_run(page, base_url, web_sto
     field(page, "model").fill(MODEL)
     field(page, "steps").fill("0")
     page.get_by_role("button", name="Validate and enqueue").click()
-    error = page.locator("[id='{\"field\":\"steps\",\"type\":\"launch-field-error\"}']")
+    error = page.locator('[id=\'{"field":"steps","type":"launch-field-error"}\']')
     error.get_by_text("greater than or equal to 1").wait_for()
     assert web_store.count_runs() == before  # nothing enqueued on error
     field(page, "steps").fill("2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -138,7 +139,7 @@ def test_export_heatmap_downloads_svg(page, base_url, seeded):
     with page.expect_download(timeout=120_000) as info:
         page.locator('[id*="heads-heatmap"][id*="export-button"]').click()
     path = info.value.path()
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     assert info.value.suggested_filename.endswith(".svg")
     assert b"<svg" in data[:2000], data[:200]
     assert time.monotonic() - start < 120

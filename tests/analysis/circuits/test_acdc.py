@@ -8,10 +8,17 @@ import torch
 from analysis.circuits.acdc import AcdcProgress, acdc, acdc_reference
 from analysis.circuits.task import build_task
 
+from .conftest import random_batch
 
-@pytest.mark.parametrize(("metric", "tau"), [("kl", 0.01), ("logit_diff", 0.02)])
-def test_batched_acdc_equals_reference(mlp_model, batch, metric: str, tau: float) -> None:
-    task = build_task(mlp_model, batch, metric=metric)
+
+@pytest.mark.parametrize(
+    ("which", "metric", "tau"), [("attn", "kl", 0.01), ("mlp", "logit_diff", 0.02)]
+)
+def test_batched_acdc_equals_reference(
+    mlp_model, attn_model, which: str, metric: str, tau: float
+) -> None:
+    model = mlp_model if which == "mlp" else attn_model
+    task = build_task(model, random_batch(n=2, pos=6, seed=1), metric=metric)
     ref = acdc_reference(task, tau)
     fast = acdc(task, tau)
     assert torch.equal(ref.kept, fast.kept)

@@ -23,8 +23,9 @@ def trained(model, tmp_path_factory):
     from analysis.sae.train import TrainSettings, train_attention_saes
 
     source = RepeatedTokens.for_model(model, 32)
-    settings = TrainSettings(d_sae=48, k=4, training_tokens=24_576, batch_tokens=512,
-                             context_size=32, log_every=5)
+    settings = TrainSettings(
+        d_sae=48, k=4, training_tokens=24_576, batch_tokens=512, context_size=32, log_every=5
+    )
     out: Path = tmp_path_factory.mktemp("sae")
     return train_attention_saes(model, source, [0, 1], settings, out, model_spec="test:random")
 

@@ -38,7 +38,12 @@ def test_saved_sae_is_sae_lens_format_and_reloads_exactly(trained, model, eval_t
     assert cfg["reshape_activations"] == "hook_z"
     assert cfg["metadata"]["hook_name"] == "blocks.1.attn.hook_z"
     assert cfg["metadata"]["model_name"] == "test:random"
-    assert set(load_file(t.folder / "sae_weights.safetensors")) >= {"W_enc", "W_dec", "b_enc", "b_dec"}
+    assert set(load_file(t.folder / "sae_weights.safetensors")) >= {
+        "W_enc",
+        "W_dec",
+        "b_enc",
+        "b_dec",
+    }
     again = load_sae_folder(t.folder, model=model)
     x = torch.randn(50, 32)
     assert torch.equal(again.encode(x), t.sae.encode(x))
@@ -107,12 +112,18 @@ def test_sae_of_another_model_shape_is_refused(trained, tmp_path):
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
-    wide = TransformerBridge.boot_native(TransformerBridgeConfig(
-        d_model=32, d_head=4, n_heads=4, n_layers=2, n_ctx=16, d_vocab=31, attn_only=True))
+    wide = TransformerBridge.boot_native(
+        TransformerBridgeConfig(
+            d_model=32, d_head=4, n_heads=4, n_layers=2, n_ctx=16, d_vocab=31, attn_only=True
+        )
+    )
     with pytest.raises(SAELoadError, match=r"d_in=32 but hook_z of this model has n_heads\*d_head"):
         load_sae_folder(trained.saes[1].folder, model=wide)
-    shallow = TransformerBridge.boot_native(TransformerBridgeConfig(
-        d_model=32, d_head=8, n_heads=4, n_layers=1, n_ctx=16, d_vocab=31, attn_only=True))
+    shallow = TransformerBridge.boot_native(
+        TransformerBridgeConfig(
+            d_model=32, d_head=8, n_heads=4, n_layers=1, n_ctx=16, d_vocab=31, attn_only=True
+        )
+    )
     with pytest.raises(SAELoadError, match="reads layer 1 but the model has only 1 layers"):
         load_sae_folder(trained.saes[1].folder, model=shallow)
     # the right shape loads

@@ -1,0 +1,49 @@
+"""The model zoo: tiny transformers headlab trains itself, with known mechanisms.
+
+Each zoo model lives in ``analysis/zoo/models/<name>/``:
+
+- ``config.json``: ``{"format": "headlab-zoo/1", "name", "tl_config": {TransformerBridgeConfig
+  fields}, "alphabet", "training": {recipe and measured training numbers}}``
+- ``model.safetensors``: the TransformerBridge state dict (keys ``embed.weight``,
+  ``blocks.{L}.attn.q.weight``, ..., ``unembed.weight``), float32
+- ``tokenizer/``: a saved ``PreTrainedTokenizerFast`` (character level, ``<bos>`` prepended)
+- ``ground_truth.json``: the known circuit (node/edge names as in docs: ``a{L}.h{H}``, ``m{L}``)
+- ``MECHANISM.md``: the evidence for that circuit
+
+Spec ``zoo:<name>`` loads one. This module is torch-free: it only names and locates models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+# Zoo name -> module that defines its training recipe (``RECIPE``).
+ZOO_RECIPES: dict[str, str] = {
+    "induction-2l": "analysis.zoo.induction",
+    "greater-than-3l": "analysis.zoo.greater_than",
+}
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+GROUND_TRUTH_FILE = "ground_truth.json"
+
+
+def zoo_names() -> list[str]:
+    """Names of the zoo models headlab knows how to build."""
+    return sorted(ZOO_RECIPES)
+
+
+def zoo_folder(name: str) -> Path:
+    """Folder of a zoo model (whether or not it has been built yet)."""
+    return MODELS_DIR / name
+
+
+def is_built(name: str, models_dir: Path | None = None) -> bool:
+    """True when the zoo model's weights, config and tokenizer are all on disk."""
+    folder = (models_dir or MODELS_DIR) / name
+    return all(
+        (folder / part).exists() for part in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_DIR)
+    )

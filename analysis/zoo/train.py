@@ -1,0 +1,149 @@
+"""Training the zoo models: a seeded next-token loop over a synthetic task.
+
+Rebuild one with ``python -m analysis.zoo.train <name> [--out DIR]`` (default: the shipped folder
+``analysis/zoo/models/<name>/``). A recipe (``analysis.zoo.<task>.RECIPE``) gives the tokenizer
+alphabet, the TransformerLens-native config, the optimiser settings and a batch sampler. Training
+uses the bare ``NativeModel`` (no hooks) with AdamW, on ``threads`` CPU threads; the weights, the
+torch RNG for init and the data generator are all seeded, so a rebuild on the same machine and
+thread count reproduces the shipped weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Int
+from transformer_lens.config import TransformerBridgeConfig
+from transformer_lens.model_bridge.sources.native.init import initialize_native_model
+from transformer_lens.model_bridge.sources.native.model import NativeModel
+
+from analysis.zoo import MODELS_DIR, TOKENIZER_DIR, ZOO_RECIPES, zoo_names
+from analysis.zoo.checkpoint import bridge_state_dict, save_zoo_model
+from analysis.zoo.tokenizer import build_char_tokenizer, char_vocab
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """Token rows (BOS first) and which next-token predictions count in the loss."""
+
+    tokens: Int[torch.Tensor, "batch pos"]
+    loss_mask: Bool[torch.Tensor, "batch pos_minus_1"]  # loss on predicting tokens[:, 1:]
+
+
+Sampler = Callable[[torch.Generator, int, dict[str, int]], TaskBatch]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    alphabet: str
+    tl_config: dict[str, Any]
+    sample: Sampler  # (generator, batch_size, vocab) -> TaskBatch
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.01
+    seed: int = 0
+
+
+def load_recipe(name: str) -> Recipe:
+    if name not in ZOO_RECIPES:
+        raise ValueError(f"unknown zoo model {name!r}; the zoo has: {', '.join(zoo_names())}")
+    return importlib.import_module(ZOO_RECIPES[name]).RECIPE
+
+
+def full_tl_config(recipe: Recipe) -> dict[str, Any]:
+    """The recipe's config with the vocabulary size filled in from the alphabet."""
+    return {**recipe.tl_config, "d_vocab": len(char_vocab(recipe.alphabet)), "seed": recipe.seed}
+
+
+def masked_loss(model: NativeModel, batch: TaskBatch) -> torch.Tensor:
+    logits = model(batch.tokens[:, :-1])
+    losses = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), batch.tokens[:, 1:].reshape(-1), reduction="none"
+    )
+    mask = batch.loss_mask.reshape(-1).to(losses.dtype)
+    return (losses * mask).sum() / mask.sum()
+
+
+def train_native(recipe: Recipe, steps: int | None = None) -> tuple[NativeModel, dict[str, Any]]:
+    """Train a NativeModel from the recipe; returns it and a log of losses."""
+    vocab = char_vocab(recipe.alphabet)
+    cfg = TransformerBridgeConfig(**full_tl_config(recipe))
+    torch.manual_seed(recipe.seed)
+    model = NativeModel(cfg)
+    initialize_native_model(model, cfg)
+    generator = torch.Generator().manual_seed(recipe.seed + 1)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
+    n_steps = recipe.steps if steps is None else steps
+    curve: dict[str, list[float]] = {"step": [], "loss": []}
+    for step in range(n_steps):
+        loss = masked_loss(model, recipe.sample(generator, recipe.batch_size, vocab))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if step % 100 == 0 or step == n_steps - 1:
+            curve["step"].append(step)
+            curve["loss"].append(round(loss.item(), 5))
+            log.info("%s step %d loss %.4f", recipe.name, step, loss.item())
+    model.eval()
+    return model, curve
+
+
+def build_zoo_model(name: str, out: Path | None = None, threads: int = 2) -> Path:
+    """Train zoo model ``name`` and write its folder (config, weights, tokenizer)."""
+    recipe = load_recipe(name)
+    folder = out or MODELS_DIR / name
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        build_char_tokenizer(recipe.alphabet, folder / TOKENIZER_DIR)
+        start = time.perf_counter()
+        model, curve = train_native(recipe)
+        wall_s = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(previous_threads)
+    tl_config = full_tl_config(recipe)
+    training = {
+        "steps": recipe.steps,
+        "batch_size": recipe.batch_size,
+        "lr": recipe.lr,
+        "weight_decay": recipe.weight_decay,
+        "seed": recipe.seed,
+        "threads": threads,
+        "wall_s": round(wall_s, 1),
+        "curve": curve,
+    }
+    state = bridge_state_dict(model.state_dict(), tl_config["d_vocab"])
+    save_zoo_model(
+        folder, name=name, tl_config=tl_config, alphabet=recipe.alphabet, state=state,
+        training=training,
+    )
+    log.info("built %s in %.1f s -> %s", name, wall_s, folder)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train a headlab zoo model.")
+    parser.add_argument("name", choices=zoo_names())
+    parser.add_argument("--out", type=Path, default=None, help="folder (default: shipped one)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    build_zoo_model(args.name, args.out, args.threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""UI speed in a real browser: Heads page first render and head click → detail.
+
+Seeds a fresh SQLite store with 1,000 finished runs, one of them a 70B-shaped 80-layer ×
+64-head grid with attention patterns, serves the real app in a subprocess and drives headless
+Debian Chromium (Playwright). Reports median (and p90) wall times over repeats:
+
+- heads page, full load: ``goto /heads?run=BIG`` until the heatmap is drawn (assets cached);
+- heads page, in-app: click the Heads link in the navigation until the heatmap is drawn;
+- head click → detail: click a cell until the detail title and the head's pattern are drawn.
+
+Target: each median under 300 ms. Run: ``.venv/bin/python bench/ui.py [--runs 1000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from storage import migrate  # noqa: E402
+from storage.settings import load_settings  # noqa: E402
+from storage.store import ResultStore  # noqa: E402
+from tests.browser.seeding import seed_big  # noqa: E402
+from tests.browser.server import browser_context, serve  # noqa: E402
+
+TARGET_MS = 300.0
+HEATMAP = "#heads-heatmap .hm"
+
+
+def seed(home: Path, n_runs: int) -> int:
+    settings = load_settings({"HEADLAB_HOME": str(home)})
+    migrate.upgrade(settings.db_url)
+    store = ResultStore.from_settings(settings)
+    started = time.perf_counter()
+    big = seed_big(store, home / "work", n_runs=n_runs)
+    print(
+        f"seeded {store.count_runs()} runs in {time.perf_counter() - started:.1f} s; "
+        f"big grid run #{big}"
+    )
+    return big
+
+
+def timed(action, until) -> float:
+    start = time.perf_counter()
+    action()
+    until()
+    return (time.perf_counter() - start) * 1000
+
+
+def click_cell(page, layer: int, head: int) -> None:
+    box = page.locator("#heads-heatmap .nsewdrag").first.bounding_box()
+    page.mouse.click(
+        box["x"] + (head + 0.5) * box["width"] / 64, box["y"] + (layer + 0.5) * box["height"] / 80
+    )
+
+
+def measure(url: str, big: int, repeats: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"full load": [], "in-app navigation": [], "click → detail": []}
+    heads_url = f"{url}/heads?run={big}&metric=induction_score"
+    with browser_context(1920, 1080) as context:
+        page = context.new_page()
+        page.goto(heads_url)
+        page.wait_for_selector(HEATMAP, timeout=60_000)  # warm: assets cached, server caches
+        for i in range(repeats):
+            out["full load"].append(
+                timed(lambda: page.goto(heads_url), lambda: page.wait_for_selector(HEATMAP))
+            )
+            page.goto(f"{url}/runs")
+            page.wait_for_selector("#runs-table table")
+            out["in-app navigation"].append(
+                timed(
+                    lambda: page.click(".nav-link >> text=Heads"),
+                    lambda: page.wait_for_selector(HEATMAP),
+                )
+            )
+            page.goto(heads_url)
+            page.wait_for_selector(HEATMAP)
+            for j in range(3):
+                layer, head = (7 * i + 11 * j) % 80, (5 * i + 13 * j) % 64
+                title = f"Head {layer}.{head}"
+                out["click → detail"].append(
+                    timed(
+                        lambda layer=layer, head=head: click_cell(page, layer, head),
+                        lambda title=title: page.wait_for_function(
+                            "t => document.querySelector('#heads-detail-title').innerText == t "
+                            "&& document.querySelector('#heads-pattern .hm') && "
+                            "!document.querySelector('[data-dash-is-loading=\"true\"]')",
+                            arg=title,
+                        ),
+                    )
+                )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="headlab-bench-ui-") as tmp:
+        home = Path(tmp)
+        big = seed(home, args.runs)
+        env = {**__import__("os").environ, "HEADLAB_HOME": str(home)}
+        env.pop("HEADLAB_DB", None)
+        with serve(env) as url:
+            results = measure(url, big, args.repeats)
+    print(f"{'measure':<22}{'median ms':>10}{'p90 ms':>9}{'n':>4}  target < {TARGET_MS:.0f} ms")
+    for name, values in results.items():
+        values = sorted(values)
+        p90 = values[min(len(values) - 1, int(0.9 * len(values)))]
+        ok = "ok" if statistics.median(values) < TARGET_MS else "SLOW"
+        print(f"{name:<22}{statistics.median(values):>10.0f}{p90:>9.0f}{len(values):>4}  {ok}")
+
+
+if __name__ == "__main__":
+    main()
