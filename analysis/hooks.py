@@ -122,3 +122,30 @@ def n_heads_at(model: Any, kind: str) -> int:
     if kind in KV_KINDS and kv:
         return int(kv)
     return int(model.cfg.n_heads)
+
+
+class IneffectiveHook(ValueError):
+    """Editing this hook does not change the model's output (an observation-only hook)."""
+
+
+def require_effective_hook(model: Any, site: HookSite, tokens: Any) -> None:
+    """Raise ``IneffectiveHook`` if zeroing ``site`` leaves the logits unchanged.
+
+    Some bridge architectures compute attention in fused code and only *report* the pattern
+    to ``hook_pattern``; patching such a hook would silently measure nothing.
+    """
+    import torch
+
+    require_hooks(model, [site])
+    with torch.no_grad():
+        plain = model(tokens)
+        edited = model.run_with_hooks(
+            tokens, fwd_hooks=[(site.name, lambda act, hook: torch.zeros_like(act))]
+        )
+    if torch.equal(plain, edited):
+        arch = getattr(model.cfg, "architecture", None) or type(model).__name__
+        raise IneffectiveHook(
+            f"editing {site.name} does not change the output of this model ({arch}): the hook "
+            "only observes the value, so patching it would measure nothing; patch z, q, k or v "
+            "instead"
+        )

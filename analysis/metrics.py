@@ -37,7 +37,7 @@ class MetricUndefined(ValueError):
 
 
 def last_logits(
-    logits: Float[torch.Tensor, "batch pos d_vocab"], last: Int[torch.Tensor, "batch"]
+    logits: Float[torch.Tensor, "batch pos d_vocab"], last: Int[torch.Tensor, " batch"]
 ) -> Float[torch.Tensor, "batch d_vocab"]:
     """The logits at each prompt's last real position."""
     rows = torch.arange(logits.shape[0], device=logits.device)
@@ -49,7 +49,7 @@ def metric_per_prompt(
     logits_last: Float[torch.Tensor, "batch d_vocab"],
     batch: PairBatch,
     clean_logits_last: Float[torch.Tensor, "batch d_vocab"] | None = None,
-) -> Float[torch.Tensor, "batch"]:
+) -> Float[torch.Tensor, " batch"]:
     """One metric value per prompt from the logits at the last position.
 
     ``logits_last`` may hold several stacked copies of the batch (``copies * batch`` rows):
@@ -76,7 +76,7 @@ def metric_per_prompt(
     raise ValueError(f"unknown metric {name!r}; choose one of: {', '.join(METRIC_NAMES)}")
 
 
-MetricFn = Callable[[Float[torch.Tensor, "batch d_vocab"]], Float[torch.Tensor, "batch"]]
+MetricFn = Callable[[Float[torch.Tensor, "batch d_vocab"]], Float[torch.Tensor, " batch"]]
 
 
 def metric_fn(

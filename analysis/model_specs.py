@@ -51,9 +51,7 @@ def _looks_like_path(target: str) -> bool:
 
 def _parse_zoo(name: str) -> ModelSpec:
     if name not in zoo_names():
-        raise ModelSpecError(
-            f"unknown zoo model {name!r}; the zoo has: {', '.join(zoo_names())}"
-        )
+        raise ModelSpecError(f"unknown zoo model {name!r}; the zoo has: {', '.join(zoo_names())}")
     if not is_built(name):
         raise ModelSpecError(
             f"zoo model {name!r} is not built yet: run `headlab models build-demo` "

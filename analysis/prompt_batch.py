@@ -31,10 +31,10 @@ class PromptBatchError(ValueError):
 class PairBatch:
     clean: Int[torch.Tensor, "batch pos"]
     corrupted: Int[torch.Tensor, "batch pos"]
-    lengths: Int[torch.Tensor, "batch"]
-    last: Int[torch.Tensor, "batch"]
-    correct: Int[torch.Tensor, "batch"]
-    incorrect: Int[torch.Tensor, "batch"]
+    lengths: Int[torch.Tensor, " batch"]
+    last: Int[torch.Tensor, " batch"]
+    correct: Int[torch.Tensor, " batch"]
+    incorrect: Int[torch.Tensor, " batch"]
     pad_id: int = 0
 
     @property

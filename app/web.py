@@ -41,6 +41,7 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> dash.Das
         suppress_callback_exceptions=True,
         update_title=None,
         serve_locally=True,
+        eager_loading=True,  # fetch plotly.js and table chunks with the page, not serially
     )
     app.server.config["HEADLAB_SETTINGS"] = settings
     install_auth(app.server, settings)

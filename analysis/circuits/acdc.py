@@ -20,7 +20,8 @@ Two implementations make the same decisions:
   a ~0 change for each and removes them too, for any tau > 0); (2) *speculative batching*: the
   next ``window`` edge tests are run in one batched forward, each built on the decisions the
   earlier ones are *predicted* to get (initially "removed", later the prediction a previous
-  round measured). Decisions are then checked in order against the measured damages; every
+  round measured; a window of edges never measured is first probed, each edge alone against
+  the current state, in one batched call). Decisions are then checked in order against the measured damages; every
   test up to the first misprediction is exactly the reference's test, and the rest is redone.
 
 ``AcdcProgress`` is the full state between rounds (JSON-serialisable), so a run can be
@@ -184,7 +185,24 @@ class _Acdc:
             pos += 1
         return walk
 
+    def probe(self, prog: AcdcProgress, removed: torch.Tensor) -> None:
+        """Predict the next ``window`` unpredicted edges by testing each one alone against the
+        current state (one batched call). Predictions only steer speculation: a wrong one
+        costs a round, never a different decision."""
+        todo = [e for _, e in self.seq[prog.position :] if e not in prog.prediction]
+        todo = [e for e in todo if not removed[e]][: self.window]
+        if not todo:
+            return
+        trials = removed.repeat(len(todo), 1)
+        trials[torch.arange(len(todo)), todo] = True
+        damages = _damage_of(self.task, trials)
+        for e, value in zip(todo, damages.tolist(), strict=True):
+            prog.prediction[e] = value - prog.damage < self.tau
+
     def round(self, prog: AcdcProgress, removed: torch.Tensor) -> None:
+        nxt = self.seq[prog.position][1]
+        if nxt not in prog.prediction:
+            self.probe(prog, removed)
         walk = self.walk(prog, removed)
         damages = _damage_of(self.task, torch.stack(walk.trials)) if walk.trials else None
         spec_damage, t, stop = prog.damage, 0, False
@@ -217,21 +235,30 @@ class _Acdc:
                 stop = True
 
 
+def auto_window(task: CircuitTask, budget_floats: float = 6e7) -> int:
+    """Edge tests per round: as many copies as fit ~240 MB of node outputs, 8 to 256."""
+    b, p, u, d = task.clean_outputs.shape
+    return int(min(256, max(8, budget_floats // (b * p * u * d))))
+
+
 def acdc(
     task: CircuitTask,
     tau: float,
     *,
-    window: int = 64,
+    window: int | None = None,
     resume: AcdcProgress | None = None,
     on_round: Callable[[AcdcProgress, float], None] | None = None,
 ) -> AcdcResult:
     """Batched ACDC with subtree pruning; same circuit as ``acdc_reference`` at the same tau.
 
     ``on_round(progress, fraction_done)`` is called after every round (checkpoint, progress
-    report, cancellation); ``resume`` continues from a saved ``AcdcProgress``.
+    report, cancellation); ``resume`` continues from a saved ``AcdcProgress``. ``window`` (edge
+    tests per batched call) defaults to what fits a ~240 MB activation budget.
     """
     if tau <= 0:
         raise ValueError(f"tau must be > 0 (got {tau}); it is the damage an edge may add")
+    window = window or auto_window(task)
+    task.chunk = max(task.chunk, window)  # one model call per round
     runner = _Acdc(task, tau, window)
     base_forward, base_calls = task.counter.n_forward, task.counter.n_calls
     if resume is None:

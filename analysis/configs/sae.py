@@ -1,8 +1,9 @@
 """Configs of the attention-output SAE run kinds: ``sae-train``, ``sae-eval``, ``sae-circuit``.
 
 Torch-free (imported by the web process). ``layers`` accept negative indices (``-1`` = last
-layer), resolved against the model when the job runs. Token sources: ``repeat`` (BOS + a random
-token block repeated with a random period — the zoo induction task; works for any model),
+layer), resolved against the model when the job runs. Token sources: ``zoo`` (the zoo model's own
+training task), ``repeat`` (BOS + a random token block repeated with a random period; works for
+any model), ``auto`` (``zoo`` for zoo models, else ``repeat``),
 ``text`` (a local UTF-8 file given by ``text_path``, tokenised with the model's tokenizer) and
 ``prompts`` (the clean and corrupted prompts of ``prompt_set``).
 """
@@ -15,14 +16,15 @@ from pydantic import Field, model_validator
 
 from analysis.configs.base import RunConfigBase, register_config
 
-TokenSourceName = Literal["repeat", "text", "prompts"]
+TokenSourceName = Literal["auto", "zoo", "repeat", "text", "prompts"]
 
 
 class _TokenSourceFields(RunConfigBase):
     source: TokenSourceName = Field(
-        default="repeat",
-        description="Token source: repeat (repeated random tokens), text (--text-path), "
-        "prompts (the prompt set)",
+        default="auto",
+        description="Token source: zoo (the zoo model's training task), repeat (repeated "
+        "random tokens), text (--text-path), prompts (the prompt set); auto = zoo for zoo "
+        "models, else repeat",
     )
     text_path: str | None = Field(default=None, description="Local text file for source=text")
     context_size: int = Field(default=64, ge=2, le=8192, description="Tokens per sequence")

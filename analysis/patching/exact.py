@@ -52,7 +52,7 @@ class PatchSetup:
     clean_last: Float[torch.Tensor, "batch d_vocab"]
     baseline: MetricBaseline
 
-    def mean_metric(self, logits_last: torch.Tensor) -> Float[torch.Tensor, "copies"]:
+    def mean_metric(self, logits_last: torch.Tensor) -> Float[torch.Tensor, " copies"]:
         """Mean metric over pairs for each stacked copy of the batch."""
         values = metric_fn(self.metric, self.batch, self.clean_last)(logits_last)
         return values.reshape(-1, self.batch.n_pairs).mean(-1)

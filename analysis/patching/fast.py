@@ -121,7 +121,9 @@ def fast_patch(
         name = target.site(layer).name
         source = site_activation(setup, name)
 
-        def runner(part: Sequence[Variant], layer: int = layer, name: str = name) -> torch.Tensor:
+        def runner(
+            part: Sequence[Variant], layer: int = layer, name: str = name, source=source
+        ) -> torch.Tensor:
             hook = patch_hook(target, part, source)
             with torch.no_grad(), model.hooks(fwd_hooks=[(name, hook)]):
                 if replay.supported:

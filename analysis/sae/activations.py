@@ -7,6 +7,7 @@ layout of sae-lens' ``reshape_activations="hook_z"``.
 
 Token sources (all offline):
 
+- ``ZooTaskTokens``: a zoo model's own training task (its recipe's sampler), for ``zoo:`` models.
 - ``RepeatedTokens``: BOS + a random token sequence repeated with a random period (5–20 by
   default) — the distribution the zoo induction model is trained on, and a reasonable probe of
   copying behaviour for any model.
@@ -22,7 +23,7 @@ them in a buffer and yields fixed-size training batches per layer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -111,6 +112,37 @@ class RepeatedTokens:
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[TokenBatch]:
         while True:
             tokens = self.sample(batch_size, generator)
+            yield TokenBatch(tokens, torch.ones_like(tokens, dtype=torch.bool))
+
+
+@dataclass(frozen=True)
+class ZooTaskTokens:
+    """Sequences from a zoo model's own training task (its recipe's sampler)."""
+
+    name: str
+    sample: Callable[[torch.Generator, int, dict[str, int]], Any]
+    vocab: dict[str, int]
+
+    @classmethod
+    def for_spec(cls, spec: str, model: Any) -> ZooTaskTokens:
+        from analysis.zoo.train import load_recipe
+
+        if not spec.startswith("zoo:"):
+            raise TokenSourceError(
+                f"source=zoo needs a zoo model, not {spec}; use --source repeat or text"
+            )
+        try:
+            recipe = load_recipe(spec.removeprefix("zoo:"))
+        except ValueError as exc:
+            raise TokenSourceError(str(exc)) from None
+        return cls(recipe.name, recipe.sample, dict(model.tokenizer.get_vocab()))
+
+    def describe(self) -> str:
+        return f"zoo task {self.name}"
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[TokenBatch]:
+        while True:
+            tokens = self.sample(generator, batch_size, self.vocab).tokens
             yield TokenBatch(tokens, torch.ones_like(tokens, dtype=torch.bool))
 
 

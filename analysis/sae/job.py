@@ -2,9 +2,9 @@
 
 Each job builds its inputs from the config (token source, SAEs), calls the analysis functions of
 ``analysis.sae`` and returns a ``RunOutput``; bad input becomes a ``JobError`` with the reason.
-Evaluation tokens are held out from training: a fresh generator seed for ``repeat``, the last
-tenth of the windows for ``text``. A prompt set is too small to split, so ``prompts`` evaluates
-on the prompts it trained on (the summary says so).
+Evaluation tokens are held out from training: a fresh generator seed for ``zoo``/``repeat``, the
+last tenth of the windows for ``text``. A prompt set is too small to split, so ``prompts``
+evaluates on the prompts it trained on (the summary says so).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from analysis.sae.activations import (
     TokenBatch,
     TokenSource,
     TokenSourceError,
+    ZooTaskTokens,
     collect_tokens,
 )
 from analysis.sae.load import SAELoadError, load_sae_folder, load_sae_pretrained, sae_layer
@@ -51,7 +52,13 @@ def resolve_layers(layers: list[int], n_layers: int) -> list[int]:
 def token_sources(ctx: JobContext, model: Any) -> tuple[TokenSource, TokenSource, bool]:
     """(training source, evaluation source, whether evaluation is held out) of the config."""
     cfg: Any = ctx.config
-    if cfg.source == "repeat":
+    name = cfg.source
+    if name == "auto":
+        name = "zoo" if cfg.model.startswith("zoo:") else "repeat"
+    if name == "zoo":
+        zoo = ZooTaskTokens.for_spec(cfg.model, model)
+        return zoo, zoo, True
+    if name == "repeat":
         source = RepeatedTokens.for_model(model, cfg.context_size)
         return source, source, True
     if cfg.source == "text":

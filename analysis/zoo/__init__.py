@@ -44,6 +44,4 @@ def zoo_folder(name: str) -> Path:
 def is_built(name: str, models_dir: Path | None = None) -> bool:
     """True when the zoo model's weights, config and tokenizer are all on disk."""
     folder = (models_dir or MODELS_DIR) / name
-    return all(
-        (folder / part).exists() for part in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_DIR)
-    )
+    return all((folder / part).exists() for part in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_DIR))

@@ -32,7 +32,9 @@ _NATIVE_TO_BRIDGE = {
 }
 
 
-def bridge_state_dict(native_state: dict[str, torch.Tensor], d_vocab: int) -> dict[str, torch.Tensor]:
+def bridge_state_dict(
+    native_state: dict[str, torch.Tensor], d_vocab: int
+) -> dict[str, torch.Tensor]:
     """Rename a NativeModel state dict to the bridge's names (the bridge adds a zero unembed bias)."""
     out: dict[str, torch.Tensor] = {}
     for key, value in native_state.items():
@@ -43,8 +45,13 @@ def bridge_state_dict(native_state: dict[str, torch.Tensor], d_vocab: int) -> di
 
 
 def save_zoo_model(
-    folder: Path, *, name: str, tl_config: dict[str, Any], alphabet: str,
-    state: dict[str, torch.Tensor], training: dict[str, Any],
+    folder: Path,
+    *,
+    name: str,
+    tl_config: dict[str, Any],
+    alphabet: str,
+    state: dict[str, torch.Tensor],
+    training: dict[str, Any],
 ) -> None:
     """Write config.json and model.safetensors (the tokenizer folder is written by the builder)."""
     folder.mkdir(parents=True, exist_ok=True)

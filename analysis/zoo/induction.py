@@ -47,7 +47,7 @@ RECIPE = Recipe(
         "positional_embedding_type": "standard",
     },
     sample=sample_repeats,
-    steps=700,
+    steps=1400,
     batch_size=32,
     lr=3e-3,
 )

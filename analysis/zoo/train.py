@@ -102,7 +102,7 @@ def train_native(recipe: Recipe, steps: int | None = None) -> tuple[NativeModel,
     return model, curve
 
 
-def build_zoo_model(name: str, out: Path | None = None, threads: int = 2) -> Path:
+def build_zoo_model(name: str, out: Path | None = None, threads: int = 1) -> Path:
     """Train zoo model ``name`` and write its folder (config, weights, tokenizer)."""
     recipe = load_recipe(name)
     folder = out or MODELS_DIR / name
@@ -128,7 +128,11 @@ def build_zoo_model(name: str, out: Path | None = None, threads: int = 2) -> Pat
     }
     state = bridge_state_dict(model.state_dict(), tl_config["d_vocab"])
     save_zoo_model(
-        folder, name=name, tl_config=tl_config, alphabet=recipe.alphabet, state=state,
+        folder,
+        name=name,
+        tl_config=tl_config,
+        alphabet=recipe.alphabet,
+        state=state,
         training=training,
     )
     log.info("built %s in %.1f s -> %s", name, wall_s, folder)
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train a headlab zoo model.")
     parser.add_argument("name", choices=zoo_names())
     parser.add_argument("--out", type=Path, default=None, help="folder (default: shipped one)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     build_zoo_model(args.name, args.out, args.threads)

@@ -10,7 +10,7 @@ from app.components.analysis_pages import circuit_cards
 from app.components.common import data_table, empty_figure
 from app.services import circuits
 from app.services.context import WebContext
-from app.services.figures import build_figure
+from app.services.figures import page_figure
 from storage.errors import StoreError
 
 FAITH_SPEC = ids.export_id(ids.EXPORT_SPEC, "circuits-faith")
@@ -50,7 +50,7 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         for run_id in [int(r) for r in run_ids or []]:
             spec = {"kind": "circuit_graph", "run": run_id, **chosen}
             try:
-                figure = build_figure(ctx.reader, spec)
+                figure = page_figure(ctx.reader, spec)
             except (StoreError, ValueError) as exc:
                 figure, spec = empty_figure(str(exc)), None
             items.append((run_id, f"Circuit #{run_id}", figure, spec))
@@ -81,5 +81,5 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
                 out += [empty_figure(f"The chosen runs store no {what}"), None]
                 continue
             spec = {"kind": kind, "runs": runs}
-            out += [build_figure(ctx.reader, spec), spec]
+            out += [page_figure(ctx.reader, spec), spec]
         return tuple(out)

@@ -9,7 +9,7 @@ from app import ids
 from app.components.common import empty_figure
 from app.services import compare
 from app.services.context import WebContext
-from app.services.figures import build_figure
+from app.services.figures import page_figure
 from storage.errors import StoreError
 
 SIDE_SPEC = ids.export_id(ids.EXPORT_SPEC, "compare-side")
@@ -49,7 +49,7 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         for kind in ("compare_side", "compare_diff"):
             spec = {"kind": kind, "a": int(a), "b": int(b), "metric": metric}
             try:
-                out += [build_figure(ctx.reader, spec), spec]
+                out += [page_figure(ctx.reader, spec), spec]
             except (StoreError, ValueError) as exc:
                 out += [empty_figure(str(exc)), None]
         return (*out, note, "message warn" if note else "message empty")

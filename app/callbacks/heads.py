@@ -12,7 +12,7 @@ from app.components.common import empty_figure
 from app.components.heads import sae_list, scores_table
 from app.services import heads_view
 from app.services.context import WebContext
-from app.services.figures import build_figure
+from app.services.figures import page_figure
 from storage.errors import StoreError
 
 PATTERN_SPEC = ids.export_id(ids.EXPORT_SPEC, "heads-pattern")
@@ -82,8 +82,8 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         if not metric:
             return empty_figure(f"Run #{run_id} stores no per-head metrics."), None
         spec = heads_view.heatmap_spec(int(run_id), metric)
-        figure = build_figure(ctx.reader, spec)
-        figure.update_layout(shapes=highlight(selected))
+        figure = page_figure(ctx.reader, spec)
+        figure = {**figure, "layout": {**figure["layout"], "shapes": highlight(selected)}}
         return figure, spec
 
     @app.callback(
@@ -151,6 +151,6 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         if selected and ctx.reader.position_grid_has_heads(int(run_id), metric):
             spec.update(layer=selected[0], head=selected[1])
         try:
-            return build_figure(ctx.reader, spec), spec
+            return page_figure(ctx.reader, spec), spec
         except (StoreError, ValueError) as exc:
             return empty_figure(str(exc)), None

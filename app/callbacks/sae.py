@@ -10,7 +10,7 @@ from app.components.analysis_pages import highlighted_contexts
 from app.components.common import empty_figure, table_data
 from app.services import sae, sae_view
 from app.services.context import WebContext
-from app.services.figures import build_figure
+from app.services.figures import page_figure
 from storage.errors import StoreError
 
 TRAINING_SPEC = ids.export_id(ids.EXPORT_SPEC, "sae-training")
@@ -21,7 +21,7 @@ CONTEXTS_SPEC = ids.export_id(ids.EXPORT_SPEC, "sae-contexts")
 
 def _figure(ctx: WebContext, spec: dict) -> tuple:
     try:
-        return build_figure(ctx.reader, spec), spec
+        return page_figure(ctx.reader, spec), spec
     except (StoreError, ValueError) as exc:
         return empty_figure(str(exc)), None
 

@@ -75,11 +75,17 @@ def home_layout(
 def models_layout(rows: list[dict[str, Any]]) -> html.Div:
     form = html.Div(
         [
-            dcc.Input(id=ids.MODEL_NAME, placeholder="name, e.g. induction", className="input"),
+            dcc.Input(
+                id=ids.MODEL_NAME,
+                placeholder="name, e.g. induction",
+                className="input",
+                style={"flex": "0 0 240px", "width": "240px"},
+            ),
             dcc.Input(
                 id=ids.MODEL_SPEC,
                 placeholder="spec, e.g. zoo:induction-2l or hf:/path",
                 className="input grow",
+                style={"flex": "1 1 360px"},
             ),
             html.Button("Add model", id=ids.MODEL_ADD, className="btn"),
         ],
@@ -115,7 +121,10 @@ def prompts_layout(rows: list[dict[str, Any]], set_options: list[dict[str, Any]]
     upload = html.Div(
         [
             dcc.Input(
-                id=ids.PROMPTS_UPLOAD_NAME, placeholder="name for the new set", className="input"
+                id=ids.PROMPTS_UPLOAD_NAME,
+                placeholder="name for the new set",
+                className="input",
+                style={"flex": "0 0 280px", "width": "280px"},
             ),
             dcc.Upload(
                 id=ids.PROMPTS_UPLOAD,

@@ -8,7 +8,7 @@ from typing import Any
 from app.services import heads_view
 from app.services import runs as run_service
 from app.services.context import WebContext
-from app.services.figures import build_figure
+from app.services.figures import page_figure
 from app.services.prompt_upload import RowError, decode_upload, parse_prompt_file
 from storage.errors import StoreError
 from storage.records import PromptSetRecord
@@ -48,7 +48,7 @@ def home(ctx: WebContext) -> dict[str, Any]:
     for run in first + run_service.finished_runs(store, limit=20):
         metric = heads_view.default_metric(ctx.reader.metrics(run.id))
         if metric:
-            out["heatmap"] = build_figure(ctx.reader, heads_view.heatmap_spec(run.id, metric))
+            out["heatmap"] = page_figure(ctx.reader, heads_view.heatmap_spec(run.id, metric))
             out["href"] = f"/heads?run={run.id}&metric={metric}"
             out["title"] = "Heads of the newest run"
             break

@@ -13,6 +13,7 @@ sends ids and names, never a path). A spec is ``{"kind": <name>, ...}`` with the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -146,6 +147,19 @@ def build_figure(reader: ResultsReader, spec: Spec) -> go.Figure:
         return BUILDERS[kind](reader, spec)
     except KeyError as exc:
         raise SpecError(f"figure spec {kind!r} lacks field {exc.args[0]!r}") from None
+
+
+def page_figure(reader: ResultsReader, spec: Spec) -> dict[str, Any]:
+    """The figure of ``spec`` as plotly JSON for a page, built once per spec while every run
+    it names is finished (building a plotly figure costs tens of ms; pages rebuild often)."""
+    runs = [spec[k] for k in ("run", "a", "b") if spec.get(k) is not None] + list(
+        spec.get("runs") or []
+    )
+    finished = all(reader.store.get_run(int(r)).status.is_terminal for r in runs)
+    if not finished:
+        return build_figure(reader, spec).to_plotly_json()
+    key = json.dumps(spec, sort_keys=True, default=str)
+    return reader.memo(key, lambda: build_figure(reader, spec).to_plotly_json())
 
 
 def spec_name(spec: Spec) -> str:

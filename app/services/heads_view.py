@@ -12,7 +12,7 @@ from typing import Any
 from app.services import runs as run_service
 from app.services import sae
 from app.services.context import WebContext
-from app.services.figures import build_figure
+from app.services.figures import page_figure
 from storage.errors import NotFound
 from storage.records import RunRecord
 
@@ -95,7 +95,7 @@ def initial(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsIni
         state.message = f"Run #{run_id} ({run.kind}) stores no per-head metrics."
         return state
     state.spec = heatmap_spec(run_id, metric)
-    state.figure = build_figure(ctx.reader, state.spec)
+    state.figure = page_figure(ctx.reader, state.spec)
     return state
 
 
@@ -145,7 +145,7 @@ def head_detail(
             "prompt": int(prompt or 0),
         }
         try:
-            figure = build_figure(ctx.reader, spec)
+            figure = page_figure(ctx.reader, spec)
         except NotFound:
             figure, spec = None, None
     features = sae.head_top_features(ctx.store, run.model_spec, layer, head)

@@ -72,6 +72,7 @@ class ResultsReader:
         self._size = cache_runs
         self._lock = threading.Lock()
         self._related: dict[int, tuple[float, list[RunRecord]]] = {}
+        self._memo: OrderedDict[str, Any] = OrderedDict()
 
     def tables(self, run_id: int) -> RunTables:
         with self._lock:
@@ -90,6 +91,21 @@ class ResultsReader:
     def forget(self, run_id: int) -> None:
         with self._lock:
             self._cache.pop(run_id, None)
+            self._memo.clear()
+
+    def memo(self, key: str, build: Any, size: int = 64) -> Any:
+        """``build()`` once per key (least recently used out): for things derived only from
+        finished runs, which never change."""
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+        value = build()
+        with self._lock:
+            self._memo[key] = value
+            while len(self._memo) > size:
+                self._memo.popitem(last=False)
+        return value
 
     def head_grid(self, run_id: int, metric: str) -> pd.DataFrame:
         tables = self.tables(run_id)
@@ -182,6 +198,9 @@ class ResultsReader:
         return True
 
     def prompt_tokens(self, run_id: int) -> list[list[str]]:
+        return self.memo(f"tokens:{run_id}", lambda: self._read_tokens(run_id))
+
+    def _read_tokens(self, run_id: int) -> list[list[str]]:
         try:
             artifact = self.store.get_artifact(run_id, TOKENS)
         except NotFound:

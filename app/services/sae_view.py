@@ -6,7 +6,7 @@ from typing import Any
 
 from app.services import sae
 from app.services.context import WebContext
-from app.services.figures import build_figure
+from app.services.figures import page_figure
 from storage.errors import NotFound
 
 
@@ -37,5 +37,5 @@ def initial(ctx: WebContext, wanted: str | None) -> dict[str, Any]:
     run = ctx.store.get_run(run_id)
     if run.summary.get("training_curve"):
         state["training_spec"] = {"kind": "sae_training", "run": run_id}
-        state["training"] = build_figure(ctx.reader, state["training_spec"])
+        state["training"] = page_figure(ctx.reader, state["training_spec"])
     return state

@@ -1,8 +1,8 @@
 import pytest
-from tests.analysis.heads_fixtures import native_attn_only
 
 from analysis import hooks
 from analysis.hooks import HookSite, MissingHook
+from tests.analysis.heads_fixtures import native_attn_only
 
 
 def test_names():

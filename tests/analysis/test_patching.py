@@ -1,9 +1,11 @@
 """Exact patching == transformer_lens.patching, fast == exact, on three architectures."""
 
+import pandas as pd
 import pytest
 import torch
 import transformer_lens.patching as tlp
 
+from analysis.hooks import HookSite, IneffectiveHook, require_effective_hook
 from analysis.metrics import MetricUndefined, last_logits, metric_per_prompt
 from analysis.patching.exact import ActivationNotFinite, exact_patch, prepare
 from analysis.patching.fast import fast_patch
@@ -37,25 +39,85 @@ def _tl_metric(setup, name):
     return metric
 
 
-@pytest.mark.parametrize("metric", ["logit_diff", "prob", "kl"])
-def test_exact_and_fast_equal_transformer_lens(arch_model, metric):  # noqa: F811
-    model = arch_model
-    batch = pair_batch()
+def _tl_reference(model, batch, clean_cache, metric, kind, per_pos, shape, n_sample=None):
+    """TransformerLens' grid, or (for n_sample) a random sample of its cells via index_df."""
+    fn = TL_FUNCTIONS[(kind, per_pos)]
+    if n_sample is None:
+        return None, fn(model, batch.corrupted, clean_cache, metric)
+    g = torch.Generator().manual_seed(1)
+    idx = torch.stack([torch.randint(0, d, (n_sample,), generator=g) for d in shape], dim=1)
+    df = pd.DataFrame(idx.tolist(), columns=list(fn.keywords["index_axis_names"]))
+    values = tlp.generic_activation_patch(
+        model, batch.corrupted, clean_cache, metric,
+        patch_setter=fn.keywords["patch_setter"],
+        activation_name=fn.keywords["activation_name"],
+        index_df=df,
+    )  # fmt: skip
+    return [tuple(r) for r in idx.tolist()], values
+
+
+def _compare_with_tl(model, batch, metric, kinds, n_sample=None):
+    """Fast path vs TransformerLens; per-position kinds checked on ``n_sample`` random cells."""
     setup = prepare(model, batch, metric)
     replay = BlockReplay(model, setup.target_tokens, batch.last)
     assert replay.supported, replay.reason
-    kinds = TL_FUNCTIONS if metric == "logit_diff" else {("z", False), ("v", True), ("pattern", True)}
     _, clean_cache = model.run_with_cache(batch.clean)
+    effects = {}
     for kind, per_pos in kinds:
         target = PatchTarget(kind, per_pos)
-        exact = exact_patch(setup, target)
         fast = fast_patch(setup, target, replay=replay, chunk=3)
-        assert (exact.values - fast.values).abs().max() <= TOL, (kind, per_pos)
-        tl = TL_FUNCTIONS[(kind, per_pos)](model, batch.corrupted, clean_cache, _tl_metric(setup, metric))
-        mine = exact.tl_shaped(model.cfg.n_layers, batch.n_pos, target.n_heads(model))
-        assert mine.shape == tl.shape
-        assert (mine - tl).abs().max() <= TOL, (kind, per_pos)
-        assert exact.normalised.abs().max() > 0.01  # the patch does something
+        mine = fast.tl_shaped(model.cfg.n_layers, batch.n_pos, target.n_heads(model))
+        sample = n_sample if per_pos else None
+        cells, tl = _tl_reference(model, batch, clean_cache, _tl_metric(setup, metric), kind,
+                                  per_pos, mine.shape, sample)  # fmt: skip
+        picked = mine if cells is None else torch.stack([mine[c] for c in cells])
+        assert picked.shape == tl.shape, (kind, per_pos)
+        assert (picked - tl).abs().max() <= TOL, (kind, per_pos)
+        effects[(kind, per_pos)] = fast.normalised.abs().max().item()
+    return setup, effects
+
+
+@pytest.mark.slow
+def test_fast_equals_transformer_lens_every_kind(arch_model):  # noqa: F811
+    # all-position grids in full; per-position grids on 6 random cells each (TransformerLens
+    # runs one forward per cell; the full per-position grids are checked against exact below)
+    _, effects = _compare_with_tl(arch_model, pair_batch(n_pairs=2, n_pos=4, corrupt_at=1),
+                                  "logit_diff", TL_FUNCTIONS, n_sample=6)  # fmt: skip
+    for key, effect in effects.items():
+        if key[0] == "pattern" and arch_model.cfg.architecture == "TransformerLensNative":
+            continue  # see test_observation_only_pattern_hook_is_detected
+        assert effect > 0.01, key  # the patch does something
+
+
+@pytest.mark.parametrize("metric", ["prob", "kl"])
+def test_other_metrics_equal_transformer_lens(arch_model, metric):  # noqa: F811
+    _compare_with_tl(arch_model, pair_batch(), metric, [("z", False)])
+
+
+def test_exact_equals_fast_and_transformer_lens(arch_model):  # noqa: F811
+    batch = pair_batch(n_pairs=2, n_pos=3, corrupt_at=1)
+    setup = prepare(arch_model, batch, "logit_diff")
+    _, clean_cache = arch_model.run_with_cache(batch.clean)
+    for kind, per_pos in [("z", False), ("k", True)]:
+        target = PatchTarget(kind, per_pos)
+        exact = exact_patch(setup, target)
+        fast = fast_patch(setup, target, chunk=5)
+        assert (exact.values - fast.values).abs().max() <= TOL
+        tl = TL_FUNCTIONS[(kind, per_pos)](arch_model, batch.corrupted, clean_cache,
+                                           _tl_metric(setup, "logit_diff"))  # fmt: skip
+        shaped = exact.tl_shaped(arch_model.cfg.n_layers, batch.n_pos, target.n_heads(arch_model))
+        assert (shaped - tl).abs().max() <= TOL
+
+
+def test_observation_only_pattern_hook_is_detected(arch_model):  # noqa: F811
+    tokens = pair_batch().clean
+    site = HookSite("pattern", 0)
+    if arch_model.cfg.architecture == "TransformerLensNative":
+        with pytest.raises(IneffectiveHook, match="hook_pattern does not change the output"):
+            require_effective_hook(arch_model, site, tokens)
+    else:
+        require_effective_hook(arch_model, site, tokens)
+    require_effective_hook(arch_model, HookSite("z", 0), tokens)
 
 
 def test_noising_fast_equals_exact_and_resid_at_corrupted_position(arch_model):  # noqa: F811

@@ -1,6 +1,5 @@
 import pytest
 import torch
-from tests.analysis.heads_fixtures import native_attn_only
 
 from analysis.prompt_batch import (
     PromptBatchError,
@@ -8,6 +7,7 @@ from analysis.prompt_batch import (
     pair_batch_from_tokens,
 )
 from storage.records import PairRecord
+from tests.analysis.heads_fixtures import native_attn_only
 
 
 @pytest.fixture(scope="module")

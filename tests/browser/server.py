@@ -33,11 +33,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, process: subprocess.Popen, timeout_s: float = 60.0) -> None:
+def wait_http(url: str, process: subprocess.Popen, log=None, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.stderr.read()}")
+            output = ""
+            if log is not None:
+                log.seek(0)
+                output = log.read()
+            elif process.stderr is not None:
+                output = process.stderr.read()
+            raise RuntimeError(f"server exited with {process.returncode}: {output[-4000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return

@@ -27,8 +27,12 @@ from analysis.circuits.task import build_task
 def test_faithfulness_endpoints_and_curve(mlp_model, batch) -> None:
     task = build_task(mlp_model, batch)
     n = task.graph.n_edges
-    assert evaluate.faithfulness(task, torch.ones(n, dtype=torch.bool)) == pytest.approx(1, abs=1e-4)
-    assert evaluate.faithfulness(task, torch.zeros(n, dtype=torch.bool)) == pytest.approx(0, abs=1e-4)
+    assert evaluate.faithfulness(task, torch.ones(n, dtype=torch.bool)) == pytest.approx(
+        1, abs=1e-4
+    )
+    assert evaluate.faithfulness(task, torch.zeros(n, dtype=torch.bool)) == pytest.approx(
+        0, abs=1e-4
+    )
     scores = torch.randn(n, generator=torch.Generator().manual_seed(0))
     curve = evaluate.faithfulness_curve(task, scores)
     assert curve["k"][0] == 0 and curve["k"][-1] == n

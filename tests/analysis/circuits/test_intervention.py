@@ -64,6 +64,7 @@ def test_edges_match_transformer_lens_activation_patches(mlp_model, batch) -> No
     with torch.no_grad():
         abl = patcher.run(batch.corrupted).outputs
         for edges, name, head in cases:
+
             def patch(t, hook, name=name, head=head):
                 t = t.clone()
                 if head is None:

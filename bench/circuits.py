@@ -1,0 +1,172 @@
+"""Circuit-discovery benchmark: every method side by side, printed as one table.
+
+    .venv/bin/python bench/circuits.py [--pairs 16] [--gpt2-budget-s 60] [--skip-gpt2]
+
+1. Zoo models (those built, with a task here): per method wall time, forward / backward passes
+   (prompt-batch equivalents) and model calls, faithfulness of the stored circuit, curve area,
+   edge and node AUC against the zoo's ground_truth.json; plus one-edge-at-a-time ACDC against
+   batched ACDC at the same tau (calls, same circuit?).
+2. A GPT-2-small-shaped random model (12 layers x 12 heads x d_model 768, MLPs; 32,491 edges):
+   wall time of EAP and EAP-IG; exact patching and ACDC are bounded by a time budget and
+   extrapolated from their measured rate (one forward per edge is ~32k forwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from typing import Any
+
+import torch
+
+from analysis.circuits.acdc import acdc, acdc_reference
+from analysis.circuits.discover import DiscoverySettings, discover
+from analysis.circuits.eap import eap_scores
+from analysis.circuits.eap_ig import eap_ig_scores
+from analysis.circuits.ground_truth import load_ground_truth
+from analysis.circuits.task import build_task
+from analysis.circuits.zoo_tasks import induction_pairs
+from analysis.prompt_batch import build_pair_batch, pair_batch_from_tokens
+from analysis.zoo import is_built, zoo_folder
+from analysis.zoo.checkpoint import load_zoo_bridge
+
+ZOO_TASKS = {"induction-2l": induction_pairs}
+METHODS = [
+    DiscoverySettings(method="eap"),
+    DiscoverySettings(method="eap-ig", ig_steps=5),
+    DiscoverySettings(method="exact"),
+    DiscoverySettings(method="acdc", metric="kl", tau=0.02),
+]
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[c] + [_fmt(r.get(c, "")) for r in rows] for c in columns]
+    widths = [max(len(x) for x in col) for col in cells]
+    lines = ["  ".join(col[i].rjust(w) for col, w in zip(cells, widths, strict=True))
+             for i in range(len(rows) + 1)]  # fmt: skip
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def zoo_rows(n_pairs: int) -> list[dict[str, Any]]:
+    rows = []
+    for name, make_pairs in ZOO_TASKS.items():
+        if not is_built(name):
+            print(f"(zoo:{name} is not built; skipped)")
+            continue
+        model = load_zoo_bridge(zoo_folder(name))
+        model.enable_compatibility_mode()
+        batch = build_pair_batch(model, make_pairs(n_pairs, seed=1))
+        truth = load_ground_truth(None, f"zoo:{name}")
+        for s in METHODS:
+            d = discover(model, batch, s, truth=truth)
+            roc = d.summary.get("roc", {})
+            rows.append({
+                "model": name, "method": s.method, "wall_s": d.summary["wall_s"],
+                "fwd": d.summary["n_forward"], "bwd": d.summary["n_backward"],
+                "calls": d.summary["n_calls"], "edges": d.summary["n_edges_in_circuit"],
+                "faith": d.summary["faithfulness"], "area": d.summary["faithfulness_curve"]["area"],
+                "edge_auc": roc.get("edge", {}).get("auc", ""),
+                "node_auc": roc.get("node", {}).get("auc", ""),
+            })  # fmt: skip
+        rows += acdc_comparison(model, batch, name)
+    return rows
+
+
+def acdc_comparison(model: Any, batch: Any, name: str) -> list[dict[str, Any]]:
+    task = build_task(model, batch, metric="kl")
+    t0 = time.perf_counter()
+    ref = acdc_reference(task, 0.02)
+    t1 = time.perf_counter()
+    fast = acdc(task, 0.02)
+    t2 = time.perf_counter()
+    same = bool(torch.equal(ref.kept, fast.kept))
+    return [
+        {"model": name, "method": "acdc 1-by-1", "wall_s": t1 - t0, "fwd": ref.n_forward,
+         "calls": ref.n_calls, "edges": int(ref.kept.sum()), "same": ""},
+        {"model": name, "method": "acdc batched", "wall_s": t2 - t1, "fwd": fast.n_forward,
+         "calls": fast.n_calls, "edges": int(fast.kept.sum()), "same": same,
+         "calls_ratio": ref.n_calls / max(fast.n_calls, 1)},
+    ]  # fmt: skip
+
+
+class _Budget(Exception):
+    pass
+
+
+def gpt2_rows(budget_s: float, n_pairs: int = 8, n_pos: int = 16) -> list[dict[str, Any]]:
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    cfg = TransformerBridgeConfig(
+        d_model=768, d_head=64, n_heads=12, n_layers=12, n_ctx=64, d_vocab=5000, d_mlp=3072,
+        act_fn="gelu_new", normalization_type="LN", seed=0,
+    )  # fmt: skip
+    model = TransformerBridge.boot_native(cfg)
+    model.enable_compatibility_mode()
+    gen = torch.Generator().manual_seed(0)
+    toks = torch.randint(0, 5000, (2, n_pairs, n_pos), generator=gen)
+    answers = torch.randint(0, 5000, (2, n_pairs), generator=gen)
+    batch = pair_batch_from_tokens(
+        toks[0].tolist(), toks[1].tolist(), answers[0].tolist(), answers[1].tolist()
+    )
+    rows = []
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        model(batch.clean)
+    fwd_s = time.perf_counter() - t0
+    rows.append({"model": "gpt2-shaped", "method": "1 plain forward", "wall_s": fwd_s})
+    for method in ("eap", "eap-ig"):
+        t0 = time.perf_counter()
+        task = build_task(model, batch, with_gradients=method == "eap")
+        _ = eap_scores(task) if method == "eap" else eap_ig_scores(task, 5)
+        rows.append({"model": "gpt2-shaped", "method": method, "wall_s": time.perf_counter() - t0,
+                     "fwd": task.counter.n_forward, "bwd": task.counter.n_backward,
+                     "calls": task.counter.n_calls})  # fmt: skip
+    rows.append(_bounded_acdc(model, batch, budget_s))
+    return rows
+
+
+def _bounded_acdc(model: Any, batch: Any, budget_s: float) -> dict[str, Any]:
+    task = build_task(model, batch, metric="kl")
+    task.chunk = 16
+    start, seen = time.perf_counter(), {}
+
+    def stop(prog: Any, done: float) -> None:
+        seen.update(done=done, tested=len(prog.scores), calls=prog.n_calls, fwd=prog.n_forward)
+        if time.perf_counter() - start > budget_s:
+            raise _Budget
+
+    with contextlib.suppress(_Budget):
+        acdc(task, 0.02, window=16, on_round=stop)
+    wall = time.perf_counter() - start
+    done = max(seen.get("done", 0.0), 1e-9)
+    return {"model": "gpt2-shaped", "method": f"acdc ({done:.3%} in budget)", "wall_s": wall,
+            "fwd": seen.get("fwd", 0), "calls": seen.get("calls", 0),
+            "est_full_s": wall / done}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=16)
+    parser.add_argument("--gpt2-budget-s", type=float, default=60.0)
+    parser.add_argument("--skip-gpt2", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = zoo_rows(args.pairs)
+    if not args.skip_gpt2:
+        rows += gpt2_rows(args.gpt2_budget_s)
+    columns = ["model", "method", "wall_s", "fwd", "bwd", "calls", "edges", "faith", "area",
+               "edge_auc", "node_auc", "same", "calls_ratio", "est_full_s"]  # fmt: skip
+    print(_table(rows, columns))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The circuit job on the zoo induction model: queued through the real worker and store;
+every method recovers the known circuit; ACDC checkpoints, cancels and resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from analysis.circuits.discover import DiscoverySettings, discover
+from analysis.circuits.ground_truth import load_ground_truth
+from analysis.circuits.job import checkpoint_path, circuit_job
+from analysis.circuits.zoo_tasks import induction_pairs
+from analysis.configs.base import parse_run_config
+from analysis.jobs import Cancelled, JobContext
+from analysis.prompt_batch import build_pair_batch
+from analysis.zoo import is_built, zoo_folder
+from storage.records import RunStatus
+
+MODEL = "zoo:induction-2l"
+pytestmark = pytest.mark.skipif(not is_built("induction-2l"), reason="zoo model not built")
+
+
+@pytest.fixture(scope="module")
+def zoo_model():
+    from analysis.zoo.checkpoint import load_zoo_bridge
+
+    model = load_zoo_bridge(zoo_folder("induction-2l"))
+    model.enable_compatibility_mode()
+    return model
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        DiscoverySettings(method="eap"),
+        DiscoverySettings(method="eap-ig", ig_steps=5),
+        DiscoverySettings(method="exact"),
+        DiscoverySettings(method="acdc", metric="kl", tau=0.02),
+    ],
+    ids=lambda s: s.method,
+)
+def test_every_method_recovers_the_induction_circuit(zoo_model, settings) -> None:
+    batch = build_pair_batch(zoo_model, induction_pairs(12, seed=1))
+    truth = load_ground_truth(None, MODEL)
+    d = discover(zoo_model, batch, settings, truth=truth)
+    assert d.summary["roc"]["edge"]["auc"] >= 0.95, d.summary["roc"]["edge"]["auc"]
+    assert d.summary["faithfulness"] > 0.5
+
+
+def _enqueue(store, method: str, **extra) -> int:
+    pairs = induction_pairs(8, seed=2)
+    if not store.list_prompt_sets():
+        store.add_prompt_set("induction", pairs, source="test", model_spec=MODEL)
+    config = {"kind": "circuit", "model": MODEL, "prompt_set": "induction", "method": method}
+    config |= extra
+    ps = store.get_prompt_set("induction")
+    return store.enqueue_run("circuit", config, MODEL, ps.id, {}, "test").id
+
+
+def test_queued_run_stores_edges_nodes_and_summary(store) -> None:
+    from analysis.worker import Worker
+
+    run_id = _enqueue(store, "eap")
+    final = Worker(store, heartbeat_s=0.2).reap_and_claim()
+    assert final is not None and final.id == run_id
+    assert final.status == RunStatus.FINISHED, final.error
+    edges, nodes = store.edges(run_id), store.nodes(run_id)
+    assert len(edges) == final.summary["n_edges"] and edges["in_circuit"].any()
+    assert {"input", "logits", "a1.h0"} <= set(nodes["name"])
+    for key in ("faithfulness_curve", "roc", "n_forward", "n_backward", "wall_s",
+                "metric_clean", "metric_corrupt"):  # fmt: skip
+        assert key in final.summary
+    assert (final.summary["n_forward"], final.summary["n_backward"]) == (2, 1)
+
+
+def _context(store, run_id: int, workdir: Path, model, cancel_after: int | None) -> JobContext:
+    run = store.get_run(run_id)
+    calls = [0]
+
+    def on_progress(fraction: float, message: str) -> bool:
+        calls[0] += 1
+        return cancel_after is not None and calls[0] > cancel_after
+
+    return JobContext(
+        run_id=run_id, config=parse_run_config(run.config), store=store, workdir=workdir,
+        model_loader=lambda cfg: model, _on_progress=on_progress,
+    )  # fmt: skip
+
+
+def test_acdc_cancel_then_resume(store, zoo_model, tmp_path, monkeypatch) -> None:
+    import analysis.circuits.job as job
+
+    monkeypatch.setattr(job, "CHECKPOINT_EVERY_S", 0.0)
+    acdc = {"metric": "kl", "tau": 0.02}
+    first = _enqueue(store, "acdc", **acdc)
+    ctx = _context(store, first, tmp_path, zoo_model, cancel_after=3)
+    with pytest.raises(Cancelled):
+        circuit_job(ctx)
+    saved = json.loads(checkpoint_path(ctx, first).read_text())
+    assert saved["state"]["position"] > 0
+    second = _enqueue(store, "acdc", resume_from=first, **acdc)
+    resumed = circuit_job(_context(store, second, tmp_path, zoo_model, None))
+    fresh = circuit_job(_context(store, _enqueue(store, "acdc", **acdc), tmp_path, zoo_model, None))
+    assert resumed.summary["resumed_from"] == first
+    assert [e.in_circuit for e in resumed.edges] == [e.in_circuit for e in fresh.edges]
+    other = _enqueue(store, "acdc", resume_from=first, metric="kl", tau=0.05)
+    with pytest.raises(Exception, match="tau"):
+        circuit_job(_context(store, other, tmp_path, zoo_model, None))
+    assert torch.tensor([e.score for e in fresh.edges]).abs().sum() > 0
