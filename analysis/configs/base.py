@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from analysis.model_specs import ModelSpecError, parse_model_spec
 
 # Modules that define run kinds. Each registers its config classes with @register_config.
 KIND_MODULES: tuple[str, ...] = (
@@ -36,6 +38,15 @@ class RunConfigBase(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     seed: int = 0
+
+    @field_validator("model")
+    @classmethod
+    def _known_model_spec(cls, spec: str) -> str:
+        try:
+            parse_model_spec(spec)
+        except ModelSpecError as exc:
+            raise ValueError(str(exc)) from None
+        return spec
 
 
 def register_config(cls: type[RunConfigBase]) -> type[RunConfigBase]:
@@ -64,7 +75,7 @@ def format_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "config"
-        parts.append(f"{field}: {err['msg']}")
+        parts.append(f"{field}: {err['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
 
 

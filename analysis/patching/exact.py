@@ -124,6 +124,7 @@ def exact_patch(
     target: PatchTarget,
     positions: Sequence[int] | None = None,
     progress: Callable[[float, str], None] | None = None,
+    normalise: bool = True,
 ) -> PatchResult:
     """Patch every variant of ``target`` at every layer, one full forward each."""
     model = setup.model
@@ -142,4 +143,5 @@ def exact_patch(
             values[layer, j] = setup.mean_metric(lg)[0]
         if progress is not None:
             progress((layer + 1) / n_layers, f"exact {target.metric_name}: layer {layer}")
-    return PatchResult(target, variants, values, setup.baseline.normalise(values))
+    normalised = setup.baseline.normalise(values) if normalise else values
+    return PatchResult(target, variants, values, normalised)

@@ -106,6 +106,7 @@ def fast_patch(
     progress: Callable[[float, str], None] | None = None,
     chunk: int | None = None,
     replay: BlockReplay | None = None,
+    normalise: bool = True,
 ) -> PatchResult:
     """Patch every variant of ``target`` at every layer, batched; equal to ``exact_patch``."""
     model, batch = setup.model, setup.batch
@@ -137,4 +138,5 @@ def fast_patch(
         values[layer] = torch.cat(outputs).cpu()
         if progress is not None:
             progress((layer + 1) / n_layers, f"{target.metric_name}: layer {layer}")
-    return PatchResult(target, variants, values, setup.baseline.normalise(values))
+    normalised = setup.baseline.normalise(values) if normalise else values
+    return PatchResult(target, variants, values, normalised)

@@ -46,8 +46,8 @@ class GeneratorError(ValueError):
 
 
 def is_char_level(view: TokenizerView) -> bool:
-    """True when every lowercase letter and digit is one token and they do not merge."""
-    text = string.ascii_lowercase + string.digits
+    """True when every lowercase letter is one token and letters do not merge."""
+    text = string.ascii_lowercase
     return len(view.answer_tokens(text)) == len(text)
 
 
@@ -132,6 +132,11 @@ def _greater_than_char(view: TokenizerView, n: int, rng: random.Random) -> list[
 
 def greater_than(view: TokenizerView, n: int, rng: random.Random) -> list[PairIn]:
     if is_char_level(view):
+        if view.unknown_chars(string.digits + ">"):
+            raise GeneratorError(
+                "greater-than on a character-level model needs the digits and '>' in its "
+                "vocabulary (zoo:greater-than-3l has them; zoo:induction-2l does not)"
+            )
         return _greater_than_char(view, n, rng)
     two_digit = [f"{v:02d}" for v in range(2, 99) if len(view.answer_tokens(f"{v:02d}")) == 1]
     if len(two_digit) < 90 or len(view.answer_tokens(" 1732")) != 2:

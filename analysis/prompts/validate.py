@@ -61,6 +61,19 @@ class TokenizerView:
             return []
         return [int(t) for t in self.model.to_tokens(text, prepend_bos=False)[0].tolist()]
 
+    @property
+    def unk_id(self) -> int | None:
+        """The unknown-token id, when it is distinct from BOS/EOS/PAD (GPT-2 reuses one)."""
+        tok = self.tokenizer
+        unk = tok.unk_token_id
+        return None if unk in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) else unk
+
+    def unknown_chars(self, text: str) -> list[str]:
+        """Characters of ``text`` that the tokenizer maps to its unknown token."""
+        if self.unk_id is None or self.unk_id not in self.answer_tokens(text):
+            return []
+        return sorted({ch for ch in text if self.unk_id in self.answer_tokens(ch)})
+
     def show(self, ids: list[int]) -> str:
         return repr(self.tokenizer.convert_ids_to_tokens(ids))
 
@@ -77,7 +90,13 @@ def _resolve_answer(view: TokenizerView, answer: Answer, row: int, column: str,
             return "", answer.token_id
         return view.tokenizer.decode([answer.token_id]), answer.token_id
     ids = view.answer_tokens(answer.text)
-    if len(ids) != 1:
+    unknown = view.unknown_chars(answer.text)
+    if unknown:
+        problems.append(
+            f"row {row}: {column} answer {answer.text!r} has characters the tokenizer does not "
+            f"know ({''.join(unknown)!r}); use characters in the model's vocabulary"
+        )
+    elif len(ids) != 1:
         problems.append(
             f"row {row}: {column} answer {answer.text!r} is {len(ids)} tokens "
             f"({view.show(ids)}), not one; use a single-token answer (mind the leading space) "
@@ -91,6 +110,13 @@ def _check_prompts(view: TokenizerView, raw: RawPair, problems: list[str]) -> No
         if not getattr(raw, column).strip():
             problems.append(f"row {raw.row}: {column} is empty; every pair needs both prompts")
             return
+    for column in ("clean", "corrupted"):
+        unknown = view.unknown_chars(getattr(raw, column))
+        if unknown:
+            problems.append(
+                f"row {raw.row}: {column} has characters the tokenizer does not know "
+                f"({''.join(unknown)!r}); use characters in the model's vocabulary"
+            )
     n_clean = len(view.prompt_tokens(raw.clean))
     n_corrupt = len(view.prompt_tokens(raw.corrupted))
     if n_clean != n_corrupt:

@@ -90,14 +90,15 @@ def induction_evidence(model: TransformerBridge, n: int = 32, seed: int = 0) -> 
     paths: dict[str, float] = {}
     for receiver in [*range(n_heads), None]:
         name = "a1.*" if receiver is None else f"a1.h{receiver}"
-        for channel in ("q", "k", "v"):
+        for channel in ("q", "k", "v", "q+k"):
             for sender in senders:
                 effect = path_ablation(model, tokens, metric, sender, (1, receiver), channel)
                 paths[f"{sender} -> {name}<{channel}>"] = round(effect, 4)
     for head in range(n_heads):
         for channel in ("q", "k", "v"):
-            effect = path_ablation(model, tokens, metric, "input", (0, head), channel)
-            paths[f"input -> a0.h{head}<{channel}>"] = round(effect, 4)
+            for sender in ("input", "input.pos"):
+                effect = path_ablation(model, tokens, metric, sender, (0, head), channel)
+                paths[f"{sender} -> a0.h{head}<{channel}>"] = round(effect, 4)
     return {
         "detect_head": detect_scores(model, repeat_prompts()),
         "second_copy_loss": round(base, 4),

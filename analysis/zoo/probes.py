@@ -73,9 +73,12 @@ def mlp_ablation(
 def _ablate_sender_hooks(sender: str) -> list:
     """Hooks that ablate the sender: one head's z (mean over batch and positions), or for
     "input" the token embeddings (resampled: each row gets the next row's, so the residual stays
-    in distribution; positional embeddings are the same in every row and stay)."""
+    in distribution; positional embeddings are the same in every row and stay), or for
+    "input.pos" the positional embeddings (mean over positions)."""
     if sender == "input":
         return [("hook_embed", lambda x, hook=None: x.roll(1, dims=0))]
+    if sender == "input.pos":
+        return [("hook_pos_embed", lambda x, hook=None: _mean_ablate(x, (1,)))]
     layer, head = (int(part[1:]) for part in sender.split("."))
 
     def ablate_head(z: torch.Tensor, hook=None) -> torch.Tensor:
@@ -90,14 +93,15 @@ def _freeze_hooks(model: TransformerBridge, clean: dict[str, torch.Tensor], send
                   receiver_layer: int) -> list:
     """Hooks that pin every component between sender and receiver to its clean value, so only
     the direct sender -> receiver path carries the ablation."""
-    first = 0 if sender == "input" else int(sender.split(".")[0][1:])
+    from_input = sender.startswith("input")
+    first = 0 if from_input else int(sender.split(".")[0][1:])
     names = []
     for layer in range(first, receiver_layer):
-        if layer > first or sender == "input":
+        if layer > first or from_input:
             names.append(f"blocks.{layer}.attn.hook_z")
         if not model.cfg.attn_only:
             names.append(f"blocks.{layer}.hook_mlp_out")
-    if sender != "input":
+    if not from_input:
         layer, head = (int(part[1:]) for part in sender.split("."))
         name = f"blocks.{layer}.attn.hook_z"
 
@@ -114,6 +118,38 @@ def _replace_with(value: torch.Tensor):
     return lambda x, hook=None: value
 
 
+def _receiver_sites(receiver: tuple[int, int | None], channel: str) -> list[str]:
+    layer = receiver[0]
+    if channel == "mlp":
+        return [f"blocks.{layer}.hook_mlp_out"]
+    parts = channel.split("+")
+    if not parts or any(p not in ("q", "k", "v") for p in parts):
+        raise ValueError(f"channel {channel!r}: use q, k, v, a '+' join of them, or mlp")
+    return [f"blocks.{layer}.attn.hook_{p}" for p in parts]
+
+
+def _cache_hooks(names: list[str], store: dict[str, torch.Tensor]) -> list:
+    def keep(name: str):
+        def hook(x: torch.Tensor, hook=None) -> torch.Tensor:
+            store[name] = x.detach().clone()
+            return x
+
+        return hook
+
+    return [(n, keep(n)) for n in names]
+
+
+def _patch_hook(value: torch.Tensor, head: int | None):
+    def hook(x: torch.Tensor, hook=None) -> torch.Tensor:
+        if head is None:
+            return value
+        x = x.clone()
+        x[:, :, head] = value[:, :, head]
+        return x
+
+    return hook
+
+
 @torch.no_grad()
 def path_ablation(
     model: TransformerBridge,
@@ -123,9 +159,10 @@ def path_ablation(
     receiver: tuple[int, int | None],
     channel: str,
 ) -> float:
-    """Metric change when ``sender`` ("input" or "a{L}.h{H}") is mean-ablated along the direct
-    path into one receiver channel only: ``channel`` "q", "k" or "v" of head ``receiver`` =
-    (layer, head), or ``channel`` "mlp" for the MLP of layer ``receiver[0]`` (head None).
+    """Metric change when ``sender`` ("input" or "a{L}.h{H}") is ablated along the direct
+    path into one receiver only: ``channel`` "q", "k", "v" (or a join such as "q+k") of head
+    ``receiver`` = (layer, head) — head None means every head of that layer — or ``channel``
+    "mlp" for the MLP of layer ``receiver[0]``.
 
     Path patching in three passes: (1) clean run, caching every head's z and MLP output;
     (2) run with the sender ablated and everything between sender and receiver pinned to clean,
@@ -133,42 +170,15 @@ def path_ablation(
     activation replaced. Works on any bridge (no split-QKV hooks needed).
     """
     r_layer, r_head = receiver
-    site = f"blocks.{r_layer}.hook_mlp_out" if channel == "mlp" else (
-        f"blocks.{r_layer}.attn.hook_{channel}"
-    )
+    sites = _receiver_sites(receiver, channel)
     cache_names = [f"blocks.{layer}.attn.hook_z" for layer in range(r_layer)]
     if not model.cfg.attn_only:
         cache_names += [f"blocks.{layer}.hook_mlp_out" for layer in range(r_layer)]
     clean: dict[str, torch.Tensor] = {}
-
-    def keep(name: str):
-        def hook(x: torch.Tensor, hook=None) -> torch.Tensor:
-            clean[name] = x.detach().clone()
-            return x
-
-        return hook
-
-    base = run_metric(model, tokens, metric, [(n, keep(n)) for n in cache_names])
+    base = run_metric(model, tokens, metric, _cache_hooks(cache_names, clean))
     counterfactual: dict[str, torch.Tensor] = {}
     hooks = _ablate_sender_hooks(sender) + _freeze_hooks(model, clean, sender, r_layer)
-    hooks.append((site, keep_into(counterfactual)))
-    with model.hooks(fwd_hooks=hooks):
+    with model.hooks(fwd_hooks=hooks + _cache_hooks(sites, counterfactual)):
         model(tokens)
-    patched = counterfactual["value"]
-
-    def patch(x: torch.Tensor, hook=None) -> torch.Tensor:
-        if r_head is None:
-            return patched
-        x = x.clone()
-        x[:, :, r_head] = patched[:, :, r_head]
-        return x
-
-    return run_metric(model, tokens, metric, [(site, patch)]) - base
-
-
-def keep_into(store: dict[str, torch.Tensor]):
-    def hook(x: torch.Tensor, hook=None) -> torch.Tensor:
-        store["value"] = x.detach().clone()
-        return x
-
-    return hook
+    patches = [(site, _patch_hook(counterfactual[site], r_head)) for site in sites]
+    return run_metric(model, tokens, metric, patches) - base

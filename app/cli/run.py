@@ -99,11 +99,17 @@ def enqueue(store: ResultStore, config: RunConfigBase) -> RunRecord:
     )
 
 
-def execute_inline(store: ResultStore, run: RunRecord, show_progress: bool) -> RunRecord:
-    """Run ``run`` in this process unless a worker has claimed it already; show progress; wait."""
-    from analysis.worker import Worker
+def execute_inline(
+    store: ResultStore, run: RunRecord, show_progress: bool, runner: Any = None
+) -> RunRecord:
+    """Run ``run`` in this process unless a worker has claimed it already; show progress; wait.
 
-    runner = Worker(store)
+    Pass the same ``runner`` (an ``analysis.worker.Worker``) to keep its model loaded.
+    """
+    if runner is None:
+        from analysis.worker import Worker
+
+        runner = Worker(store)
     thread = None
     try:
         claimed: RunRecord | None = store.claim_run(run.id, runner.worker_id)

@@ -1,0 +1,196 @@
+"""``headlab prompts``: import, generate, list, show, export and delete prompt sets.
+
+A prompt file is CSV or JSONL with columns clean, corrupted, correct, incorrect (and optionally
+meta); an answer written ``#<id>`` is a token id, anything else is answer text (see
+``analysis.prompts.files``). Files are parsed before any model is loaded, and nothing is stored
+unless every row is valid for the model.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from analysis.prompts.files import FORMATS, PromptFileError, read_prompt_file, write_prompt_file
+from app.cli.context import open_store, store_errors
+from app.cli.output import CliError, emit_json
+from storage.errors import NotFound
+from storage.records import PromptSetRecord
+from storage.store import ResultStore
+
+app = typer.Typer(help="Import, generate, list, show and export prompt sets.", no_args_is_help=True)
+
+JSON = typer.Option(False, "--json", help="Print one JSON object.")
+MODEL = typer.Option(..., "--model", help="Model spec the pairs must fit, e.g. zoo:induction-2l")
+
+
+def set_summary(record: PromptSetRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "source": record.source,
+        "model": record.model_spec,
+        "n_pairs": record.n_pairs,
+        "content_hash": record.content_hash,
+        "meta": record.meta,
+        "created_at": record.created_at,
+    }
+
+
+def _require_new_name(store: ResultStore, name: str) -> None:
+    try:
+        store.get_prompt_set(name)
+    except NotFound:
+        return
+    raise CliError(
+        f"a prompt set named {name!r} already exists; choose another --name or delete it "
+        f"first (`headlab prompts delete {name}`)",
+        3,
+    )
+
+
+def _load(spec: str) -> tuple[Any, str]:
+    from analysis.model_specs import parse_model_spec
+    from analysis.models import ModelLoadError, ModelSpecError, load_model
+
+    try:
+        parsed = parse_model_spec(spec)
+        return load_model(parsed), parsed.spec
+    except (ModelSpecError, ModelLoadError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _store_set(store: ResultStore, name: str, pairs: list, source: str, spec: str,
+               meta: dict[str, Any], json_out: bool) -> None:
+    with store_errors():
+        record = store.add_prompt_set(name, pairs, source, spec, meta)
+    if json_out:
+        emit_json({"prompt_set": set_summary(record)})
+    else:
+        Console().print(f"stored prompt set [bold]{record.name}[/bold]: {record.n_pairs} pairs")
+
+
+@app.command("import")
+def import_set(
+    file: Path = typer.Argument(..., help="CSV or JSONL file"),
+    name: str = typer.Option(..., "--name", help="Name for the new prompt set."),
+    model: str = MODEL,
+    fmt: str | None = typer.Option(None, "--format", help="csv or jsonl (default: from suffix)"),
+    json_out: bool = JSON,
+) -> None:
+    """Import pairs from a file after checking every row against the model's tokenizer."""
+    from analysis.prompts.validate import PromptValidationError, TokenizerView, validate_pairs
+
+    store = open_store()
+    _require_new_name(store, name)
+    try:
+        raws = read_prompt_file(file, fmt)
+    except PromptFileError as exc:
+        raise CliError(str(exc)) from None
+    loaded, spec = _load(model)
+    try:
+        pairs = validate_pairs(TokenizerView.of(loaded), raws)
+    except PromptValidationError as exc:
+        raise CliError(f"{file.name}: {exc}") from None
+    meta = {"file": file.name}
+    _store_set(store, name, pairs, f"import:{file.name}", spec, meta, json_out)
+
+
+@app.command("generate")
+def generate(
+    task: str = typer.Argument(..., help="induction, ioi or greater-than"),
+    n: int = typer.Option(20, "--n", min=1, help="Number of pairs."),
+    model: str = MODEL,
+    name: str | None = typer.Option(None, "--name", help="Default: <task>-<model>-<n>-s<seed>"),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = JSON,
+) -> None:
+    """Generate a seeded task prompt set that is valid for the model's tokenizer."""
+    from analysis.prompts.generators import GeneratorError, generate_pairs
+
+    loaded, spec = _load(model)
+    name = name or f"{task}-{spec.split(':', 1)[1].rstrip('/').split('/')[-1]}-{n}-s{seed}"
+    store = open_store()
+    _require_new_name(store, name)
+    try:
+        pairs = generate_pairs(loaded, task, n, seed)
+    except (GeneratorError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    meta = {"task": task, "seed": seed}
+    _store_set(store, name, pairs, f"generate:{task}", spec, meta, json_out)
+
+
+@app.command("list")
+def list_sets(json_out: bool = JSON) -> None:
+    """List prompt sets."""
+    store = open_store()
+    with store_errors():
+        records = store.list_prompt_sets()
+    if json_out:
+        emit_json({"prompt_sets": [set_summary(r) for r in records]})
+        return
+    table = Table("id", "name", "pairs", "model", "source", "created")
+    for r in records:
+        table.add_row(str(r.id), r.name, str(r.n_pairs), r.model_spec or "", r.source,
+                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+    Console().print(table)
+
+
+@app.command("show")
+def show(
+    name: str = typer.Argument(..., help="Prompt set name or id."),
+    limit: int = typer.Option(10, min=0, help="How many pairs to show."),
+    json_out: bool = JSON,
+) -> None:
+    """Show a prompt set and its first pairs."""
+    store = open_store()
+    with store_errors():
+        record = store.get_prompt_set(name)
+        pairs = store.get_pairs(record.id)[:limit]
+    if json_out:
+        emit_json({"prompt_set": set_summary(record), "pairs": pairs})
+        return
+    Console().print(f"[bold]{record.name}[/bold]: {record.n_pairs} pairs, model {record.model_spec}")
+    table = Table("#", "clean", "corrupted", "correct", "incorrect")
+    for p in pairs:
+        table.add_row(str(p.index), p.clean, p.corrupted, repr(p.correct), repr(p.incorrect))
+    Console().print(table)
+
+
+@app.command("export")
+def export(
+    name: str = typer.Argument(..., help="Prompt set name or id."),
+    fmt: str = typer.Option("jsonl", "--format", help="csv or jsonl"),
+    out: Path | None = typer.Option(None, "--out", help="File to write (default: stdout)."),
+    json_out: bool = JSON,
+) -> None:
+    """Export a prompt set as CSV or JSONL (re-importable exactly)."""
+    if fmt not in FORMATS:
+        raise CliError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    store = open_store()
+    with store_errors():
+        record = store.get_prompt_set(name)
+        text = write_prompt_file(list(store.get_pairs(record.id)), fmt)
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    if json_out:
+        emit_json({"prompt_set": set_summary(record), "format": fmt,
+                   "path": str(out) if out else None, "content": None if out else text})
+    elif out is None:
+        sys.stdout.write(text)
+    else:
+        Console().print(f"wrote {record.n_pairs} pairs to {out}")
+
+
+@app.command("delete")
+def delete(name: str = typer.Argument(..., help="Prompt set name.")) -> None:
+    """Delete a prompt set (refused while runs use it)."""
+    store = open_store()
+    with store_errors():
+        store.delete_prompt_set(name)
+    Console().print(f"deleted prompt set {name}")

@@ -1,0 +1,128 @@
+"""Prompt files, validation against a model, and generators (on zoo:induction-2l)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from analysis.models import load_model
+from analysis.prompts.files import PromptFileError, read_prompt_file, write_prompt_file
+from analysis.prompts.generators import GeneratorError, generate_pairs
+from analysis.prompts.validate import PromptValidationError, TokenizerView, validate_pairs
+from storage.records import PairIn
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("zoo:induction-2l")
+
+
+@pytest.fixture(scope="module")
+def view(model):
+    return TokenizerView.of(model)
+
+
+def write(tmp_path, name, content) -> object:
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def test_csv_and_jsonl_parse_with_answer_rule(tmp_path):
+    csv_path = write(tmp_path, "a.csv", 'clean,corrupted,correct,incorrect\nabcab,abdab,c,#7\n')
+    (row,) = read_prompt_file(csv_path)
+    assert row.correct.text == "c" and row.correct.token_id is None
+    assert row.incorrect.token_id == 7
+    jsonl = '{"clean": "ab", "corrupted": "ac", "correct": 5, "incorrect": "#6", "meta": {"k": 1}}\n'
+    (row,) = read_prompt_file(write(tmp_path, "a.jsonl", jsonl))
+    assert row.correct.token_id == 5 and row.incorrect.token_id == 6 and row.meta == {"k": 1}
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", "", "is empty"),
+        ("header.csv", "clean,corrupted,correct,incorrect\n", "has no pairs"),
+        ("missing.csv", "clean,corrupted,correct\na,b,c\n", "missing column"),
+        ("extra.csv", "clean,corrupted,correct,incorrect,x\na,b,c,d,e\n", "unknown column"),
+        ("bytes.csv", b"clean,corrupted,correct,incorrect\n\xff\xfe,b,c,d\n", "line 2.*UTF-8"),
+        ("cells.csv", "clean,corrupted,correct,incorrect\na,b,c\n", "row 1.*number of cells"),
+        ("bad.jsonl", '{"clean": "a"\n', "row 1.*not valid JSON"),
+        ("keys.jsonl", '{"clean": "a", "corrupted": "b", "correct": "c"}\n', "missing column"),
+        ("meta.csv", "clean,corrupted,correct,incorrect,meta\na,b,c,d,[1]\n", "meta must be"),
+        ("x.txt", "clean\n", "csv or .jsonl"),
+    ],
+)
+def test_bad_files_name_the_problem(tmp_path, name, content, message):
+    with pytest.raises(PromptFileError, match=message):
+        read_prompt_file(write(tmp_path, name, content))
+
+
+def test_validation_names_each_bad_row(tmp_path, view):
+    rows = "\n".join(
+        [
+            "clean,corrupted,correct,incorrect",
+            "abcab,abdab,c,d",  # row 1: fine
+            "abcab,abdabx,c,d",  # row 2: different lengths
+            "abcab,abdab,cd,d",  # row 3: multi-token answer
+            f"{'a' * 70},{'b' * 70},c,d",  # row 4: longer than the context
+            "abcab,abdab,c,#999",  # row 5: id outside the vocabulary
+            "ABC,abc,c,d",  # row 6: characters the tokenizer does not know
+            ",abc,c,d",  # row 7: empty clean
+        ]
+    )
+    raws = read_prompt_file(write(tmp_path, "bad.csv", rows + "\n"))
+    with pytest.raises(PromptValidationError) as info:
+        validate_pairs(view, raws)
+    text = str(info.value)
+    for expected in ("row 2: clean is 6 tokens but corrupted is 7", "row 3: correct answer 'cd'",
+                     "row 4: prompt is 71 tokens", "row 5: incorrect token id #999",
+                     "row 6: clean has characters", "row 7: clean is empty"):
+        assert expected in text
+    assert "row 1" not in text
+
+
+def test_empty_set_is_refused(view):
+    with pytest.raises(PromptValidationError, match="empty"):
+        validate_pairs(view, [])
+
+
+def test_export_import_round_trip(tmp_path, view):
+    pairs = [
+        PairIn("abcab", "abdab", "c", "d", meta={"k": 1, "s": "x,y"}),
+        PairIn("ab 'q', x", "ab 'r', x", "a", "b", correct_id=3, incorrect_id=4),
+    ]
+    pairs = validate_pairs(view, [r for r in _as_raw(pairs)])
+    for fmt in ("csv", "jsonl"):
+        path = write(tmp_path, f"set.{fmt}", write_prompt_file(pairs, fmt))
+        assert validate_pairs(view, read_prompt_file(path)) == pairs
+
+
+def _as_raw(pairs):
+    from analysis.prompts.validate import pairs_as_raw
+
+    return pairs_as_raw(pairs)
+
+
+def test_induction_generator_is_valid_seeded_and_meaningful(model):
+    pairs = generate_pairs(model, "induction", 12, seed=3)
+    assert pairs == generate_pairs(model, "induction", 12, seed=3)
+    assert pairs != generate_pairs(model, "induction", 12, seed=4)
+    from analysis.prompt_batch import build_pair_batch
+
+    batch = build_pair_batch(model, pairs)
+    with torch.no_grad():
+        rows = torch.arange(len(pairs))
+        for tokens, sign in ((batch.clean, 1), (batch.corrupted, -1)):
+            logits = model(tokens)[rows, batch.last]
+            diff = logits[rows, batch.correct] - logits[rows, batch.incorrect]
+            assert (sign * diff > 0).float().mean() >= 0.9  # induction picks the answer
+
+
+def test_generators_refuse_tasks_the_tokenizer_cannot_express(model):
+    with pytest.raises(GeneratorError, match="word-level"):
+        generate_pairs(model, "ioi", 3)
+    with pytest.raises(GeneratorError, match="digits"):
+        generate_pairs(model, "greater-than", 3)
+    with pytest.raises(GeneratorError, match="unknown task"):
+        generate_pairs(model, "sorting", 3)
