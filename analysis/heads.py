@@ -130,7 +130,10 @@ def ordinal_token_sequences(model: Any) -> list[list[int]]:
         for prefix in ("", " "):
             ids = [model.to_tokens(prefix + w, prepend_bos=False)[0] for w in seq]
             if all(t.numel() == 1 for t in ids):
-                found.append([int(t) for t in ids])
+                flat = [int(t) for t in ids]
+                unk = getattr(model.tokenizer, "unk_token_id", None)
+                if len(set(flat)) == len(flat) and unk not in flat:  # unknown words map to unk
+                    found.append(flat)
     return [s for s in found if len(s) >= 3]
 
 

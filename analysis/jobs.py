@@ -27,6 +27,7 @@ JOB_MODULES: tuple[str, ...] = (
     "analysis.circuits.job",
     "analysis.sae.job",
     "analysis.throughput",
+    "analysis.catalog_job",
 )
 
 

@@ -133,7 +133,10 @@ class Worker:
         except (ConfigError, JobError) as exc:
             self._end(run.id, error=str(exc))
         except Conflict as exc:
+            # Either the run ended meanwhile (reaped: fail_run is then refused and logged), or
+            # its output names a prompt set / model that already exists: the run fails with why.
             log.warning("run %s could not be finished: %s", run.id, exc)
+            self._end(run.id, error=str(exc))
         except StoreError as exc:
             self._end(run.id, error=f"storing the results failed: {exc}")
         except Exception as exc:  # noqa: BLE001 — any job failure must end the run, not the worker

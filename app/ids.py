@@ -22,6 +22,10 @@ MODEL_NAME = "model-name"
 MODEL_SPEC = "model-spec"
 MODEL_ADD = "model-add"
 MODEL_ADD_STATUS = "model-add-status"
+MODEL_REPLACE = "model-replace"
+MODEL_FACTS = "model-facts"
+MODEL_RUN = "model-run"  # id of the model-add run the page waits for
+MODEL_POLL = "model-poll"
 
 # Prompt sets
 PROMPTS_TABLE = "prompts-table"
@@ -31,6 +35,19 @@ PROMPTS_UPLOAD_STATUS = "prompts-upload-status"
 PROMPTS_UPLOAD_ERRORS = "prompts-upload-errors"
 PROMPTS_PREVIEW_SET = "prompts-preview-set"
 PROMPTS_PREVIEW = "prompts-preview"
+PROMPTS_UPLOAD_MODEL = "prompts-upload-model"
+PROMPTS_IMPORT_RUN = "prompts-import-run"  # id of the prompts-import run the page waits for
+PROMPTS_IMPORT_POLL = "prompts-import-poll"
+PROMPTS_GEN_TASK = "prompts-gen-task"
+PROMPTS_GEN_N = "prompts-gen-n"
+PROMPTS_GEN_SEED = "prompts-gen-seed"
+PROMPTS_GEN_MODEL = "prompts-gen-model"
+PROMPTS_GEN_NAME = "prompts-gen-name"
+PROMPTS_GEN_SUBMIT = "prompts-gen-submit"
+PROMPTS_GEN_STATUS = "prompts-gen-status"
+PROMPTS_GEN_RESULT = "prompts-gen-result"
+PROMPTS_GEN_RUN = "prompts-gen-run"
+PROMPTS_GEN_POLL = "prompts-gen-poll"
 
 # Launch
 LAUNCH_KIND = "launch-kind"
@@ -52,6 +69,8 @@ RUNS_ACTION_STATUS = "runs-action-status"
 RUNS_CSV = "runs-csv"
 RUNS_DOWNLOAD = "runs-download"
 RUNS_REFRESH = "runs-refresh"
+RUNS_CONFIRM_DELETE = "runs-confirm-delete"
+RUNS_DELETE_TARGET = "runs-delete-target"
 
 # Heads
 HEADS_RUN = "heads-run"

@@ -149,11 +149,37 @@ class NodeIn:
 
 
 @dataclass(frozen=True)
+class PromptSetIn:
+    """A prompt set that a run creates (e.g. an import or a generator run)."""
+
+    name: str
+    pairs: list[PairIn]
+    source: str
+    model_spec: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelIn:
+    """A model that a run registers, with the architecture facts it measured."""
+
+    name: str
+    spec: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    replace: bool = False
+
+
+@dataclass(frozen=True)
 class RunOutput:
-    """Everything a finished run writes, committed with status FINISHED in one transaction."""
+    """Everything a finished run writes, committed with status FINISHED in one transaction.
+
+    ``prompt_set`` / ``model`` are catalog entries a run creates; a name that is taken fails the
+    whole commit (``Conflict``) and nothing is written."""
 
     head_results: list[HeadResultIn] = field(default_factory=list)
     artifacts: list[ArtifactIn] = field(default_factory=list)
     edges: list[EdgeIn] = field(default_factory=list)
     nodes: list[NodeIn] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    prompt_set: PromptSetIn | None = None
+    model: ModelIn | None = None

@@ -8,7 +8,8 @@ and pandas DataFrames, never ORM rows. Each method is one transaction; the SQL l
 
 A run finishes atomically: ``finish_run`` validates the whole output, copies artifact files in
 first (content-addressed, so an orphan left by a crash is harmless), then inserts every result
-row and flips the run to FINISHED in ONE transaction — and only if the run is still RUNNING, so
+row (and any prompt set or model the run creates: ``RunOutput.prompt_set`` / ``.model``) and
+flips the run to FINISHED in ONE transaction — and only if the run is still RUNNING, so
 a cancelled or reaped run never gets results. A crash at any point leaves no partial results.
 
 The store does not verify the schema when constructed (``headlab db upgrade`` must be able to
@@ -39,6 +40,7 @@ from storage.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
+    from sqlalchemy import Connection
 
 
 class ResultStore:
@@ -191,6 +193,7 @@ class ResultStore:
             if run is None:
                 raise runs_repo.refuse(conn, run_id, "store its results (nothing was written)")
             results_repo.insert_all(conn, run_id, prepared, stored, self.files)
+            _insert_catalog_entries(conn, output)  # Conflict on a taken name rolls all back
             return run
 
     def fail_run(self, run_id: int, error: str) -> RunRecord:
@@ -296,3 +299,13 @@ class ResultStore:
         with self._db.read() as conn:
             runs_repo.get(conn, run_id)
             return results_repo.count_rows(conn, run_id)
+
+
+def _insert_catalog_entries(conn: Connection, output: RunOutput) -> None:
+    """The prompt set / model a run creates, inside ``finish_run``'s transaction."""
+    if output.prompt_set is not None:
+        ps = output.prompt_set
+        catalog_repo.add_prompt_set(conn, ps.name, ps.pairs, ps.source, ps.model_spec, ps.meta)
+    if output.model is not None:
+        m = output.model
+        catalog_repo.add_model(conn, m.name, m.spec, m.facts, m.replace)

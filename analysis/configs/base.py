@@ -20,6 +20,7 @@ KIND_MODULES: tuple[str, ...] = (
     "analysis.configs.circuits",
     "analysis.configs.sae",
     "analysis.configs.throughput",
+    "analysis.configs.catalog",
 )
 
 _REGISTRY: dict[str, type[RunConfigBase]] = {}

@@ -31,6 +31,8 @@ _NATIVE_TO_BRIDGE = {
     "head": "unembed",
 }
 
+_MLP_NATIVE_TO_BRIDGE = {".mlp.fc_in.": ".mlp.in.", ".mlp.fc_out.": ".mlp.out."}
+
 
 def bridge_state_dict(
     native_state: dict[str, torch.Tensor], d_vocab: int
@@ -39,6 +41,8 @@ def bridge_state_dict(
     out: dict[str, torch.Tensor] = {}
     for key, value in native_state.items():
         head, rest = key.split(".", 1)
+        for native, bridge in _MLP_NATIVE_TO_BRIDGE.items():
+            rest = rest.replace(native, bridge)
         out[f"{_NATIVE_TO_BRIDGE[head]}.{rest}"] = value.detach().to(torch.float32).contiguous()
     out.setdefault("unembed.bias", torch.zeros(d_vocab))
     return out

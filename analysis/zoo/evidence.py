@@ -112,6 +112,71 @@ def induction_evidence(model: TransformerBridge, n: int = 32, seed: int = 0) -> 
 EVIDENCE = {"induction-2l": induction_evidence}
 
 
+def comparison_batch(model: TransformerBridge, n: int = 64, seed: int = 0):
+    """``<filler>YY>`` prompts of one length (filler 3) and the ideal Z1 distribution of each."""
+    rng = random.Random(seed)
+    texts, ideal = [], torch.zeros(n, model.cfg.d_vocab)
+    digit_ids = [int(model.to_tokens(d, prepend_bos=False)[0, 0]) for d in string.digits]
+    for row in range(n):
+        yy = rng.randint(0, 98)
+        filler = "".join(rng.choices(string.ascii_lowercase + string.digits, k=3))
+        texts.append(f"{filler}{yy:02d}>")
+        for zz in range(yy + 1, 100):
+            ideal[row, digit_ids[zz // 10]] += 1 / (99 - yy)
+    return model.to_tokens(texts), ideal
+
+
+def ideal_cross_entropy(ideal: torch.Tensor):
+    """Cross-entropy of the prediction at the last position against the ideal distribution."""
+
+    def metric(logits: Float[torch.Tensor, "batch pos d_vocab"]) -> torch.Tensor:
+        logprobs = logits[:, -1].log_softmax(-1)
+        return -(ideal * logprobs).sum(-1).mean()
+
+    return metric
+
+
+def greater_than_evidence(model: TransformerBridge, n: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Attention from '>' to Y1/Y2, head and MLP ablations, and path ablations."""
+    tokens, ideal = comparison_batch(model, n, seed)
+    metric = ideal_cross_entropy(ideal)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens)
+        base = float(metric(model(tokens)))
+    last = tokens.shape[1] - 1
+    attention = {}
+    for layer in range(model.cfg.n_layers):
+        pattern = cache["pattern", layer][:, :, last]  # batch head k_pos
+        for head in range(model.cfg.n_heads):
+            attention[f"a{layer}.h{head}"] = {
+                "Y1": round(float(pattern[:, head, last - 2].mean()), 3),
+                "Y2": round(float(pattern[:, head, last - 1].mean()), 3),
+                "self": round(float(pattern[:, head, last].mean()), 3),
+                "bos": round(float(pattern[:, head, 0].mean()), 3),
+            }
+    paths: dict[str, float] = {}
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    for layer in range(n_layers):
+        senders = ["input", *(f"a{s}.h{h}" for s in range(layer + 1) for h in range(n_heads))]
+        for sender in senders:
+            effect = path_ablation(model, tokens, metric, sender, (layer, None), "mlp", last)
+            paths[f"{sender} -> m{layer} (last position)"] = round(effect, 4)
+    for head in range(n_heads):
+        for channel, sender in (("q", "input.pos"), ("k", "input.pos"), ("v", "input")):
+            effect = path_ablation(model, tokens, metric, sender, (0, head), channel)
+            paths[f"{sender} -> a0.h{head}<{channel}>"] = round(effect, 4)
+    return {
+        "ideal_cross_entropy": round(base, 4),
+        "attention_from_last": attention,
+        "head_ablation": head_ablation(model, tokens, metric).round(decimals=4).tolist(),
+        "mlp_ablation": mlp_ablation(model, tokens, metric).round(decimals=4).tolist(),
+        "path_ablation": paths,
+    }
+
+
+EVIDENCE["greater-than-3l"] = greater_than_evidence
+
+
 def main(argv: list[str] | None = None) -> None:
     from analysis.models import load_model
 

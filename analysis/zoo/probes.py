@@ -89,29 +89,35 @@ def _ablate_sender_hooks(sender: str) -> list:
     return [(f"blocks.{layer}.attn.hook_z", ablate_head)]
 
 
+def _between(model: TransformerBridge, receiver_layer: int, channel: str) -> list[str]:
+    """Hook names of every component that runs before the receiver: heads of earlier layers
+    (and of the receiver's own layer when the receiver is its MLP), MLPs of earlier layers."""
+    heads_upto = receiver_layer + 1 if channel == "mlp" else receiver_layer
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(heads_upto)]
+    if not model.cfg.attn_only:
+        names += [f"blocks.{layer}.hook_mlp_out" for layer in range(receiver_layer)]
+    return names
+
+
 def _freeze_hooks(model: TransformerBridge, clean: dict[str, torch.Tensor], sender: str,
-                  receiver_layer: int) -> list:
+                  receiver_layer: int, channel: str) -> list:
     """Hooks that pin every component between sender and receiver to its clean value, so only
-    the direct sender -> receiver path carries the ablation."""
-    from_input = sender.startswith("input")
-    first = 0 if from_input else int(sender.split(".")[0][1:])
-    names = []
-    for layer in range(first, receiver_layer):
-        if layer > first or from_input:
-            names.append(f"blocks.{layer}.attn.hook_z")
-        if not model.cfg.attn_only:
-            names.append(f"blocks.{layer}.hook_mlp_out")
-    if not from_input:
-        layer, head = (int(part[1:]) for part in sender.split("."))
-        name = f"blocks.{layer}.attn.hook_z"
+    the direct sender -> receiver path carries the ablation. The sender's own layer keeps the
+    sender's (ablated) output and pins the other heads."""
+    names = _between(model, receiver_layer, channel)
+    if sender.startswith("input"):
+        return [(n, _replace_with(clean[n])) for n in names]
+    layer, head = (int(part[1:]) for part in sender.split("."))
+    own = f"blocks.{layer}.attn.hook_z"
 
-        def others_clean(z: torch.Tensor, hook=None) -> torch.Tensor:
-            keep = clean[name].clone()
-            keep[:, :, head] = z[:, :, head]
-            return keep
+    def others_clean(z: torch.Tensor, hook=None) -> torch.Tensor:
+        keep = clean[own].clone()
+        keep[:, :, head] = z[:, :, head]
+        return keep
 
-        return [*((n, _replace_with(clean[n])) for n in names), (name, others_clean)]
-    return [(n, _replace_with(clean[n])) for n in names]
+    # components before the sender are unaffected by it, so pinning them to clean is a no-op
+    others = [n for n in names if n != own]
+    return [*((n, _replace_with(clean[n])) for n in others), (own, others_clean)]
 
 
 def _replace_with(value: torch.Tensor):
@@ -139,12 +145,14 @@ def _cache_hooks(names: list[str], store: dict[str, torch.Tensor]) -> list:
     return [(n, keep(n)) for n in names]
 
 
-def _patch_hook(value: torch.Tensor, head: int | None):
+def _patch_hook(value: torch.Tensor, head: int | None, position: int | None):
     def hook(x: torch.Tensor, hook=None) -> torch.Tensor:
-        if head is None:
-            return value
         x = x.clone()
-        x[:, :, head] = value[:, :, head]
+        pos = slice(None) if position is None else position
+        if head is None:
+            x[:, pos] = value[:, pos]
+        else:
+            x[:, pos, head] = value[:, pos, head]
         return x
 
     return hook
@@ -158,6 +166,7 @@ def path_ablation(
     sender: str,
     receiver: tuple[int, int | None],
     channel: str,
+    position: int | None = None,
 ) -> float:
     """Metric change when ``sender`` ("input" or "a{L}.h{H}") is ablated along the direct
     path into one receiver only: ``channel`` "q", "k", "v" (or a join such as "q+k") of head
@@ -167,18 +176,17 @@ def path_ablation(
     Path patching in three passes: (1) clean run, caching every head's z and MLP output;
     (2) run with the sender ablated and everything between sender and receiver pinned to clean,
     caching the receiver's q/k/v (or MLP output); (3) clean run with only that receiver
-    activation replaced. Works on any bridge (no split-QKV hooks needed).
+    activation replaced (at every position, or only at ``position``). Works on any bridge
+    (no split-QKV hooks needed).
     """
     r_layer, r_head = receiver
     sites = _receiver_sites(receiver, channel)
-    cache_names = [f"blocks.{layer}.attn.hook_z" for layer in range(r_layer)]
-    if not model.cfg.attn_only:
-        cache_names += [f"blocks.{layer}.hook_mlp_out" for layer in range(r_layer)]
+    cache_names = _between(model, r_layer, channel)
     clean: dict[str, torch.Tensor] = {}
     base = run_metric(model, tokens, metric, _cache_hooks(cache_names, clean))
     counterfactual: dict[str, torch.Tensor] = {}
-    hooks = _ablate_sender_hooks(sender) + _freeze_hooks(model, clean, sender, r_layer)
+    hooks = _ablate_sender_hooks(sender) + _freeze_hooks(model, clean, sender, r_layer, channel)
     with model.hooks(fwd_hooks=hooks + _cache_hooks(sites, counterfactual)):
         model(tokens)
-    patches = [(site, _patch_hook(counterfactual[site], r_head)) for site in sites]
+    patches = [(site, _patch_hook(counterfactual[site], r_head, position)) for site in sites]
     return run_metric(model, tokens, metric, patches) - base

@@ -151,6 +151,9 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         if selected and ctx.reader.position_grid_has_heads(int(run_id), metric):
             spec.update(layer=selected[0], head=selected[1])
         try:
+            tokens = heads_view.position_tokens(ctx, int(run_id))
+            if tokens:
+                spec["tokens"] = tokens
             return page_figure(ctx.reader, spec), spec
         except (StoreError, ValueError) as exc:
             return empty_figure(str(exc)), None

@@ -1,4 +1,4 @@
-"""Runs page: the polled table, paging, cancel/delete buttons, CSV download."""
+"""Runs page: the polled table, paging, cancel, delete (after a confirm dialog), CSV download."""
 
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ from app.services.context import WebContext
 from storage.errors import StoreError
 
 PAGE_SIZE = 25
+
+
+def _clicked_run() -> int | None:
+    """The run whose action button was clicked; None when the buttons were only re-rendered."""
+    trigger = dash.ctx.triggered_id
+    if not trigger or not any(t["value"] for t in dash.ctx.triggered):
+        return None
+    return int(trigger["run"])
 
 
 def register(app: dash.Dash, ctx: WebContext) -> None:
@@ -58,23 +66,49 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         Output(ids.RUNS_ACTION_STATUS, "children"),
         Output(ids.RUNS_REFRESH, "data"),
         Input(ids.run_action_id(ids.RUN_CANCEL, ALL), "n_clicks"),
-        Input(ids.run_action_id(ids.RUN_DELETE, ALL), "n_clicks"),
         State(ids.RUNS_REFRESH, "data"),
         prevent_initial_call=True,
     )
-    def run_action(_c: list, _d: list, counter: int) -> tuple:
-        trigger = dash.ctx.triggered_id
-        if not trigger or not any(t["value"] for t in dash.ctx.triggered):
+    def cancel_run(_c: list, counter: int) -> tuple:
+        run_id = _clicked_run()
+        if run_id is None:
             return dash.no_update, dash.no_update  # buttons re-rendered, not clicked
-        run_id = int(trigger["run"])
         try:
-            if trigger["type"] == ids.RUN_CANCEL:
-                ctx.store.request_cancel(run_id)
-                text = f"Cancel requested for run #{run_id}."
-            else:
-                ctx.store.delete_run(run_id)
-                ctx.reader.forget(run_id)
-                text = f"Deleted run #{run_id}."
+            ctx.store.request_cancel(run_id)
+            text = f"Cancel requested for run #{run_id}."
+        except StoreError as exc:
+            text = str(exc)
+        return text, (counter or 0) + 1
+
+    @app.callback(
+        Output(ids.RUNS_CONFIRM_DELETE, "displayed"),
+        Output(ids.RUNS_CONFIRM_DELETE, "message"),
+        Output(ids.RUNS_DELETE_TARGET, "data"),
+        Input(ids.run_action_id(ids.RUN_DELETE, ALL), "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def ask_delete(_d: list) -> tuple:
+        run_id = _clicked_run()
+        if run_id is None:
+            return dash.no_update, dash.no_update, dash.no_update
+        text = f"Delete run #{run_id} with all its results and files? This cannot be undone."
+        return True, text, run_id
+
+    @app.callback(
+        Output(ids.RUNS_ACTION_STATUS, "children", allow_duplicate=True),
+        Output(ids.RUNS_REFRESH, "data", allow_duplicate=True),
+        Input(ids.RUNS_CONFIRM_DELETE, "submit_n_clicks"),
+        State(ids.RUNS_DELETE_TARGET, "data"),
+        State(ids.RUNS_REFRESH, "data"),
+        prevent_initial_call=True,
+    )
+    def delete_run(_s: int, run_id: int | None, counter: int) -> tuple:
+        if run_id is None:
+            return dash.no_update, dash.no_update
+        try:
+            ctx.store.delete_run(int(run_id))
+            ctx.reader.forget(int(run_id))
+            text = f"Deleted run #{run_id}."
         except StoreError as exc:
             text = str(exc)
         return text, (counter or 0) + 1

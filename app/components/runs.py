@@ -123,6 +123,8 @@ def runs_layout(kinds: list[str], kind: str | None, status: str | None) -> html.
         card(None, filters, html.Div(id=ids.RUNS_TABLE, className="table-wrap"), pager),
         dcc.Store(id=ids.RUNS_PAGE, data=0),
         dcc.Store(id=ids.RUNS_REFRESH, data=0),
+        dcc.Store(id=ids.RUNS_DELETE_TARGET),
+        dcc.ConfirmDialog(id=ids.RUNS_CONFIRM_DELETE, message="Delete this run?"),
         dcc.Interval(id=ids.RUNS_INTERVAL, interval=1000, disabled=True),
         subtitle="Queued, running and finished analyses. The list refreshes while a run is active.",
     )

@@ -1,6 +1,7 @@
 """Route: /launch?kind=NAME — forms for every run kind."""
 
 from analysis.configs import run_kinds
+from analysis.configs.catalog import CATALOG_KINDS
 from app.components.launch import form, launch_layout
 from app.pages import register_route
 from app.services import launch
@@ -8,7 +9,9 @@ from app.services.context import WebContext
 
 
 def build(ctx: WebContext, query: dict[str, str]) -> object:
-    kinds = sorted(run_kinds())
+    # Catalog runs (import / generate prompts, add a model) have their own forms on the
+    # Prompt sets and Models pages.
+    kinds = sorted(k for k in run_kinds() if k not in CATALOG_KINDS)
     kind = query.get("kind") if query.get("kind") in kinds else (kinds[0] if kinds else None)
     models, sets = launch.choices(ctx.store)
     body = form(launch.form_fields(kind), models, sets) if kind else "No run kinds are installed."

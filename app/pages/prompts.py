@@ -1,5 +1,6 @@
-"""Route: /prompts — stored prompt sets, import a prompt file."""
+"""Route: /prompts — stored prompt sets, import a prompt file, generate a task set."""
 
+from analysis.configs.catalog import TASKS
 from app.components.catalog import prompts_layout
 from app.pages import register_route
 from app.services import catalog
@@ -8,8 +9,8 @@ from app.services.context import WebContext
 
 def build(ctx: WebContext, query: dict[str, str]) -> object:
     rows = catalog.prompt_set_rows(ctx.store)
-    options = [{"label": f"{r['name']} ({r['pairs']} pairs)", "value": r["id"]} for r in rows]
-    return prompts_layout(rows, options)
+    specs = catalog.model_specs(ctx.store)
+    return prompts_layout(rows, catalog.set_options(rows), specs, list(TASKS))
 
 
 register_route("/prompts", "Prompt sets", build)

@@ -1,21 +1,14 @@
-"""Home page summary, model and prompt-set listings, and adding models / prompt sets."""
+"""Home page summary, model and prompt-set listings (adding them: ``catalog_runs``)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from app.services import heads_view
 from app.services import runs as run_service
 from app.services.context import WebContext
 from app.services.figures import page_figure
-from app.services.prompt_upload import RowError, decode_upload, parse_prompt_file
-from storage.errors import StoreError
-from storage.records import PromptSetRecord
 from storage.store import ResultStore
-
-SPEC_PATTERN = re.compile(r"^(zoo|hf):\S+$")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def home(ctx: WebContext) -> dict[str, Any]:
@@ -56,26 +49,29 @@ def home(ctx: WebContext) -> dict[str, Any]:
 
 
 def model_rows(store: ResultStore) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": m.name,
-            "spec": m.spec,
-            "facts": m.facts,
-            "created": m.created_at.strftime("%Y-%m-%d %H:%M"),
-        }
-        for m in store.list_models()
-    ]
+    rows = []
+    for m in store.list_models():
+        f = m.facts
+        rows.append(
+            {
+                "name": m.name,
+                "spec": m.spec,
+                "layers": f.get("n_layers", ""),
+                "heads": f.get("n_heads", ""),
+                "kv_heads": f.get("n_kv_heads", ""),
+                "d_model": f.get("d_model", ""),
+                "d_head": f.get("d_head", ""),
+                "vocab": f.get("d_vocab", ""),
+                "context": f.get("n_ctx", ""),
+                "created": m.created_at.strftime("%Y-%m-%d %H:%M"),
+            }
+        )
+    return rows
 
 
-def add_model(store: ResultStore, name: str | None, spec: str | None) -> str:
-    """Adds the model; returns a confirmation or raises ValueError naming the bad field."""
-    name, spec = (name or "").strip(), (spec or "").strip()
-    if not NAME_PATTERN.match(name):
-        raise ValueError("name: use 1–64 letters, digits, '.', '_' or '-'")
-    if not SPEC_PATTERN.match(spec):
-        raise ValueError("spec: write zoo:<name> or hf:<hub id or local folder>")
-    store.add_model(name, spec, {"added_from": "web"})
-    return f"Added model {name} ({spec}). Its facts are recorded when a run first loads it."
+def model_specs(store: ResultStore) -> list[str]:
+    """Stored model specs (each once), for the model pickers."""
+    return list(dict.fromkeys(m.spec for m in store.list_models()))
 
 
 def prompt_set_rows(store: ResultStore) -> list[dict[str, Any]]:
@@ -93,20 +89,8 @@ def prompt_set_rows(store: ResultStore) -> list[dict[str, Any]]:
     ]
 
 
-def import_prompts(
-    store: ResultStore, name: str | None, filename: str, contents: str
-) -> tuple[PromptSetRecord | None, list[RowError]]:
-    name = (name or "").strip() or filename.rsplit(".", 1)[0]
-    if not NAME_PATTERN.match(name):
-        return None, [RowError(None, "name", "name the set with letters, digits, '.', '_', '-'")]
-    parsed = parse_prompt_file(filename, decode_upload(contents))
-    if parsed.errors:
-        return None, parsed.errors
-    try:
-        record = store.add_prompt_set(name, parsed.pairs, f"upload:{filename}", None)
-    except StoreError as exc:
-        return None, [RowError(None, "name", str(exc))]
-    return record, []
+def set_options(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"label": f"{r['name']} ({r['pairs']} pairs)", "value": r["id"]} for r in rows]
 
 
 def pair_rows(store: ResultStore, prompt_set_id: int, limit: int = 500) -> list[dict[str, Any]]:

@@ -75,6 +75,19 @@ def position_options(ctx: WebContext, run: RunRecord) -> list[dict[str, Any]]:
     return out
 
 
+def position_tokens(ctx: WebContext, run_id: int) -> list[str] | None:
+    """x-axis labels of a per-position heatmap: prompt 0 of the run's ``tokens.json``, else of
+    the heads run whose patterns the Heads page shows, if it used the same prompt set (its
+    prompt 0 is then the set's first clean prompt). None when neither exists."""
+    run = ctx.store.get_run(run_id)
+    tokens = ctx.reader.prompt_tokens(run.id)
+    if not tokens and run.prompt_set_id is not None:
+        source = ctx.reader.pattern_run(run)
+        if source is not None and source.prompt_set_id == run.prompt_set_id:
+            tokens = ctx.reader.prompt_tokens(source.id)
+    return tokens[0] if tokens else None
+
+
 def heatmap_spec(run_id: int, metric: str) -> dict[str, Any]:
     return {"kind": "head_heatmap", "run": run_id, "metric": metric}
 

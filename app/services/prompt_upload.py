@@ -2,13 +2,16 @@
 
 Accepted formats: CSV with a header row, JSON Lines (one object per line) or a JSON list of
 objects. Required columns: ``clean``, ``corrupted``, ``correct``, ``incorrect``; optional
-``correct_id`` / ``incorrect_id`` (integers); any other column goes into the pair's ``meta``.
+``meta`` (a JSON object; in CSV a cell of JSON text) and ``correct_id`` / ``incorrect_id``
+(integers). An answer written ``#<id>`` is a token id, as in ``analysis.prompts.files`` (the
+format the CLI imports); any other column is an error.
 
-Checked here: encoding (UTF-8), empty files, missing columns, empty fields, correct == incorrect,
-non-integer ids and duplicate pairs — each error names the row (1-based data row; for CSV also
-the line) and the column. Tokenizer-level checks (clean and corrupted of equal token length,
-single-token answers) need the model's tokenizer and so run in the worker, where
-``build_pair_batch`` names the offending pair index.
+Checked here: encoding (UTF-8), empty files, missing or unknown columns, empty fields,
+correct == incorrect, non-integer ids, meta that is not a JSON object and duplicate pairs — each
+error names the row (1-based data row; for CSV also the line) and the column. Tokenizer-level
+checks (clean and corrupted of equal token length, single-token answers, the model's context)
+need the tokenizer and run in the worker (a ``prompts-import`` run), whose errors name the same
+row numbers.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from storage.records import PairIn
 
 REQUIRED = ("clean", "corrupted", "correct", "incorrect")
 ID_COLUMNS = ("correct_id", "incorrect_id")
+KNOWN = (*REQUIRED, *ID_COLUMNS, "meta")
 MAX_BYTES = 50 * 1024 * 1024
 
 
@@ -98,11 +102,25 @@ def _check_row(index: int, row: dict[str, Any], line_offset: int) -> list[RowErr
             errors.append(RowError(index, column, f"{column} must be an integer token id{where}"))
     if row.get("correct") not in (None, "") and row.get("correct") == row.get("incorrect"):
         errors.append(RowError(index, "incorrect", f"correct and incorrect are equal{where}"))
+    if _meta(row.get("meta")) is None:
+        errors.append(RowError(index, "meta", f"meta must be a JSON object{where}"))
     return errors
 
 
+def _meta(value: Any) -> dict[str, Any] | None:
+    """The meta cell as a dict ({} when empty); None when it is not a JSON object."""
+    if value in (None, ""):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
 def _pair(row: dict[str, Any]) -> PairIn:
-    meta = {k: v for k, v in row.items() if k not in REQUIRED + ID_COLUMNS and k is not None}
+    meta = _meta(row.get("meta")) or {}
     ids = {c: int(str(row[c]).strip()) for c in ID_COLUMNS if row.get(c) not in (None, "")}
     return PairIn(
         clean=str(row["clean"]),
@@ -131,9 +149,17 @@ def parse_prompt_file(filename: str, data: bytes) -> ParsedPrompts:
         return ParsedPrompts([], [RowError(None, None, str(exc))])
     if not rows:
         return ParsedPrompts([], [RowError(None, None, "the file has no prompt rows")])
-    missing = [c for c in REQUIRED if c not in set().union(*(r.keys() for r in rows))]
+    columns = set().union(*(r.keys() for r in rows))
+    missing = [c for c in REQUIRED if c not in columns]
     if missing:
         msg = f"missing column(s) {', '.join(missing)}; required: {', '.join(REQUIRED)}"
+        return ParsedPrompts([], [RowError(None, None, msg)])
+    unknown = sorted(str(c) for c in columns if c not in KNOWN)
+    if unknown:
+        msg = (
+            f"unknown column(s) {', '.join(unknown)}; the columns are {', '.join(REQUIRED)} and "
+            f"optionally meta (a JSON object), {', '.join(ID_COLUMNS)}"
+        )
         return ParsedPrompts([], [RowError(None, None, msg)])
     errors: list[RowError] = []
     seen: dict[tuple[str, ...], int] = {}

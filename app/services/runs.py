@@ -13,6 +13,9 @@ PAGE_FOR_KIND = {
     "sae-circuit": "/circuits",
     "sae-train": "/sae",
     "sae-eval": "/sae",
+    "prompts-import": "/prompts",
+    "prompts-generate": "/prompts",
+    "model-add": "/models",
 }
 
 

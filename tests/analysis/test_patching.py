@@ -7,8 +7,9 @@ import transformer_lens.patching as tlp
 
 from analysis.hooks import HookSite, IneffectiveHook, require_effective_hook
 from analysis.metrics import MetricUndefined, last_logits, metric_per_prompt
+from analysis.patching.attribution import attribution_patch_z, pearson
 from analysis.patching.exact import ActivationNotFinite, exact_patch, prepare
-from analysis.patching.fast import fast_patch
+from analysis.patching.fast import bytes_per_row, chunk_size, fast_patch, run_chunks
 from analysis.patching.replay import BlockReplay
 from analysis.patching.strategies import PatchTarget
 from tests.analysis.arch_fixtures import arch_model, pair_batch  # noqa: F401
@@ -160,3 +161,41 @@ def test_nan_in_activations_is_detected(arch_model):  # noqa: F811
     with pytest.raises(ActivationNotFinite, match="NaN in the source activation"):
         fast_patch(broken, PatchTarget("z", False))
     assert torch.isfinite(setup.source_cache[name]).all()
+
+
+def test_oom_halves_the_chunk_and_retries():
+    calls = []
+
+    def runner(part):
+        calls.append(len(part))
+        if len(part) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return torch.tensor([float(v[0]) for v in part])
+
+    variants = [(i,) for i in range(10)]
+    outputs, chunk = run_chunks(variants, 8, runner)
+    assert chunk == 2 and calls[:3] == [8, 4, 2]
+    assert torch.cat(outputs).tolist() == [float(i) for i in range(10)]
+
+    def always(part):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        run_chunks(variants, 4, always)
+
+
+def test_chunk_size_is_bounded_by_memory(arch_model):  # noqa: F811
+    rows = chunk_size(arch_model, n_batch=8, n_pos=16, device="cpu")
+    assert 1 <= rows <= 512 // 8
+    assert bytes_per_row(arch_model, 16) > 0
+
+
+def test_attribution_correlates_with_exact(arch_model):  # noqa: F811
+    setup = prepare(arch_model, pair_batch(), "logit_diff")
+    attr = attribution_patch_z(setup)
+    exact = fast_patch(setup, PatchTarget("z")).normalised
+    assert attr.shape == exact.shape
+    assert pearson(attr, exact) > 0.5
+    # the last layer's heads act linearly on the logits (after the final norm, nearly)
+    noising = attribution_patch_z(prepare(arch_model, pair_batch(), "logit_diff", "noising"))
+    assert torch.isfinite(noising).all()

@@ -52,10 +52,22 @@ def test_non_utf8_is_named():
 
 
 def test_good_prompt_file_keeps_ids_and_meta():
-    data = HEADER.rstrip("\n") + ",correct_id,task\na b,c d,x,y,7,ioi\n"
+    data = HEADER.rstrip("\n") + ',correct_id,meta\na b,c d,x,y,7,"{""task"": ""ioi""}"\n'
     parsed = parse_prompt_file("p.csv", data.encode())
     assert parsed.errors == []
     assert parsed.pairs[0].correct_id == 7 and parsed.pairs[0].meta == {"task": "ioi"}
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (HEADER.rstrip("\n") + ",task\na,b,x,y,ioi\n", "unknown column(s) task"),
+        (HEADER.rstrip("\n") + ",meta\na,b,x,y,[1]\n", "meta must be a JSON object (line 2)"),
+    ],
+)
+def test_unknown_columns_and_bad_meta_are_named(data, needle):
+    parsed = parse_prompt_file("p.csv", data.encode())
+    assert any(needle in e.message for e in parsed.errors), parsed.errors
 
 
 def test_launch_form_covers_every_field_with_defaults():
@@ -68,12 +80,15 @@ def test_launch_form_covers_every_field_with_defaults():
 def test_launch_errors_name_fields_and_nothing_is_written(store):
     with pytest.raises(LaunchError) as info:
         enqueue(store, "throughput", {"model": "zoo:x", "steps": 0, "batch": "many"})
-    assert set(info.value.fields) == {"steps", "batch"}
+    assert set(info.value.fields) == {"model", "steps", "batch"}
+    assert "unknown zoo model 'x'" in info.value.fields["model"]
     with pytest.raises(LaunchError) as info:
-        enqueue(store, "throughput", {"model": "zoo:x", "prompt_set": "nope"})
+        enqueue(store, "throughput", {"model": "zoo:induction-2l", "prompt_set": "nope"})
     assert "no prompt set named 'nope'" in info.value.fields["prompt_set"]
     assert store.count_runs() == 0
-    config = build_config("throughput", {"model": "zoo:x", "steps": 3.0, "device": "cpu"})
+    config = build_config(
+        "throughput", {"model": "zoo:induction-2l", "steps": 3.0, "device": "cpu"}
+    )
     assert config["steps"] == 3 and config["device"] == "cpu"
-    run = enqueue(store, "throughput", {"model": "zoo:x", "steps": "4"})
+    run = enqueue(store, "throughput", {"model": "zoo:induction-2l", "steps": "4"})
     assert run.config["steps"] == 4 and run.versions["dash"]

@@ -97,12 +97,15 @@ def test_upload_bad_prompt_file_names_the_row(page, base_url, tmp_path, web_stor
     errors = page.locator("#prompts-upload-errors")
     assert errors.get_by_text(re.compile(r"empty 'correct' \(line 3\)")).is_visible()
     assert "bad-set" not in [p.name for p in web_store.list_prompt_sets()]
+    # a structurally good file is queued for the worker's tokenizer check (test_catalog.py)
     good = tmp_path / "good.jsonl"
     good.write_text('{"clean": "a b", "corrupted": "c d", "correct": "x", "incorrect": "y"}\n')
     page.fill("#prompts-upload-name", "good-set")
     page.set_input_files("#prompts-upload input[type=file]", str(good))
-    page.wait_for_selector("text=Imported 1 pairs from good.jsonl as prompt set good-set.")
-    assert "good-set" in [p.name for p in web_store.list_prompt_sets()]
+    page.wait_for_selector("text=(prompts-import) queued")
+    queued = web_store.list_runs(kind="prompts-import", limit=1)[0]
+    assert queued.config["name"] == "good-set" and queued.status.value == "QUEUED"
+    web_store.request_cancel(queued.id)  # leave no queued run for the other tests' workers
 
 
 def test_circuit_slider_prunes_live(page, base_url, seeded):

@@ -1,0 +1,87 @@
+"""Quality on zoo:induction-2l: a layer-1 attention SAE trains fast, reconstructs well, and its
+features belong to the induction heads named in the model's ground_truth.json."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from analysis.sae.activations import ZooTaskTokens, collect_tokens
+from analysis.sae.attribution import direct_feature_attribution, head_shares
+from analysis.sae.contexts import top_activations
+from analysis.sae.evaluate import evaluate_sae
+from analysis.sae.report import activity_share
+from analysis.sae.train import TrainSettings, train_attention_saes
+from analysis.zoo import GROUND_TRUTH_FILE, zoo_folder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    from analysis.models import load_model
+
+    torch.set_num_threads(2)
+    model = load_model("zoo:induction-2l")
+    source = ZooTaskTokens.for_spec("zoo:induction-2l", model)
+    settings = TrainSettings(d_sae=128, k=8, lr=5e-3, batch_tokens=256, training_tokens=100_000)
+    cpu = time.process_time()
+    result = train_attention_saes(model, source, [1], settings, _tmp(), model_spec="zoo")
+    cpu = time.process_time() - cpu
+    tokens = collect_tokens(source, 8192, seed=99)  # a fresh seed: held out from training
+    return model, result.saes[1].sae, tokens, cpu
+
+
+def _tmp():
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp(prefix="sae-zoo-"))
+
+
+def _period(row: torch.Tensor) -> int:
+    body = row[1:]
+    return next(p for p in range(5, 21) if torch.equal(body[p:], body[:-p]))
+
+
+def test_layer1_sae_trains_in_under_a_cpu_minute_to_high_explained_variance(zoo):
+    model, sae, tokens, cpu = zoo
+    assert cpu < 60, f"training took {cpu:.1f} CPU seconds"
+    ev = evaluate_sae(model, sae, tokens)
+    assert ev.explained_variance >= 0.9, ev.summary()
+    assert ev.loss_recovered is not None and ev.loss_recovered > 0.9
+    assert abs(ev.loss_sae_error - ev.loss_clean) < 1e-5
+
+
+def test_features_attribute_to_the_ground_truth_induction_heads(zoo):
+    model, sae, tokens, _ = zoo
+    truth = json.loads((zoo_folder("induction-2l") / GROUND_TRUTH_FILE).read_text())
+    induction = [int(n.split(".h")[1]) for n in truth["nodes"] if n.startswith("a1.")]
+    assert induction, "the ground truth names layer-1 induction heads"
+    ev = evaluate_sae(model, sae, tokens)
+    per_head = activity_share(head_shares(sae, model.cfg.n_heads), ev.mean_act)
+    assert float(per_head[induction].sum()) >= 0.9
+
+
+def test_dfa_points_at_the_tokens_after_earlier_occurrences(zoo):
+    """Through the induction heads, a feature firing at position p of a string repeating with
+    period P is driven by the positions right after earlier copies of the current token
+    (p - P + 1, p - 2P + 1, ...): that is where induction heads attend."""
+    model, sae, tokens, _ = zoo
+    top = top_activations(model, sae, 1, tokens, k=1)
+    fractions = []
+    for f in torch.nonzero(top.value[0] > 0).flatten().tolist():
+        seq, pos = int(top.seq[0, f]), int(top.pos[0, f])
+        period = _period(tokens.tokens[seq])
+        if pos < period + 1:
+            continue  # first copy: nothing to induct from
+        dfa = direct_feature_attribution(
+            model, sae, 1, tokens.tokens[[seq]], torch.tensor([pos]), torch.tensor([f])
+        )[0].clamp_min(0)
+        sources = list(range(pos - period + 1, 0, -period))
+        fractions.append(float(dfa[:, sources].sum() / dfa.sum()))
+    assert len(fractions) >= 20
+    assert sum(fractions) / len(fractions) >= 0.8
