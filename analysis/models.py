@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from analysis.model_specs import SPEC_EXAMPLES, ModelSpec, ModelSpecError, parse_model_spec
+from analysis.model_specs import ModelSpec, ModelSpecError, parse_model_spec
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +165,3 @@ def model_facts(model: TransformerBridge) -> dict[str, Any]:
         "tokenizer_vocab": None if tokenizer is None else int(len(tokenizer)),
         "prepends_bos": bool(getattr(cfg, "default_prepend_bos", True)),
     }
-
-
-def describe_spec_error() -> str:
-    """Examples of valid specs, for help texts."""
-    return SPEC_EXAMPLES

@@ -26,12 +26,12 @@ from analysis.circuits.eap import eap_scores
 from analysis.circuits.eap_ig import eap_ig_scores
 from analysis.circuits.ground_truth import GroundTruthError, load_ground_truth
 from analysis.circuits.task import build_task
-from analysis.circuits.zoo_tasks import induction_pairs
+from analysis.circuits.zoo_tasks import greater_than_pairs, induction_pairs
 from analysis.prompt_batch import build_pair_batch, pair_batch_from_tokens
 from analysis.zoo import is_built, zoo_folder
 from analysis.zoo.checkpoint import load_zoo_bridge
 
-ZOO_TASKS = {"induction-2l": induction_pairs}
+ZOO_TASKS = {"induction-2l": induction_pairs, "greater-than-3l": greater_than_pairs}
 METHODS = [
     DiscoverySettings(method="eap"),
     DiscoverySettings(method="eap-ig", ig_steps=5),

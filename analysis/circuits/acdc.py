@@ -19,9 +19,9 @@ Two implementations make the same decisions:
   output reaches nothing, so all its incoming edges are removed untested (the reference finds
   a ~0 change for each and removes them too, for any tau > 0); (2) *speculative batching*: the
   next ``window`` edge tests are run in one batched forward, each built on the decisions the
-  earlier ones are *predicted* to get (initially "removed", later the prediction a previous
-  round measured; a window of edges never measured is first probed, each edge alone against
-  the current state, in one batched call). Decisions are then checked in order against the measured damages; every
+  earlier ones are *predicted* to get (a window of edges never measured is first probed, each
+  edge alone against the current state, in one batched call; later predictions come from the
+  previous round). Decisions are then checked in order against the measured damages; every
   test up to the first misprediction is exactly the reference's test, and the rest is redone.
 
 ``AcdcProgress`` is the full state between rounds (JSON-serialisable), so a run can be

@@ -37,3 +37,25 @@ def induction_pairs(
         clean = "".join(block) + "".join(block[:j])
         pairs.append(PairIn(clean=clean, corrupted=corrupted, correct=block[j], incorrect=wrong))
     return pairs
+
+
+def greater_than_pairs(n: int, seed: int = 0) -> list[PairIn]:
+    """Greater-than (``zoo:greater-than-3l``): clean ``<filler>YY>`` with tens digit Y1 in 2..8;
+    correct = Y1 + 1 (a larger tens digit is possible), incorrect = Y1 - 1 (impossible).
+    Corrupted: the same filler with ``YY`` = ``01`` (Hanna et al.'s "01" baseline), after which
+    both digits are possible."""
+    rng = random.Random(seed)
+    chars = LETTERS + string.digits
+    pairs = []
+    for _ in range(n):
+        filler = "".join(rng.choice(chars) for _ in range(rng.randint(0, 6)))
+        y1, y2 = rng.randint(2, 8), rng.randint(0, 9)
+        pairs.append(
+            PairIn(
+                clean=f"{filler}{y1}{y2}>",
+                corrupted=f"{filler}01>",
+                correct=str(y1 + 1),
+                incorrect=str(y1 - 1),
+            )
+        )
+    return pairs

@@ -72,7 +72,7 @@ def _decode(data: bytes, name: str) -> str:
         line = data[: exc.start].count(b"\n") + 1
         raise PromptFileError(
             f"{name}: line {line} has bytes that are not UTF-8 (byte {exc.start}: "
-            f"{data[exc.start:exc.start + 1]!r}); save the file as UTF-8"
+            f"{data[exc.start : exc.start + 1]!r}); save the file as UTF-8"
         ) from None
 
 
@@ -152,7 +152,9 @@ def _read_jsonl(text: str, name: str) -> list[RawPair]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise PromptFileError(f"row {row} (line {line_no}): not valid JSON ({exc.msg})") from None
+            raise PromptFileError(
+                f"row {row} (line {line_no}): not valid JSON ({exc.msg})"
+            ) from None
         if not isinstance(record, dict):
             raise PromptFileError(f"row {row} (line {line_no}): expected a JSON object")
         _check_columns(list(record), f"row {row} (line {line_no})")
@@ -201,5 +203,7 @@ def write_prompt_file(pairs: list[PairIn], fmt: str) -> str:
     writer = csv.DictWriter(out, fieldnames=[*REQUIRED, *OPTIONAL], lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({**r, "meta": json.dumps(r["meta"], ensure_ascii=False) if r["meta"] else ""})
+        writer.writerow(
+            {**r, "meta": json.dumps(r["meta"], ensure_ascii=False) if r["meta"] else ""}
+        )
     return out.getvalue()

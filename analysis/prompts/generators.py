@@ -28,17 +28,95 @@ from typing import Any
 from analysis.prompts.validate import TokenizerView, pairs_as_raw, validate_pairs
 from storage.records import PairIn
 
-NAMES = (
-    "Mary John Alice Bob Tom James Sarah Paul Anna David Laura Mark Emma Peter Lisa Kevin "
-    "Rachel Daniel Jessica Michael Susan Brian Linda Steven Karen Eric Amy Jason Kate Adam"
-).split()
-PLACES = "store park school office garden station market house beach library".split()
-OBJECTS = "drink book ring letter bag key gift ball cake card".split()
-EVENTS = "war expedition trial project strike drought voyage reign journey contract".split()
-WORDS = (
-    "cat dog tree house car bird fish book door water light stone river cloud music table "
-    "chair green red blue apple paper glass horse money night world city field phone"
-).split()
+NAMES = [
+    "Mary",
+    "John",
+    "Alice",
+    "Bob",
+    "Tom",
+    "James",
+    "Sarah",
+    "Paul",
+    "Anna",
+    "David",
+    "Laura",
+    "Mark",
+    "Emma",
+    "Peter",
+    "Lisa",
+    "Kevin",
+    "Rachel",
+    "Daniel",
+    "Jessica",
+    "Michael",
+    "Susan",
+    "Brian",
+    "Linda",
+    "Steven",
+    "Karen",
+    "Eric",
+    "Amy",
+    "Jason",
+    "Kate",
+    "Adam",
+]
+PLACES = [
+    "store",
+    "park",
+    "school",
+    "office",
+    "garden",
+    "station",
+    "market",
+    "house",
+    "beach",
+    "library",
+]
+OBJECTS = ["drink", "book", "ring", "letter", "bag", "key", "gift", "ball", "cake", "card"]
+EVENTS = [
+    "war",
+    "expedition",
+    "trial",
+    "project",
+    "strike",
+    "drought",
+    "voyage",
+    "reign",
+    "journey",
+    "contract",
+]
+WORDS = [
+    "cat",
+    "dog",
+    "tree",
+    "house",
+    "car",
+    "bird",
+    "fish",
+    "book",
+    "door",
+    "water",
+    "light",
+    "stone",
+    "river",
+    "cloud",
+    "music",
+    "table",
+    "chair",
+    "green",
+    "red",
+    "blue",
+    "apple",
+    "paper",
+    "glass",
+    "horse",
+    "money",
+    "night",
+    "world",
+    "city",
+    "field",
+    "phone",
+]
 
 
 class GeneratorError(ValueError):

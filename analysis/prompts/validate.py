@@ -59,7 +59,8 @@ class TokenizerView:
     def answer_tokens(self, text: str) -> list[int]:
         if not text:
             return []
-        return [int(t) for t in self.model.to_tokens(text, prepend_bos=False)[0].tolist()]
+        ids = self.model.to_tokens(text, prepend_bos=False, truncate=False)[0]
+        return [int(t) for t in ids.tolist()]
 
     @property
     def unk_id(self) -> int | None:
@@ -78,8 +79,9 @@ class TokenizerView:
         return repr(self.tokenizer.convert_ids_to_tokens(ids))
 
 
-def _resolve_answer(view: TokenizerView, answer: Answer, row: int, column: str,
-                    problems: list[str]) -> tuple[str, int | None]:
+def _resolve_answer(
+    view: TokenizerView, answer: Answer, row: int, column: str, problems: list[str]
+) -> tuple[str, int | None]:
     vocab = len(view.tokenizer)
     if answer.token_id is not None:
         if not 0 <= answer.token_id < vocab:
@@ -145,8 +147,15 @@ def validate_pairs(view: TokenizerView, raws: list[RawPair]) -> list[PairIn]:
             view, raw.incorrect, raw.row, "incorrect", problems
         )
         pairs.append(
-            PairIn(raw.clean, raw.corrupted, correct, incorrect, correct_id, incorrect_id,
-                   dict(raw.meta))
+            PairIn(
+                raw.clean,
+                raw.corrupted,
+                correct,
+                incorrect,
+                correct_id,
+                incorrect_id,
+                dict(raw.meta),
+            )
         )
     if problems:
         raise PromptValidationError(problems, len(raws))
@@ -160,9 +169,11 @@ def pairs_as_raw(pairs: list[PairIn]) -> list[RawPair]:
             row=i + 1,
             clean=p.clean,
             corrupted=p.corrupted,
-            correct=Answer(p.correct, p.correct_id) if p.correct_id is None
+            correct=Answer(p.correct, p.correct_id)
+            if p.correct_id is None
             else Answer("", p.correct_id),
-            incorrect=Answer(p.incorrect, p.incorrect_id) if p.incorrect_id is None
+            incorrect=Answer(p.incorrect, p.incorrect_id)
+            if p.incorrect_id is None
             else Answer("", p.incorrect_id),
             meta=dict(p.meta),
         )

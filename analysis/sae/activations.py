@@ -23,6 +23,7 @@ them in a buffer and yields fixed-size training batches per layer.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,24 +210,37 @@ def PromptTokens(model: Any, pairs: Sequence[Any], corrupted: bool = True) -> Fi
     return FixedTokens(tokens.cpu(), mask.cpu(), f"prompt set ({len(pairs)} pairs)")
 
 
+class _Captured(Exception):
+    """Raised by the deepest capture hook: the rest of the forward pass is not needed."""
+
+
 @torch.no_grad()
 def hook_z(
     model: Any, tokens: Int[torch.Tensor, "batch pos"], layers: Sequence[int]
 ) -> dict[int, Float[torch.Tensor, "batch pos n_heads d_head"]]:
-    """``hook_z`` of each layer in ``layers``, running the model only as far as needed."""
+    """``hook_z`` of each layer in ``layers``, running the model only as far as needed.
+
+    The hook of the deepest layer aborts the forward pass once it has its activation (the
+    attention output projection, later blocks and the unembedding are skipped); hooks are
+    removed by ``run_with_hooks`` either way.
+    """
     names = {hooks.z(layer).name: layer for layer in layers}
+    last = hooks.z(max(layers)).name
     captured: dict[int, torch.Tensor] = {}
 
     def grab(z: torch.Tensor, hook: Any) -> torch.Tensor:
         captured[names[hook.name]] = z.detach()
+        if hook.name == last:
+            raise _Captured
         return z
 
     device = next(model.parameters()).device
-    model.run_with_hooks(
-        tokens.to(device),
-        fwd_hooks=[(name, grab) for name in names],
-        stop_at_layer=max(layers) + 1,
-    )
+    with contextlib.suppress(_Captured):
+        model.run_with_hooks(
+            tokens.to(device),
+            fwd_hooks=[(name, grab) for name in names],
+            stop_at_layer=max(layers) + 1,
+        )
     return captured
 
 

@@ -37,7 +37,8 @@ _MLP_NATIVE_TO_BRIDGE = {".mlp.fc_in.": ".mlp.in.", ".mlp.fc_out.": ".mlp.out."}
 def bridge_state_dict(
     native_state: dict[str, torch.Tensor], d_vocab: int
 ) -> dict[str, torch.Tensor]:
-    """Rename a NativeModel state dict to the bridge's names (the bridge adds a zero unembed bias)."""
+    """Rename a NativeModel state dict to the bridge's names (plus the bridge's zero unembed
+    bias)."""
     out: dict[str, torch.Tensor] = {}
     for key, value in native_state.items():
         head, rest = key.split(".", 1)

@@ -103,8 +103,10 @@ def induction_evidence(model: TransformerBridge, n: int = 32, seed: int = 0) -> 
         "detect_head": detect_scores(model, repeat_prompts()),
         "second_copy_loss": round(base, 4),
         "head_ablation": head_ablation(model, tokens, metric).round(decimals=4).tolist(),
-        "layer_ablation": [round(_group_ablation(model, tokens, metric, layer), 4)
-                           for layer in range(model.cfg.n_layers)],
+        "layer_ablation": [
+            round(_group_ablation(model, tokens, metric, layer), 4)
+            for layer in range(model.cfg.n_layers)
+        ],
         "path_ablation": paths,
     }
 

@@ -23,9 +23,7 @@ MAX_FILLER = 6
 ROW_LEN = 1 + MAX_FILLER + 3 + 1  # <bos>, filler, Y1 Y2 >, Z1
 
 
-def sample_comparisons(
-    generator: torch.Generator, batch: int, vocab: dict[str, int]
-) -> TaskBatch:
+def sample_comparisons(generator: torch.Generator, batch: int, vocab: dict[str, int]) -> TaskBatch:
     filler_ids = torch.tensor([vocab[ch] for ch in string.ascii_lowercase + string.digits])
     digit_ids = torch.tensor([vocab[ch] for ch in string.digits])
     yy = torch.randint(0, 99, (batch,), generator=generator)
@@ -39,8 +37,12 @@ def sample_comparisons(
     for row in range(batch):
         f = int(n_filler[row])
         tail = torch.stack(
-            [digit_ids[yy[row] // 10], digit_ids[yy[row] % 10], torch.tensor(vocab[">"]),
-             digit_ids[zz[row] // 10]]
+            [
+                digit_ids[yy[row] // 10],
+                digit_ids[yy[row] % 10],
+                torch.tensor(vocab[">"]),
+                digit_ids[zz[row] // 10],
+            ]
         )
         tokens[row, 1 : 1 + f] = filler[row, :f]
         tokens[row, 1 + f : 5 + f] = tail

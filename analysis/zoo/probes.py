@@ -5,9 +5,10 @@ scores) when one component or one path is ablated:
 
 - ``head_ablation``: mean-ablate one head's output (``hook_z`` replaced by its mean over batch and
   positions), for every head. A large loss increase means the head is needed.
-- ``path_ablation``: ablate a *sender* (one head's ``hook_z``, mean-ablated, or for
-  ``"input"`` the token embeddings ``hook_embed``, resampled from another row) along the direct path into one *receiver*
-  channel only (the q, k or v of one later head, or a later MLP), by path patching. Everything
+- ``path_ablation``: ablate a *sender* (one head's ``hook_z``, mean-ablated; for ``"input"``
+  the token embeddings, resampled from another row; for ``"input.pos"`` the positional
+  embeddings, mean-ablated) along the direct path into one *receiver* channel only (the q, k
+  or v of one later head, or a later MLP), by path patching. Everything
   else sees the sender unchanged, so the effect is that of the edge
   ``sender -> receiver<channel>`` alone.
 - ``mlp_ablation``: mean-ablate one MLP's output (``hook_mlp_out``).
@@ -31,8 +32,12 @@ def _mean_ablate(acts: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_metric(model: TransformerBridge, tokens: Int[torch.Tensor, "batch pos"], metric: Metric,
-               fwd_hooks: list | None = None) -> float:
+def run_metric(
+    model: TransformerBridge,
+    tokens: Int[torch.Tensor, "batch pos"],
+    metric: Metric,
+    fwd_hooks: list | None = None,
+) -> float:
     with model.hooks(fwd_hooks=fwd_hooks or []):
         return float(metric(model(tokens)))
 
@@ -99,8 +104,13 @@ def _between(model: TransformerBridge, receiver_layer: int, channel: str) -> lis
     return names
 
 
-def _freeze_hooks(model: TransformerBridge, clean: dict[str, torch.Tensor], sender: str,
-                  receiver_layer: int, channel: str) -> list:
+def _freeze_hooks(
+    model: TransformerBridge,
+    clean: dict[str, torch.Tensor],
+    sender: str,
+    receiver_layer: int,
+    channel: str,
+) -> list:
     """Hooks that pin every component between sender and receiver to its clean value, so only
     the direct sender -> receiver path carries the ablation. The sender's own layer keeps the
     sender's (ablated) output and pins the other heads."""

@@ -20,8 +20,19 @@ from storage.records import ModelRecord
 app = typer.Typer(help="Register, list and inspect models.", no_args_is_help=True)
 
 JSON = typer.Option(False, "--json", help="Print one JSON object.")
-FACT_KEYS = ("architecture", "n_layers", "n_heads", "n_kv_heads", "d_model", "d_head", "d_mlp",
-             "d_vocab", "n_ctx", "positional_embedding", "normalization")
+FACT_KEYS = (
+    "architecture",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "d_model",
+    "d_head",
+    "d_mlp",
+    "d_vocab",
+    "n_ctx",
+    "positional_embedding",
+    "normalization",
+)
 
 
 def model_summary(record: ModelRecord) -> dict[str, Any]:
@@ -42,11 +53,10 @@ def default_name(spec: Any) -> str:
 
 
 def _load_facts(spec_text: str, device: str, dtype: str) -> tuple[str, dict[str, Any], Any]:
+    from analysis.model_specs import parse_model_spec
     from analysis.models import ModelLoadError, ModelSpecError, load_model, model_facts
 
     try:
-        from analysis.model_specs import parse_model_spec
-
         spec = parse_model_spec(spec_text)
         facts = model_facts(load_model(spec, device=device, dtype=dtype))
     except (ModelSpecError, ModelLoadError) as exc:
@@ -87,8 +97,14 @@ def list_models(json_out: bool = JSON) -> None:
     table = Table("name", "spec", "layers", "heads", "kv heads", "d_model", "vocab", "context")
     for r in records:
         f = r.facts
-        table.add_row(r.name, r.spec, *(str(f.get(k, "")) for k in
-                      ("n_layers", "n_heads", "n_kv_heads", "d_model", "d_vocab", "n_ctx")))
+        table.add_row(
+            r.name,
+            r.spec,
+            *(
+                str(f.get(k, ""))
+                for k in ("n_layers", "n_heads", "n_kv_heads", "d_model", "d_vocab", "n_ctx")
+            ),
+        )
     Console().print(table)
 
 

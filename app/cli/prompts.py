@@ -65,8 +65,15 @@ def _load(spec: str) -> tuple[Any, str]:
         raise CliError(str(exc)) from None
 
 
-def _store_set(store: ResultStore, name: str, pairs: list, source: str, spec: str,
-               meta: dict[str, Any], json_out: bool) -> None:
+def _store_set(
+    store: ResultStore,
+    name: str,
+    pairs: list,
+    source: str,
+    spec: str,
+    meta: dict[str, Any],
+    json_out: bool,
+) -> None:
     with store_errors():
         record = store.add_prompt_set(name, pairs, source, spec, meta)
     if json_out:
@@ -136,8 +143,14 @@ def list_sets(json_out: bool = JSON) -> None:
         return
     table = Table("id", "name", "pairs", "model", "source", "created")
     for r in records:
-        table.add_row(str(r.id), r.name, str(r.n_pairs), r.model_spec or "", r.source,
-                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+        table.add_row(
+            str(r.id),
+            r.name,
+            str(r.n_pairs),
+            r.model_spec or "",
+            r.source,
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
     Console().print(table)
 
 
@@ -155,7 +168,9 @@ def show(
     if json_out:
         emit_json({"prompt_set": set_summary(record), "pairs": pairs})
         return
-    Console().print(f"[bold]{record.name}[/bold]: {record.n_pairs} pairs, model {record.model_spec}")
+    Console().print(
+        f"[bold]{record.name}[/bold]: {record.n_pairs} pairs, model {record.model_spec}"
+    )
     table = Table("#", "clean", "corrupted", "correct", "incorrect")
     for p in pairs:
         table.add_row(str(p.index), p.clean, p.corrupted, repr(p.correct), repr(p.incorrect))
@@ -179,8 +194,14 @@ def export(
     if out is not None:
         out.write_text(text, encoding="utf-8")
     if json_out:
-        emit_json({"prompt_set": set_summary(record), "format": fmt,
-                   "path": str(out) if out else None, "content": None if out else text})
+        emit_json(
+            {
+                "prompt_set": set_summary(record),
+                "format": fmt,
+                "path": str(out) if out else None,
+                "content": None if out else text,
+            }
+        )
     elif out is None:
         sys.stdout.write(text)
     else:

@@ -194,14 +194,16 @@ def _import_card(model_options: list[str]) -> html.Div:
                 style={"flex": "0 0 240px", "width": "240px"},
             ),
             _model_picker(ids.PROMPTS_UPLOAD_MODEL, model_options, 260),
-            dcc.Upload(
-                id=ids.PROMPTS_UPLOAD,
-                children=html.Div(
-                    ["Drop a .csv / .jsonl / .json file here or ", html.A("choose one")]
+            html.Div(
+                dcc.Upload(
+                    id=ids.PROMPTS_UPLOAD,
+                    children=html.Div(
+                        ["Drop a .csv / .jsonl / .json file here or ", html.A("choose one")]
+                    ),
+                    className="upload",
+                    multiple=False,
                 ),
-                className="upload",
                 style={"flex": "1 1 300px"},
-                multiple=False,
             ),
         ],
         className="toolbar",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from analysis.configs.catalog import CATALOG_KINDS
 from storage.records import RunRecord, RunStatus
 from storage.store import ResultStore
 
@@ -79,8 +80,9 @@ def run_label(run: RunRecord, prompt_sets: dict[int, str]) -> str:
 def finished_runs(
     store: ResultStore, kinds: tuple[str, ...] | None = None, limit: int = 200
 ) -> list[RunRecord]:
-    if kinds is None:
-        return store.list_runs(status=RunStatus.FINISHED, limit=limit)
+    if kinds is None:  # every kind with results to browse (catalog runs only add inputs)
+        runs = store.list_runs(status=RunStatus.FINISHED, limit=limit)
+        return [r for r in runs if r.kind not in CATALOG_KINDS]
     runs: list[RunRecord] = []
     for kind in kinds:
         runs.extend(store.list_runs(kind=kind, status=RunStatus.FINISHED, limit=limit))

@@ -23,9 +23,15 @@ def make_hf_folder(folder: Path, arch: str) -> Path:
     if arch == "gpt2":
         cfg = GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=64, vocab_size=vocab)
     else:  # Llama with grouped-query attention: 4 query heads share 2 key/value heads
-        cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, vocab_size=vocab,
-                          max_position_embeddings=64)
+        cfg = LlamaConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=vocab,
+            max_position_embeddings=64,
+        )
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
     build_char_tokenizer(VOCAB_CHARS, folder)
@@ -113,6 +119,12 @@ def test_hf_facts(hf_folder):
 def test_zoo_facts():
     facts = model_facts(load_model("zoo:induction-2l"))
     assert facts == facts | {
-        "n_layers": 2, "n_heads": 4, "d_model": 64, "d_head": 16, "attn_only": True,
-        "d_mlp": None, "n_ctx": 64, "architecture": "TransformerLensNative",
+        "n_layers": 2,
+        "n_heads": 4,
+        "d_model": 64,
+        "d_head": 16,
+        "attn_only": True,
+        "d_mlp": None,
+        "n_ctx": 64,
+        "architecture": "TransformerLensNative",
     }

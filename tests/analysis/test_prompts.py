@@ -29,11 +29,13 @@ def write(tmp_path, name, content) -> object:
 
 
 def test_csv_and_jsonl_parse_with_answer_rule(tmp_path):
-    csv_path = write(tmp_path, "a.csv", 'clean,corrupted,correct,incorrect\nabcab,abdab,c,#7\n')
+    csv_path = write(tmp_path, "a.csv", "clean,corrupted,correct,incorrect\nabcab,abdab,c,#7\n")
     (row,) = read_prompt_file(csv_path)
     assert row.correct.text == "c" and row.correct.token_id is None
     assert row.incorrect.token_id == 7
-    jsonl = '{"clean": "ab", "corrupted": "ac", "correct": 5, "incorrect": "#6", "meta": {"k": 1}}\n'
+    jsonl = (
+        '{"clean": "ab", "corrupted": "ac", "correct": 5, "incorrect": "#6", "meta": {"k": 1}}\n'
+    )
     (row,) = read_prompt_file(write(tmp_path, "a.jsonl", jsonl))
     assert row.correct.token_id == 5 and row.incorrect.token_id == 6 and row.meta == {"k": 1}
 
@@ -75,9 +77,14 @@ def test_validation_names_each_bad_row(tmp_path, view):
     with pytest.raises(PromptValidationError) as info:
         validate_pairs(view, raws)
     text = str(info.value)
-    for expected in ("row 2: clean is 6 tokens but corrupted is 7", "row 3: correct answer 'cd'",
-                     "row 4: prompt is 71 tokens", "row 5: incorrect token id #999",
-                     "row 6: clean has characters", "row 7: clean is empty"):
+    for expected in (
+        "row 2: clean is 6 tokens but corrupted is 7",
+        "row 3: correct answer 'cd'",
+        "row 4: prompt is 71 tokens",
+        "row 5: incorrect token id #999",
+        "row 6: clean has characters",
+        "row 7: clean is empty",
+    ):
         assert expected in text
     assert "row 1" not in text
 

@@ -87,5 +87,7 @@ def test_training_is_deterministic():
     recipe = load_recipe("induction-2l")
     first, _ = train_native(recipe, steps=3)
     second, _ = train_native(recipe, steps=3)
-    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        first.state_dict().items(), second.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name

@@ -32,38 +32,75 @@ def test_models_add_local_hf_folder(store, headlab_env, tmp_path, arch):
 
 
 def test_models_bad_specs(store, headlab_env):
-    for spec, message in [("gpt2", "malformed"), ("zoo:nope", "the zoo has"),
-                          ("hf:/no/such/folder", "no such folder")]:
+    for spec, message in [
+        ("gpt2", "malformed"),
+        ("zoo:nope", "the zoo has"),
+        ("hf:/no/such/folder", "no such folder"),
+    ]:
         result = headlab("models", "add", spec, env=headlab_env, check=False)
         assert result.returncode != 0 and message in result.stderr, result.stderr
-    result = headlab("models", "add", "hf:owner/model", env={**headlab_env, "HF_HUB_OFFLINE": "1"},
-                     check=False)
+    result = headlab(
+        "models", "add", "hf:owner/model", env={**headlab_env, "HF_HUB_OFFLINE": "1"}, check=False
+    )
     assert result.returncode != 0 and "hf:/path/to/folder" in result.stderr
 
 
 def test_prompts_generate_export_import_round_trip(store, headlab_env, tmp_path):
     env = headlab_env
-    made = headlab_json("prompts", "generate", "induction", "--n", "6", "--model",
-                        "zoo:induction-2l", "--name", "ind", "--seed", "1", env=env)
+    made = headlab_json(
+        "prompts",
+        "generate",
+        "induction",
+        "--n",
+        "6",
+        "--model",
+        "zoo:induction-2l",
+        "--name",
+        "ind",
+        "--seed",
+        "1",
+        env=env,
+    )
     assert made["prompt_set"]["n_pairs"] == 6
     out = tmp_path / "ind.csv"
     headlab("prompts", "export", "ind", "--format", "csv", "--out", str(out), env=env)
-    headlab_json("prompts", "import", str(out), "--name", "ind2", "--model", "zoo:induction-2l",
-                 env=env)
+    headlab_json(
+        "prompts", "import", str(out), "--name", "ind2", "--model", "zoo:induction-2l", env=env
+    )
     first = headlab_json("prompts", "show", "ind", "--limit", "100", env=env)
     second = headlab_json("prompts", "show", "ind2", "--limit", "100", env=env)
     assert first["pairs"] == second["pairs"]
     assert first["prompt_set"]["content_hash"] == second["prompt_set"]["content_hash"]
 
     # a duplicate name and a bad file are refused; what is stored stays as it was
-    dup = headlab("prompts", "import", str(out), "--name", "ind", "--model", "zoo:induction-2l",
-                  env=env, check=False)
+    dup = headlab(
+        "prompts",
+        "import",
+        str(out),
+        "--name",
+        "ind",
+        "--model",
+        "zoo:induction-2l",
+        env=env,
+        check=False,
+    )
     assert dup.returncode == 3 and "already exists" in dup.stderr
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"clean": "abcab", "corrupted": "abcabc", "correct": "c",
-                               "incorrect": "d"}) + "\n")
-    result = headlab("prompts", "import", str(bad), "--name", "bad", "--model",
-                     "zoo:induction-2l", env=env, check=False)
+    bad.write_text(
+        json.dumps({"clean": "abcab", "corrupted": "abcabc", "correct": "c", "incorrect": "d"})
+        + "\n"
+    )
+    result = headlab(
+        "prompts",
+        "import",
+        str(bad),
+        "--name",
+        "bad",
+        "--model",
+        "zoo:induction-2l",
+        env=env,
+        check=False,
+    )
     assert result.returncode != 0 and "row 1: clean is 6 tokens but corrupted is 7" in result.stderr
     names = {s["name"] for s in headlab_json("prompts", "list", env=env)["prompt_sets"]}
     assert names == {"ind", "ind2"}

@@ -77,8 +77,8 @@ def test_ground_truth_files_and_node_sets(tmp_path) -> None:
         load_ground_truth(str(tmp_path / "missing.json"), "hf:x")
     with pytest.raises(GroundTruthError, match="not a zoo model"):
         load_ground_truth(None, "hf:gpt2")
-    ioi = load_ground_truth("ioi-gpt2", "hf:gpt2")
-    assert "a9.h9" in ioi.nodes and not ioi.edges
+    ioi = load_ground_truth("gpt2-small-ioi", "hf:gpt2")
+    assert "a9.h9" in ioi.nodes and ("a2.h2", "a5.h5<k>") in ioi.edges
 
 
 def test_select_circuit_is_torch_free_and_rethresholds() -> None:

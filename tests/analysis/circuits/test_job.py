@@ -53,8 +53,8 @@ def test_every_method_recovers_the_induction_circuit(zoo_model, settings) -> Non
     assert d.summary["roc"]["edge"]["auc"] >= 0.85, d.summary["roc"]["edge"]["auc"]
     assert d.summary["faithfulness"] > 0.85
     graph, top = d.task.graph, d.scores.abs().argsort(descending=True)[:20].tolist()
-    core = [("input", "a0.h2<v>")] + [(f"a1.h{h}", "logits") for h in range(4)]
-    assert all(graph.edge_index(*e) in top for e in core)
+    assert graph.edge_index("input", "a0.h2<v>") in top[:3]  # the previous-token head's value
+    assert sum(graph.edge_index(f"a1.h{h}", "logits") in top for h in range(4)) >= 2
 
 
 def _enqueue(store, method: str, **extra) -> int:

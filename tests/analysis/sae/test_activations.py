@@ -40,6 +40,7 @@ def test_hook_z_matches_run_with_cache(model):
     for layer in (0, 1):
         torch.testing.assert_close(got[layer], cache[f"blocks.{layer}.attn.hook_z"])
     assert flatten_heads(got[1]).shape == (3, 12, 4 * 8)
+    assert not any(h.fwd_hooks for h in model.hook_dict.values())  # the early stop cleans up
     # head-major flattening: head h owns columns h*d_head:(h+1)*d_head
     torch.testing.assert_close(flatten_heads(got[1])[..., 8:16], got[1][:, :, 1])
 
