@@ -33,19 +33,21 @@ DEMO_PROMPT_SETS = (
     ("demo-greater-than", GREATER_THAN, "greater-than", 16),
 )
 
-# (kind, config fields beyond kind/model/prompt_set, prompt-set name)
+# (kind, config fields beyond kind/model/prompt_set, prompt-set name). The induction model's runs
+# come last so that they are the newest: the first screen shows its previous-token and induction
+# heads.
 DEMO_RUNS: tuple[tuple[str, dict[str, Any], str], ...] = (
-    ("heads", {}, "demo-induction"),
-    ("dla", {}, "demo-induction"),
-    ("patch", {}, "demo-induction"),
-    ("ablate", {}, "demo-induction"),
-    ("circuit", {"method": "eap"}, "demo-induction"),
-    ("circuit", {"method": "eap-ig"}, "demo-induction"),
-    ("circuit", {"method": "acdc"}, "demo-induction"),
-    ("sae-train", {}, "demo-induction"),
     ("heads", {}, "demo-greater-than"),
     ("patch", {}, "demo-greater-than"),
     ("circuit", {"method": "eap-ig"}, "demo-greater-than"),
+    ("sae-train", {}, "demo-induction"),
+    ("circuit", {"method": "eap"}, "demo-induction"),
+    ("circuit", {"method": "eap-ig"}, "demo-induction"),
+    ("circuit", {"method": "acdc"}, "demo-induction"),
+    ("ablate", {}, "demo-induction"),
+    ("dla", {}, "demo-induction"),
+    ("patch", {}, "demo-induction"),
+    ("heads", {"repeated_sequences": 32, "repeat_length": 12}, "demo-induction"),
 )
 
 

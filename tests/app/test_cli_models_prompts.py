@@ -10,6 +10,9 @@ from analysis.zoo import zoo_names
 from tests.analysis.test_models import make_hf_folder
 from tests.integration.cli import headlab, headlab_json
 
+# real CLI subprocesses: each one imports torch and TransformerLens
+pytestmark = pytest.mark.slow
+
 
 def test_models_build_demo_list_show(store, headlab_env):
     built = headlab_json("models", "build-demo", env=headlab_env)
