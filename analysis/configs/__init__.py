@@ -6,6 +6,14 @@ from analysis.configs.base import (
     parse_run_config,
     register_config,
     run_kinds,
+    unwrap_optional,
 )
 
-__all__ = ["ConfigError", "RunConfigBase", "parse_run_config", "register_config", "run_kinds"]
+__all__ = [
+    "ConfigError",
+    "RunConfigBase",
+    "parse_run_config",
+    "register_config",
+    "run_kinds",
+    "unwrap_optional",
+]

@@ -8,6 +8,8 @@ is written; errors name the field and the fix.
 from __future__ import annotations
 
 import importlib
+import types
+import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -48,6 +50,16 @@ class RunConfigBase(BaseModel):
         except ModelSpecError as exc:
             raise ValueError(str(exc)) from None
         return spec
+
+
+def unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    """``X | None`` → ``(X, True)``; anything else → ``(annotation, False)``. Used to build CLI
+    options and web form widgets from config fields."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(annotation)) == 2:
+            return args[0], True
+    return annotation, False
 
 
 def register_config(cls: type[RunConfigBase]) -> type[RunConfigBase]:

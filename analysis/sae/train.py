@@ -143,7 +143,12 @@ def _trainer_for(sae: TrainingSAE[Any], settings: TrainSettings) -> SAETrainer[A
         lr_end=settings.lr,
         lr_scheduler_name="constant",
         device=str(sae.W_dec.device),
-        dead_feature_window=max(1, settings.dead_window_tokens // settings.batch_tokens),
+        # dead = no firing in the last window (at most a fifth of the run, so short runs see it)
+        dead_feature_window=max(
+            1,
+            min(settings.dead_window_tokens, settings.training_tokens // 5)
+            // settings.batch_tokens,
+        ),
         # one sparsity window over the whole run: its statistics go into the saved metadata
         feature_sampling_window=steps + 1,
         logger=LoggingConfig(log_to_wandb=False),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import threading
-import types
 import typing
 from collections.abc import Callable
 from typing import Any, Literal
@@ -20,7 +19,13 @@ import typer
 from pydantic.fields import FieldInfo
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analysis.configs import ConfigError, RunConfigBase, parse_run_config, run_kinds
+from analysis.configs import (
+    ConfigError,
+    RunConfigBase,
+    parse_run_config,
+    run_kinds,
+    unwrap_optional,
+)
 from analysis.provenance import code_version, package_versions
 from app.cli.context import open_store, store_errors
 from app.cli.output import CliError, emit_json
@@ -33,17 +38,9 @@ BASE_FIELDS = {"kind", "model", "prompt_set"}
 KEYWORD = inspect.Parameter.KEYWORD_ONLY
 
 
-def _unwrap_optional(annotation: Any) -> Any:
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        return rest[0] if len(rest) == 1 else str
-    return annotation
-
-
 def _option_type(annotation: Any) -> Any:
     """The annotation typer sees: scalars, Literal choices and bools pass through; lists repeat."""
-    annotation = _unwrap_optional(annotation)
+    annotation = unwrap_optional(annotation)[0]
     origin = typing.get_origin(annotation)
     if origin is Literal or annotation in (int, float, str, bool):
         return annotation | None
@@ -61,13 +58,25 @@ def _option(name: str, annotation: Any, default: Any, *decls: str, help: str) ->
 
 def field_parameter(name: str, info: FieldInfo) -> inspect.Parameter:
     flag = "--" + name.replace("_", "-")
-    is_bool = _unwrap_optional(info.annotation) is bool
+    is_bool = unwrap_optional(info.annotation)[0] is bool
     decls = [f"{flag}/--no-{flag[2:]}"] if is_bool else [flag]
     default = None if info.is_required() else info.default
     text = info.description or ""
     if default is not None and not isinstance(default, list | tuple):
         text += f" (default {default})"
     return _option(name, _option_type(info.annotation), None, *decls, help=text)
+
+
+def _split_lists(value: Any) -> Any:
+    """List options may repeat and/or hold comma-separated items: ``--sites z,q --sites k``."""
+    if not isinstance(value, list | tuple):
+        return value
+    items: list[Any] = []
+    for item in value:
+        items += (
+            [p.strip() for p in item.split(",") if p.strip()] if isinstance(item, str) else [item]
+        )
+    return items
 
 
 def build_config(kind: str, cls: type[RunConfigBase], values: dict[str, Any]) -> RunConfigBase:
@@ -77,8 +86,7 @@ def build_config(kind: str, cls: type[RunConfigBase], values: dict[str, Any]) ->
     for name in cls.model_fields:
         if name in BASE_FIELDS or values.get(name) is None:
             continue
-        value = values[name]
-        data[name] = list(value) if isinstance(value, tuple) else value
+        data[name] = _split_lists(values[name])
     try:
         return parse_run_config(data)
     except ConfigError as exc:

@@ -8,14 +8,13 @@ strings, numbers, booleans or lists; they are coerced per field, validated by th
 
 from __future__ import annotations
 
-import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from analysis.configs import parse_run_config, run_kinds
+from analysis.configs import parse_run_config, run_kinds, unwrap_optional
 from analysis.provenance import code_version, package_versions
 from storage.errors import NotFound
 from storage.records import RunRecord
@@ -43,15 +42,6 @@ class LaunchError(ValueError):
         self.fields = fields
 
 
-def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(annotation)) == 2:
-            return args[0], True
-    return annotation, False
-
-
 def _widget(annotation: Any) -> tuple[str, tuple[Any, ...]]:
     if typing.get_origin(annotation) is Literal:
         return "choice", tuple(typing.get_args(annotation))
@@ -73,7 +63,7 @@ def form_fields(kind: str) -> list[FieldSpec]:
     for name, info in cls.model_fields.items():
         if name == "kind":
             continue
-        inner, optional = _unwrap_optional(info.annotation)
+        inner, optional = unwrap_optional(info.annotation)
         widget, choices = _widget(inner)
         default = None if info.is_required() else info.get_default(call_default_factory=True)
         specs.append(
