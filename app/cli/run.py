@@ -26,6 +26,7 @@ from analysis.configs import (
     run_kinds,
     unwrap_optional,
 )
+from analysis.configs.catalog import CATALOG_KINDS
 from analysis.provenance import code_version, package_versions
 from app.cli.context import open_store, store_errors
 from app.cli.output import CliError, emit_json
@@ -201,5 +202,7 @@ def report(store: ResultStore, run: RunRecord, json_out: bool, *, details: bool)
 def build_group() -> typer.Typer:
     group = typer.Typer(help="Run an analysis (one command per run kind).", no_args_is_help=True)
     for kind, cls in sorted(run_kinds().items()):
+        if kind in CATALOG_KINDS:  # `headlab prompts …` and `headlab models add` cover these
+            continue
         group.command(kind)(make_kind_command(kind, cls))
     return group
