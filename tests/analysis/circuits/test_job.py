@@ -117,3 +117,16 @@ def test_acdc_cancel_then_resume(store, zoo_model, tmp_path, monkeypatch) -> Non
     with pytest.raises(Exception, match="tau"):
         circuit_job(_context(store, other, tmp_path, zoo_model, None))
     assert torch.tensor([e.score for e in fresh.edges]).abs().sum() > 0
+
+
+@pytest.mark.skipif(not is_built("greater-than-3l"), reason="zoo model not built")
+def test_eap_finds_the_greater_than_circuit() -> None:
+    from analysis.circuits.zoo_tasks import greater_than_pairs
+    from analysis.zoo.checkpoint import load_zoo_bridge
+
+    model = load_zoo_bridge(zoo_folder("greater-than-3l"))
+    model.enable_compatibility_mode()
+    batch = build_pair_batch(model, greater_than_pairs(16, seed=1))
+    truth = load_ground_truth(None, "zoo:greater-than-3l")
+    d = discover(model, batch, DiscoverySettings(method="eap"), truth=truth)
+    assert d.summary["roc"]["edge"]["auc"] >= 0.9 and d.summary["roc"]["node"]["auc"] >= 0.85
