@@ -167,7 +167,9 @@ def discover(
         owners = {c.name: task.graph.channel_owners(c) for c in task.graph.channels}
         node_values = {n: v for n, (v, _) in nodes.items()}
         edges = list(task.graph.edges)
-        summary["roc"] = score_against(truth, edges, scores.numpy(), node_values, owners)
+        summary["roc"] = score_against(
+            truth, edges, scores.numpy(), node_values, owners, ablation=s.ablation
+        )
     return Discovery(task, scores, kept, nodes, summary, state)
 
 

@@ -1,7 +1,14 @@
 """Known circuits and ROC/AUC scoring of discovered ones against them. Torch-free.
 
 A ground truth is a ``ground_truth.json`` (see the shared conventions):
-``{"model", "task", "nodes": [...], "edges": [[source, target], ...], "source", "evidence"}``.
+``{"model", "task", "nodes": [...], "edges": [[source, target], ...], "source", "evidence"}``,
+optionally with ``"positional_edges": [[source, target], ...]``: circuit edges (a subset of
+``edges``) that carry only *position* (e.g. ``input -> a0.h2<q>`` of a previous-token head whose
+query and key read the positional embeddings). Clean and corrupted prompts share positions, and a
+position-wise mean keeps them, so the ``corrupted`` and ``mean`` ablations cannot change what
+such an edge carries: no method using them can see it. Scoring with those ablations therefore
+leaves positional edges out entirely (neither positives nor negatives); with ``zero`` ablation
+(which removes positions too) they are ordinary positives.
 It is found by ``ground_truth`` spec:
 
 - empty / ``zoo``: the zoo model's own file, ``analysis/zoo/models/<name>/ground_truth.json``
@@ -31,6 +38,7 @@ ANALYSIS_DIR = Path(__file__).resolve().parents[1]
 ZOO_DIR = ANALYSIS_DIR / "zoo" / "models"
 REFERENCE_DIR = ANALYSIS_DIR / "reference"
 ENDPOINTS = ("input", "logits")
+POSITION_KEEPING_ABLATIONS = ("corrupted", "mean")  # ablations under which positions survive
 
 
 class GroundTruthError(ValueError):
@@ -44,6 +52,7 @@ class GroundTruth:
     model: str | None = None
     task: str | None = None
     source: str | None = None
+    positional_edges: frozenset[tuple[str, str]] = frozenset()
 
     @classmethod
     def from_json(cls, data: dict[str, Any], origin: str) -> GroundTruth:
@@ -51,14 +60,27 @@ class GroundTruth:
             data.get("edges", []), list
         ):
             raise GroundTruthError(f"{origin}: 'nodes' and 'edges' must be lists")
-        try:
-            edges = frozenset((str(s), str(t)) for s, t in data.get("edges", []))
-        except ValueError:
-            raise GroundTruthError(f"{origin}: every edge must be [source, target]") from None
+        edges = _edge_set(data.get("edges", []), origin, "edges")
+        positional = _edge_set(data.get("positional_edges", []), origin, "positional_edges")
         nodes = frozenset(str(n) for n in data.get("nodes", []))
         if not nodes and not edges:
             raise GroundTruthError(f"{origin}: the ground truth lists no nodes and no edges")
-        return cls(nodes, edges, data.get("model"), data.get("task"), data.get("source"))
+        if positional - edges:
+            shown = ", ".join(f"{s}->{t}" for s, t in sorted(positional - edges)[:5])
+            raise GroundTruthError(
+                f"{origin}: positional_edges must also be listed in 'edges'; not there: {shown}"
+            )
+        model, task, source = data.get("model"), data.get("task"), data.get("source")
+        return cls(nodes, edges, model, task, source, positional)
+
+
+def _edge_set(items: Any, origin: str, key: str) -> frozenset[tuple[str, str]]:
+    if not isinstance(items, list):
+        raise GroundTruthError(f"{origin}: '{key}' must be a list of [source, target]")
+    try:
+        return frozenset((str(s), str(t)) for s, t in items)
+    except (TypeError, ValueError):
+        raise GroundTruthError(f"{origin}: every item of '{key}' must be [source, target]") from None
 
 
 def resolve_ground_truth_path(spec: str | None, model_spec: str) -> Path:
@@ -147,17 +169,31 @@ def node_labels(truth: GroundTruth, nodes: list[str]) -> np.ndarray:
     return np.array([n in names for n in nodes])
 
 
+def observable_edges(
+    truth: GroundTruth, edges: list[tuple[str, str]], ablation: str | None
+) -> np.ndarray:
+    """Which graph edges an ablation can see: all, except the ground truth's positional edges
+    under an ablation that keeps positions (``corrupted``, ``mean``)."""
+    if ablation not in POSITION_KEEPING_ABLATIONS:
+        return np.ones(len(edges), dtype=bool)
+    return np.array([e not in truth.positional_edges for e in edges], dtype=bool)
+
+
 def score_against(
     truth: GroundTruth,
     edges: list[tuple[str, str]],
     edge_scores: np.ndarray,
     node_scores: dict[str, float],
     owners: dict[str, list[str]] | None = None,
+    ablation: str | None = None,
 ) -> dict[str, Any]:
-    """``{"edge": roc, "node": roc}`` of |score| against the ground truth."""
-    out: dict[str, Any] = {
-        "edge": roc_curve(np.abs(edge_scores), edge_labels(truth, edges, owners))
-    }
+    """``{"edge": roc, "node": roc}`` of |score| against the ground truth. With ``ablation``
+    ``corrupted``/``mean`` the positional edges are left out (``edge["n_excluded"]`` says how
+    many)."""
+    labels = edge_labels(truth, edges, owners)
+    seen = observable_edges(truth, edges, ablation)
+    out: dict[str, Any] = {"edge": roc_curve(np.abs(edge_scores)[seen], labels[seen])}
+    out["edge"]["n_excluded"] = int((~seen).sum())
     nodes = [n for n in node_scores if n not in ENDPOINTS]
     values = np.array([abs(node_scores[n]) for n in nodes])
     out["node"] = roc_curve(values, node_labels(truth, nodes))

@@ -118,6 +118,6 @@ def evaluate_head_circuit(
         owners = {c.name: task.graph.channel_owners(c) for c in task.graph.channels}
         node_values = {n.name: n.score for n in nodes}
         summary["roc"] = score_against(
-            truth, list(task.graph.edges), np.asarray(edge_scores), node_values, owners
+            truth, list(task.graph.edges), np.asarray(edge_scores), node_values, owners, ablation
         )
     return nodes, edges, summary

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
+import sys
 import threading
 
 import typer
@@ -16,22 +16,14 @@ from storage.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def require_auth_for(host: str, settings: Settings) -> None:
-    if is_loopback(host) or settings.auth_token or settings.basic_auth:
-        return
-    raise CliError(
-        f"refusing to serve on {host} without authentication: set HEADLAB_AUTH_TOKEN=<token> "
-        "or HEADLAB_BASIC_AUTH=<user:password>, or bind to 127.0.0.1"
-    )
+    """Fail fast, before any worker starts, when a non-loopback host has no auth setting."""
+    from app.services.auth import AuthRequiredError, require_auth_for_host
+
+    try:
+        require_auth_for_host(host, settings)
+    except AuthRequiredError as exc:
+        raise CliError(str(exc)) from None
 
 
 def serve(
@@ -48,6 +40,8 @@ def serve(
     require_auth_for(host, settings)
     store = open_store(settings)
     supervisor = WorkerSupervisor(store, workers)
+    # SIGTERM (docker stop, systemd) must unwind through `finally` so the workers are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     supervisor.start()
     try:
         web = create_app(settings)
