@@ -80,7 +80,8 @@ def _edge_set(items: Any, origin: str, key: str) -> frozenset[tuple[str, str]]:
     try:
         return frozenset((str(s), str(t)) for s, t in items)
     except (TypeError, ValueError):
-        raise GroundTruthError(f"{origin}: every item of '{key}' must be [source, target]") from None
+        message = f"{origin}: every item of '{key}' must be [source, target]"
+        raise GroundTruthError(message) from None
 
 
 def resolve_ground_truth_path(spec: str | None, model_spec: str) -> Path:

@@ -66,7 +66,8 @@ def test_induction_heads_in_layer_1(scores):
 def test_ground_truth_matches_detected_heads(scores):
     truth = json.loads((FOLDER / GROUND_TRUTH_FILE).read_text())
     assert truth["model"] == "zoo:induction-2l"
-    assert set(truth["nodes"]) == {"a0.h2", "a1.h0", "a1.h1", "a1.h2", "a1.h3"}
+    assert set(truth["nodes"]) == {"a0.h2", "a0.h3", "a1.h0", "a1.h1", "a1.h2", "a1.h3"}
+    assert ["input", "a0.h2<q>"] in truth["positional_edges"]
     assert ["a0.h2", "a1.h3<k>"] in truth["edges"] and ["a1.h0", "logits"] in truth["edges"]
     assert truth["source"] and truth["evidence"]
 

@@ -19,6 +19,7 @@ from analysis.circuits.ground_truth import (
     edge_labels,
     load_ground_truth,
     roc_curve,
+    score_against,
 )
 from analysis.circuits.select import select_circuit, select_edges
 from analysis.circuits.task import build_task
@@ -79,6 +80,27 @@ def test_ground_truth_files_and_node_sets(tmp_path) -> None:
         load_ground_truth(None, "hf:gpt2")
     ioi = load_ground_truth("gpt2-small-ioi", "hf:gpt2")
     assert "a9.h9" in ioi.nodes and ("a2.h2", "a5.h5<k>") in ioi.edges
+
+
+def test_positional_edges_are_left_out_under_position_keeping_ablations(tmp_path) -> None:
+    edges = [("input", "a0.h0<q>"), ("input", "a0.h0<v>"), ("a0.h0", "logits"),
+             ("input", "logits"), ("input", "a0.h1<v>")]  # fmt: skip
+    data = {"nodes": ["a0.h0"], "edges": [list(e) for e in edges[:3]],
+            "positional_edges": [["input", "a0.h0<q>"]]}  # fmt: skip
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(data))
+    truth = load_ground_truth(str(path), "hf:x")
+    # the positional edge scores 0, as it does under corrupted/mean ablation
+    scores, nodes = np.array([0.0, 2.0, 1.0, 0.5, 0.1]), {"a0.h0": 3.0, "a0.h1": 0.1}
+    for ablation in ("corrupted", "mean"):
+        roc = score_against(truth, edges, scores, nodes, ablation=ablation)["edge"]
+        assert roc["auc"] == 1.0 and roc["n_excluded"] == 1
+    roc = score_against(truth, edges, scores, nodes, ablation="zero")["edge"]
+    assert roc["auc"] == pytest.approx(4 / 6)  # the 0-scored positive loses to both negatives
+    assert roc["n_excluded"] == 0
+    path.write_text(json.dumps(data | {"positional_edges": [["input", "a0.h1<v>"]]}))
+    with pytest.raises(GroundTruthError, match="also be listed in 'edges'"):
+        load_ground_truth(str(path), "hf:x")
 
 
 def test_select_circuit_is_torch_free_and_rethresholds() -> None:
