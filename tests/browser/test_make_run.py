@@ -13,16 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.server import browser_context, chromium_available, free_port, wait_http
+from tests.browser.server import free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_make_run_serves_runs_page_with_demo(tmp_path: Path) -> None:
-    if not chromium_available():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium")
+def test_make_run_serves_runs_page_with_demo(tmp_path: Path, browser) -> None:
     port = free_port()
     env = dict(os.environ, HEADLAB_HOME=str(tmp_path / "home"), PORT=str(port))
     env.pop("HEADLAB_DB", None)
@@ -39,17 +37,17 @@ def test_make_run_serves_runs_page_with_demo(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/", process, timeout_s=600)
-        with browser_context() as context:
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(url + "/runs")
-            page.wait_for_selector("text=FINISHED", timeout=30_000)
-            body = page.inner_text("body")
-            for kind in ("heads", "patch", "circuit"):
-                assert kind in body, f"demo run of kind {kind} missing from the Runs page"
-            assert "zoo:induction-2l" in body
-            assert not errors, errors
+        page = browser.new_page()  # the session's headless Chromium (tests/browser/conftest.py)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/runs")
+        page.wait_for_selector("text=FINISHED", timeout=30_000)
+        body = page.inner_text("body")
+        page.close()
+        for kind in ("heads", "patch", "circuit"):
+            assert kind in body, f"demo run of kind {kind} missing from the Runs page"
+        assert "zoo:induction-2l" in body
+        assert not errors, errors
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
