@@ -44,6 +44,10 @@ def snap(inches: float) -> float:
     return max(1, round(inches / SIZE_STEP_IN)) * SIZE_STEP_IN
 
 
+# Shortest height derived from an aspect ratio; a multiple of the 1/12 in snapping step.
+MIN_DERIVED_HEIGHT_IN = 2.0
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -85,7 +89,12 @@ class PageSize:
         return self.resolved_height_in(aspect) * PX_PER_IN
 
     def resolved_height_in(self, aspect: float) -> float:
-        return self.height_in if self.height_in is not None else snap(self.width_in * aspect)
+        """The given height, else width × the figure's aspect, but never so short that tick
+        labels and axis titles no longer fit (a 2-layer head grid at column width would be
+        1.67 in and lose its x-axis title)."""
+        if self.height_in is not None:
+            return self.height_in
+        return max(snap(self.width_in * aspect), MIN_DERIVED_HEIGHT_IN)
 
     @property
     def font_px(self) -> float:

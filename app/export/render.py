@@ -36,6 +36,41 @@ INSTALL_HINT = "install it with `apt-get install chromium` (or set BROWSER_PATH 
 INCH_PER_METRE = 39.37007874
 
 
+def _print_pdf_edge_to_edge() -> None:
+    """Make kaleido print PDFs without page margins.
+
+    kaleido sizes the PDF page to the figure (CSS ``@page``) but calls ``Page.printToPDF`` with
+    0.1 in margins, which shifts the figure down and right by 0.1 in and cuts off its bottom and
+    right edge (the x-axis title of a short figure disappears). Its tab looks ``print_pdf`` up
+    on the module at call time, so replacing that one function fixes every PDF.
+    """
+    try:
+        from kaleido._kaleido_tab import _devtools_utils as devtools
+    except ImportError:  # a kaleido layout we do not know: keep its own behaviour
+        log.warning("kaleido internals changed; PDF pages keep kaleido's 0.1 in margins")
+        return
+    raise_error = devtools._raise_error
+
+    async def print_pdf(tab):  # same parameters as kaleido's, margins 0
+        params = {
+            "printBackground": True,
+            "marginTop": 0,
+            "marginBottom": 0,
+            "marginLeft": 0,
+            "marginRight": 0,
+            "preferCSSPageSize": True,
+            "pageRanges": "1",
+        }
+        response = await tab.send_command("Page.printToPDF", params=params)
+        raise_error(response)
+        return response.get("result", {}).get("data")
+
+    devtools.print_pdf = print_pdf
+
+
+_print_pdf_edge_to_edge()
+
+
 class ChromiumNotFound(ExportError):
     """No Chromium/Chrome binary to render figures with."""
 

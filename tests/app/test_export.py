@@ -125,6 +125,38 @@ def test_every_figure_kind_in_every_format(kind: str, fmt: str, tmp_path: Path):
         assert dpi == pytest.approx(300, abs=0.1)
 
 
+def _ink_box(pgm: bytes) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Height, width, and the rows and columns holding non-white pixels of a binary PGM."""
+    header = re.match(rb"P5\s+(\d+)\s+(\d+)\s+255\s", pgm)
+    width, height = int(header.group(1)), int(header.group(2))
+    gray = np.frombuffer(pgm[header.end() :], dtype=np.uint8).reshape(height, width)
+    rows, cols = np.nonzero(gray < 200)
+    return height, width, rows, cols
+
+
+def test_pdf_figure_is_not_cut_at_the_page_edges(tmp_path: Path):
+    """The x-axis title and the colour bar labels lie inside the PDF page, as in the PNG."""
+    import shutil
+    import subprocess
+
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (Debian poppler-utils) is not installed")
+    values = np.linspace(0.0, 1.0, 8).reshape(2, 4)  # 2 layers: a short figure at column width
+    figure = heads.head_heatmap(head_frame(values, "score"), "score")
+    pdf = write_figure(figure, tmp_path / "short.pdf", size=resolve_size("column"))
+    pgm = subprocess.run(
+        ["pdftoppm", "-r", "144", "-gray", "-singlefile", str(pdf)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    height, width, rows, cols = _ink_box(pgm)  # 144 dpi: 0.1 in = 14.4 px
+    # The figure starts at the page's top-left corner (margins of a few px, no 0.1 in page
+    # margin shifting it) and reaches its bottom and right edges without touching them.
+    assert rows.min() < 12 and cols.min() < 12, "figure shifted by a page margin"
+    assert height - 12 < rows.max() < height - 2, "the bottom (x-axis title) is cut off"
+    assert width - 24 < cols.max() < width - 2, "the right edge (colour bar) is cut off"
+
+
 @pytest.mark.parametrize("preset", ["text", "text-narrow", "acl-column", "neurips"])
 def test_pdf_page_size_equals_each_preset(preset: str):
     size = resolve_size(preset)
