@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import dash
-from dash import Input, Output, Patch, State
+from dash import Input, Output, State
 
 from app import ids
 from app.components.common import empty_figure
@@ -20,22 +20,37 @@ HEATMAP_SPEC = ids.export_id(ids.EXPORT_SPEC, "heads-heatmap")
 POSITION_SPEC = ids.export_id(ids.EXPORT_SPEC, "heads-position")
 
 
-def highlight(selected: list[int] | None) -> list[dict[str, Any]]:
-    if not selected:
-        return []
-    layer, head = selected
-    return [
-        {
-            "type": "rect",
-            "x0": head - 0.5,
-            "x1": head + 0.5,
-            "y0": layer - 0.5,
-            "y1": layer + 0.5,
-            "line": {"color": "#111", "width": 2},
-            "xref": "x",
-            "yref": "y",
+HIGHLIGHT_JS = """
+function (selected) {
+    const gd = document.querySelector('#GRAPH_ID .js-plotly-plot');
+    if (!gd || !gd.on || !selected) { return; }
+    gd._headOutline = selected;
+    const place = () => {
+        const full = gd._fullLayout, holder = gd.querySelector('.svg-container');
+        if (!full || !full.xaxis || !holder || !gd._headOutline) { return; }
+        let box = holder.querySelector('.head-outline');
+        if (!box) {
+            box = document.createElement('div');
+            box.className = 'head-outline';
+            box.style.cssText = 'position:absolute;pointer-events:none;border:2px solid #111;'
+                + 'box-sizing:border-box;z-index:5';
+            holder.appendChild(box);
         }
-    ]
+        const [layer, head] = gd._headOutline, size = full._size;
+        const xs = [head - 0.5, head + 0.5].map(full.xaxis.l2p);
+        const ys = [layer - 0.5, layer + 0.5].map(full.yaxis.l2p);
+        box.style.left = (size.l + Math.min(...xs)) + 'px';
+        box.style.top = (size.t + Math.min(...ys)) + 'px';
+        box.style.width = Math.abs(xs[1] - xs[0]) + 'px';
+        box.style.height = Math.abs(ys[1] - ys[0]) + 'px';
+    };
+    if (!gd._headOutlineHooked) {
+        gd._headOutlineHooked = true;
+        gd.on('plotly_afterplot', place);  // redrawn (new metric, resize): follow the cell
+    }
+    place();
+}
+""".replace("GRAPH_ID", ids.HEADS_HEATMAP)
 
 
 def clicked_head(click: dict | None) -> list[int] | None:
@@ -75,16 +90,13 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         Output(HEATMAP_SPEC, "data"),
         Input(ids.HEADS_METRIC, "value"),
         State(ids.HEADS_RUN, "value"),
-        State(ids.HEADS_SELECTED, "data"),
         prevent_initial_call=True,
     )
-    def show_metric(metric: str | None, run_id: int, selected: list[int] | None) -> tuple:
+    def show_metric(metric: str | None, run_id: int) -> tuple:
         if not metric:
             return empty_figure(f"Run #{run_id} stores no per-head metrics."), None
         spec = heads_view.heatmap_spec(int(run_id), metric)
-        figure = page_figure(ctx.reader, spec)
-        figure = {**figure, "layout": {**figure["layout"], "shapes": highlight(selected)}}
-        return figure, spec
+        return page_figure(ctx.reader, spec), spec
 
     @app.callback(
         Output(ids.HEADS_SELECTED, "data"),
@@ -93,7 +105,6 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         Output(PATTERN_SPEC, "data"),
         Output(ids.HEADS_SCORES, "children"),
         Output(ids.HEADS_SAE, "children"),
-        Output(ids.HEADS_HEATMAP, "figure", allow_duplicate=True),
         Input(ids.HEADS_HEATMAP, "clickData"),
         Input(ids.HEADS_KEY, "data"),
         Input(ids.HEADS_PROMPT, "value"),
@@ -117,16 +128,14 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
             shape = heads_view.grid_shape(ctx, int(run_id), metric)
             selected = heads_view.move(selected, key.get("key", ""), *shape)
         if not selected:
-            return (dash.no_update,) * 7
+            return (dash.no_update,) * 6
         try:
             detail = heads_view.head_detail(ctx, int(run_id), selected[0], selected[1], prompt)
         except StoreError as exc:
-            return selected, str(exc), empty_figure(str(exc)), None, "", "", dash.no_update
+            return selected, str(exc), empty_figure(str(exc)), None, "", ""
         pattern = detail.pattern_figure or empty_figure(
             "No stored attention patterns: run `heads` on this model to see them"
         )
-        patch = Patch()
-        patch["layout"]["shapes"] = highlight(selected)
         return (
             selected,
             detail.title,
@@ -134,8 +143,14 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
             detail.pattern_spec,
             scores_table(detail.scores),
             sae_list(detail.sae_features),
-            patch,
         )
+
+    # The selected head's outline is an HTML box laid over the drawn heatmap, placed in the
+    # browser: any heatmap redraw (a new or patched figure, even Plotly.relayout of a shape)
+    # re-rendered 80 × 64 cells and swallowed clicks that landed meanwhile.
+    app.clientside_callback(
+        HIGHLIGHT_JS, Input(ids.HEADS_SELECTED, "data"), prevent_initial_call=True
+    )
 
     @app.callback(
         Output(ids.HEADS_POSITION, "figure"),

@@ -8,7 +8,16 @@ from typing import Any
 from dash import dcc, html
 
 from app import ids
-from app.components.common import card, data_table, empty_figure, export_menu, graph, message, page
+from app.components.common import (
+    GRAPH_CONFIG,
+    card,
+    data_table,
+    empty_figure,
+    export_menu,
+    graph,
+    message,
+    page,
+)
 from app.services.heads_view import HeadsInitial
 
 SCORE_COLUMNS = ["run", "metric", "value", "rank"]
@@ -37,6 +46,14 @@ def sae_list(rows: list[dict[str, Any]]) -> Any:
     return html.Ul(items, className="feature-list")
 
 
+def heatmap_graph(state: HeadsInitial) -> dcc.Graph:
+    figure = graph(ids.HEADS_HEATMAP, state.figure or empty_figure(state.message), height=560)
+    # a double click would reset the (fixed) axes and redraw 80 × 64 cells, swallowing the
+    # clicks that land meanwhile: quick head-to-head clicks must each select a head
+    figure.config = {**GRAPH_CONFIG, "doubleClick": False}
+    return figure
+
+
 def heads_layout(state: HeadsInitial) -> html.Div:
     toolbar = html.Div(
         [
@@ -61,7 +78,7 @@ def heads_layout(state: HeadsInitial) -> html.Div:
     )
     heatmap = card(
         "Layer × head",
-        graph(ids.HEADS_HEATMAP, state.figure or empty_figure(state.message), height=560),
+        heatmap_graph(state),
         html.P("Click a head, or select one and move with the arrow keys.", className="hint"),
         extra=export_menu("heads-heatmap", state.spec),
         class_name="heatmap-card",

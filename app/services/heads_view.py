@@ -46,8 +46,12 @@ def preferred_run(ctx: WebContext) -> int | None:
     return runs[0].id if runs else None
 
 
+RUN_OPTIONS = 60  # newest finished runs in the picker (the dropdown indexes every option)
+
+
 def run_options(ctx: WebContext, current: int | None) -> list[dict[str, Any]]:
-    runs = run_service.finished_runs(ctx.store, limit=200)
+    """The newest finished runs, plus ``current`` when it is older (others: the Runs page)."""
+    runs = run_service.finished_runs(ctx.store, limit=RUN_OPTIONS)
     if current is not None and all(r.id != current for r in runs):
         runs.insert(0, ctx.store.get_run(current))
     names = run_service.prompt_set_names(ctx.store)
