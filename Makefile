@@ -41,6 +41,7 @@ run: install system-deps demo
 test: install system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=20 tests
 
 lint: install

@@ -145,7 +145,8 @@ def successor_scores(model: Any) -> Float[torch.Tensor, "layer head"] | None:
     with torch.no_grad():
         w_v, w_o = _expanded_ov(model)
         ov = w_v @ w_o  # [layer, head, d_model, d_model]
-        hits, total = 0, 0
+        hits: Any = 0  # becomes a [layer, head] tensor
+        total = 0
         for seq in seqs:
             ids = torch.as_tensor(seq, device=model.W_E.device)
             logits = model.W_E.float()[ids] @ ov @ model.W_U.float()[:, ids]  # [L, H, n, n]

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from analysis import heads as head_stats
 from analysis.ablation import ablate_heads
+from analysis.configs.heads import AblateConfig, DlaConfig, HeadsConfig, PatchConfig
 from analysis.dla import direct_logit_attribution
 from analysis.hooks import IneffectiveHook, MissingHook, require_effective_hook
 from analysis.jobs import JobContext, JobError, register_job
@@ -79,7 +80,7 @@ def _repeated_sequences(model: Any, n: int, half: int, seed: int) -> list[list[i
 
 
 def _heads_prompts(ctx: JobContext, model: Any) -> list[list[int]]:
-    cfg = ctx.config
+    cfg = ctx.config_as(HeadsConfig)
     prompts: list[list[int]] = []
     if cfg.prompt_set is not None:
         batch = _pair_batch(ctx, model, cfg.max_prompts)
@@ -132,7 +133,11 @@ def heads_job(ctx: JobContext) -> RunOutput:
     successor = head_stats.successor_scores(model)
     if successor is not None:
         rows += _grid_rows("successor_score", successor)
-    artifacts = _save_patterns(ctx, model, patterns, prompts) if ctx.config.save_patterns else []
+    artifacts = (
+        _save_patterns(ctx, model, patterns, prompts)
+        if ctx.config_as(HeadsConfig).save_patterns
+        else []
+    )
     ctx.progress(1.0, "done")
     summary = {"n_prompts": len(prompts), "n_forward": len(prompts),
                "wall_s": time.perf_counter() - t0}  # fmt: skip
@@ -146,7 +151,8 @@ def heads_job(ctx: JobContext) -> RunOutput:
 def dla_job(ctx: JobContext) -> RunOutput:
     t0 = time.perf_counter()
     model = ctx.model()
-    batch = _pair_batch(ctx, model, ctx.config.max_pairs)
+    cfg = ctx.config_as(DlaConfig)
+    batch = _pair_batch(ctx, model, cfg.max_pairs)
     ctx.progress(0.1, "direct logit attribution")
     try:
         result = direct_logit_attribution(model, batch)
@@ -160,7 +166,7 @@ def dla_job(ctx: JobContext) -> RunOutput:
     rows.append(HeadResultIn("dla_embed", 0, None, float(result.embed.mean())))
     if result.pos_embed is not None:
         rows.append(HeadResultIn("dla_pos_embed", 0, None, float(result.pos_embed.mean())))
-    if ctx.config.per_prompt:
+    if cfg.per_prompt:
         for b in range(batch.n_pairs):
             rows += _grid_rows("dla", result.heads[:, :, b], prompt=b)
             if result.mlps is not None:
@@ -225,7 +231,7 @@ def _patch_rows(model: Any, target: PatchTarget, result) -> list[HeadResultIn]:
 
 @register_job("patch")
 def patch_job(ctx: JobContext) -> RunOutput:
-    t0, cfg = time.perf_counter(), ctx.config
+    t0, cfg = time.perf_counter(), ctx.config_as(PatchConfig)
     model = ctx.model()
     batch = _pair_batch(ctx, model, cfg.max_pairs)
     positions = _check_positions(batch, cfg.only_positions)
@@ -270,7 +276,7 @@ def patch_job(ctx: JobContext) -> RunOutput:
 
 @register_job("ablate")
 def ablate_job(ctx: JobContext) -> RunOutput:
-    t0, cfg = time.perf_counter(), ctx.config
+    t0, cfg = time.perf_counter(), ctx.config_as(AblateConfig)
     model = ctx.model()
     batch = _pair_batch(ctx, model, cfg.max_pairs)
     if "resample" in cfg.methods and batch.n_pairs < 2:

@@ -13,13 +13,15 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from analysis.configs import RunConfigBase
 from storage.records import PairRecord, RunOutput
 
 if TYPE_CHECKING:
     from storage.store import ResultStore
+
+ConfigT = TypeVar("ConfigT", bound=RunConfigBase)
 
 # Modules that register job functions with @register_job.
 JOB_MODULES: tuple[str, ...] = (
@@ -52,6 +54,12 @@ class JobContext:
         """Report progress in [0, 1]; raises ``Cancelled`` if the run was cancelled."""
         if self._on_progress(min(max(fraction, 0.0), 1.0), message):
             raise Cancelled(f"run {self.run_id} was cancelled")
+
+    def config_as(self, cls: type[ConfigT]) -> ConfigT:
+        """The run's config as its kind's class (a job registered for one kind reads its own)."""
+        if not isinstance(self.config, cls):
+            raise JobError(f"run {self.run_id}: expected a {cls.__name__}, got {self.config!r}")
+        return self.config
 
     def model(self) -> Any:
         """The run's model, loaded once per worker and kept resident between jobs."""

@@ -141,7 +141,7 @@ def model_facts(model: TransformerBridge) -> dict[str, Any]:
     """Architecture facts for the store and the UI (plain JSON values)."""
     cfg = model.cfg
     n_heads = int(cfg.n_heads)
-    n_kv = getattr(cfg, "n_key_value_heads", None) or n_heads
+    n_kv: int = getattr(cfg, "n_key_value_heads", None) or n_heads
     attn_only = bool(getattr(cfg, "attn_only", False))
     tokenizer = getattr(model, "tokenizer", None)
     return {
@@ -152,7 +152,7 @@ def model_facts(model: TransformerBridge) -> dict[str, Any]:
         "grouped_query_attention": int(n_kv) < n_heads,
         "d_model": int(cfg.d_model),
         "d_head": int(cfg.d_head),
-        "d_mlp": None if attn_only else int(cfg.d_mlp),
+        "d_mlp": None if attn_only or cfg.d_mlp is None else int(cfg.d_mlp),
         "attn_only": attn_only,
         "d_vocab": int(cfg.d_vocab),
         "n_ctx": int(cfg.n_ctx),

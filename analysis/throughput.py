@@ -17,8 +17,7 @@ from storage.records import RunOutput
 
 @register_job("throughput")
 def run_throughput(ctx: JobContext) -> RunOutput:
-    config = ctx.config
-    assert isinstance(config, ThroughputConfig)
+    config = ctx.config_as(ThroughputConfig)
     model = ctx.model()
     n_ctx, d_vocab = int(model.cfg.n_ctx), int(model.cfg.d_vocab)
     if config.seq_len > n_ctx:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dash.dependencies import Wildcard
+
 # Shell
 URL = "url"
 PAGE = "page-content"
@@ -130,7 +132,7 @@ LAUNCH_FIELD = "launch-field"
 LAUNCH_FIELD_ERROR = "launch-field-error"
 
 
-def export_id(part: str, figure: str) -> dict[str, Any]:
+def export_id(part: str, figure: str | Wildcard) -> dict[str, Any]:
     """One part (format, preset, button, spec, download, error) of a figure's export menu."""
     return {"type": part, "figure": figure}
 
@@ -139,13 +141,13 @@ def csv_id(part: str, table: str) -> dict[str, Any]:
     return {"type": part, "table": table}
 
 
-def run_action_id(action: str, run_id: int) -> dict[str, Any]:
+def run_action_id(action: str, run_id: int | Wildcard) -> dict[str, Any]:
     return {"type": action, "run": run_id}
 
 
-def launch_field_id(field: str) -> dict[str, Any]:
+def launch_field_id(field: str | Wildcard) -> dict[str, Any]:
     return {"type": LAUNCH_FIELD, "field": field}
 
 
-def launch_error_id(field: str) -> dict[str, Any]:
+def launch_error_id(field: str | Wildcard) -> dict[str, Any]:
     return {"type": LAUNCH_FIELD_ERROR, "field": field}

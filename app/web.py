@@ -39,7 +39,7 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> dash.Das
         title="headlab",
         assets_folder=str(ASSETS_DIR),
         suppress_callback_exceptions=True,
-        update_title=None,
+        update_title=None,  # type: ignore[arg-type]  # None keeps the tab title still (Dash docs)
         serve_locally=True,
         eager_loading=True,  # fetch plotly.js and table chunks with the page, not serially
     )

@@ -154,7 +154,7 @@ class _Acdc:
         self.out_edges: dict[int, list[int]] = {}
         for e, u in enumerate(sources):
             self.out_edges.setdefault(u, []).append(e)
-        self.first_pos = {}
+        self.first_pos: dict[int, int] = {}
         for pos, (i, _) in enumerate(self.seq):
             self.first_pos.setdefault(i, pos)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dash
 from dash import Input, Output
 
@@ -46,14 +48,15 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
     )
     def show_circuits(run_ids: list[int] | None, mode: str, top_k: int, threshold: float) -> tuple:
         chosen = selection(mode, top_k, threshold)
-        items = []
+        items: list[tuple[int, str, Any, dict[str, Any] | None]] = []
         for run_id in [int(r) for r in run_ids or []]:
             spec = {"kind": "circuit_graph", "run": run_id, **chosen}
+            exportable: dict[str, Any] | None = spec
             try:
                 figure = page_figure(ctx.reader, spec)
             except (StoreError, ValueError) as exc:
-                figure, spec = empty_figure(str(exc)), None
-            items.append((run_id, f"Circuit #{run_id}", figure, spec))
+                figure, exportable = empty_figure(str(exc)), None
+            items.append((run_id, f"Circuit #{run_id}", figure, exportable))
         if not items:
             return [
                 dash.html.P("No circuit runs yet: launch a `circuit` run.", className="muted")

@@ -76,7 +76,11 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
             return blank, None, "", None, blank, None
         shares = _figure(ctx, {"kind": "sae_shares", "run": run_id, "feature": feature})
         dfa = _figure(ctx, {"kind": "sae_dfa", "run": run_id, "feature": feature})
-        contexts_spec = {"kind": "sae_contexts", "run": run_id, "feature": feature}
+        contexts_spec: dict[str, object] | None = {
+            "kind": "sae_contexts",
+            "run": run_id,
+            "feature": feature,
+        }
         try:
             contexts = highlighted_contexts(sae.top_contexts(ctx.store, run_id, feature))
         except StoreError as exc:

@@ -101,7 +101,8 @@ def prepare(json_out: bool = typer.Option(False, "--json", help="Print one JSON 
         trained = ensure_built()
         models = [r.name for r in register_zoo(store)]
         prompt_sets = ensure_prompt_sets(store)
-        finished, failed = [], []
+        finished: list[int] = []
+        failed: list[int] = []
         runner = Worker(store)
         for config in demo_configs():
             if already_finished(store, config):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import types
 import typing
 from collections.abc import Callable
 from typing import Any, Literal
@@ -47,7 +48,7 @@ def _option_type(annotation: Any) -> Any:
         return annotation | None
     if origin in (list, tuple):
         inner = (typing.get_args(annotation) or (str,))[0]
-        return list[inner if inner in (int, float, str) else str] | None
+        return types.GenericAlias(list, (inner if inner in (int, float, str) else str,)) | None
     return str | None
 
 

@@ -98,7 +98,7 @@ def circuits_layout(
     )
 
 
-def circuit_cards(items: list[tuple[int, str, Any, dict[str, Any]]]) -> list[html.Div]:
+def circuit_cards(items: list[tuple[int, str, Any, dict[str, Any] | None]]) -> list[html.Div]:
     """(run id, title, figure, spec) → one graph card per circuit."""
     return [
         figure_card(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from dash import dash_table, dcc, html
 
@@ -24,7 +24,7 @@ def export_presets() -> tuple[str, ...]:
 
 
 def page(title: str, *children: Any, subtitle: str | None = None) -> html.Div:
-    header = [html.H1(title)]
+    header: list[Any] = [html.H1(title)]
     if subtitle:
         header.append(html.P(subtitle, className="subtitle"))
     return html.Div([html.Div(header, className="page-header"), *children], className="page")
@@ -85,7 +85,7 @@ def graph(
     return dcc.Graph(
         id=graph_id,
         figure=figure if figure is not None else empty_figure(),
-        config=GRAPH_CONFIG,
+        config=cast(Any, GRAPH_CONFIG),  # dash's stub wants its own Config type
         style=style,
         **props,
     )
@@ -142,10 +142,10 @@ def data_table(
     sortable: bool = True,
     filterable: bool = False,
     **props: Any,
-) -> dash_table.DataTable:
+) -> Any:  # a dash_table.DataTable (absent from dash's type stubs)
     """A sortable table with a built-in CSV download of all its rows."""
     columns = columns if columns is not None else (list(rows[0]) if rows else [])
-    return dash_table.DataTable(
+    return dash_table.DataTable(  # type: ignore[attr-defined]
         id=table_id,
         data=table_data(rows),
         columns=[{"name": c.replace("_", " "), "id": c} for c in columns],

@@ -50,7 +50,7 @@ def heatmap_graph(state: HeadsInitial) -> dcc.Graph:
     figure = graph(ids.HEADS_HEATMAP, state.figure or empty_figure(state.message), height=560)
     # a double click would reset the (fixed) axes and redraw 80 × 64 cells, swallowing the
     # clicks that land meanwhile: quick head-to-head clicks must each select a head
-    figure.config = {**GRAPH_CONFIG, "doubleClick": False}
+    figure.config = {**GRAPH_CONFIG, "doubleClick": False}  # type: ignore[attr-defined]
     return figure
 
 

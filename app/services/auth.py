@@ -22,6 +22,7 @@ import ipaddress
 from urllib.parse import urlencode
 
 import flask
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from storage.settings import Settings
 
@@ -80,7 +81,7 @@ def _token_ok(request: flask.Request, token: str) -> bool:
     return cookie is not None and _same(cookie, _cookie_value(token))
 
 
-def _redirect_without_token(request: flask.Request, token: str) -> flask.Response:
+def _redirect_without_token(request: flask.Request, token: str) -> WerkzeugResponse:
     query = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
     target = request.path + (f"?{urlencode(query)}" if query else "")
     response = flask.redirect(target, code=302)
@@ -102,7 +103,7 @@ def _unauthorized(settings: Settings) -> flask.Response:
     return response
 
 
-def check_request(request: flask.Request, settings: Settings) -> flask.Response | None:
+def check_request(request: flask.Request, settings: Settings) -> WerkzeugResponse | None:
     """None when the request may proceed, else the response to send instead."""
     if not auth_configured(settings):
         return None
@@ -124,5 +125,5 @@ def install_auth(server: flask.Flask, settings: Settings) -> None:
     """Require authentication on every request when an auth setting is present."""
 
     @server.before_request
-    def _authenticate() -> flask.Response | None:
+    def _authenticate() -> WerkzeugResponse | None:
         return check_request(flask.request, settings)

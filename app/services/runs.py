@@ -81,8 +81,8 @@ def finished_runs(
     store: ResultStore, kinds: tuple[str, ...] | None = None, limit: int = 200
 ) -> list[RunRecord]:
     if kinds is None:  # every kind with results to browse (catalog runs only add inputs)
-        runs = store.list_runs(status=RunStatus.FINISHED, limit=limit)
-        return [r for r in runs if r.kind not in CATALOG_KINDS]
+        newest = store.list_runs(status=RunStatus.FINISHED, limit=limit)
+        return [r for r in newest if r.kind not in CATALOG_KINDS]
     runs: list[RunRecord] = []
     for kind in kinds:
         runs.extend(store.list_runs(kind=kind, status=RunStatus.FINISHED, limit=limit))
