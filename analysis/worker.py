@@ -15,7 +15,6 @@ import os
 import socket
 import tempfile
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,12 +169,3 @@ class Worker:
                 beat.cancel_requested = beat.cancel_requested or cancel
             if stop.wait(self.heartbeat_s):
                 return
-
-
-def wait_for_run(store: ResultStore, run_id: int, poll_s: float = 0.25) -> RunRecord:
-    """Block until a run reaches a terminal state (used when another worker runs it)."""
-    while True:
-        run = store.get_run(run_id)
-        if run.status.is_terminal:
-            return run
-        time.sleep(poll_s)

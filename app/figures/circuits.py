@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from analysis.circuits import select as circuit_select
 from app.figures.style import CATEGORICAL, light_layout
 
 _HEAD = re.compile(r"^a(\d+)\.h(\d+)$")
@@ -56,19 +57,13 @@ def node_position(name: str, n_layers: int, n_heads: int) -> tuple[float, float]
 def select_edges(
     edges: pd.DataFrame, *, top_k: int | None, threshold: float | None, max_edges: int
 ) -> pd.DataFrame:
-    """The edges to draw, largest ``|score|`` first (see the module docstring)."""
-    if top_k is not None and top_k < 0:
-        raise ValueError("top_k must be >= 0")
-    ranked = edges.assign(_abs=edges["score"].abs()).sort_values("_abs", ascending=False)
-    if top_k is not None:
-        chosen = ranked.head(top_k)
-    elif threshold is not None:
-        chosen = ranked[ranked["_abs"] >= threshold]
-    elif "in_circuit" in ranked.columns and ranked["in_circuit"].any():
-        chosen = ranked[ranked["in_circuit"].astype(bool)]
-    else:
-        chosen = ranked
-    return chosen.head(max_edges).drop(columns="_abs")
+    """The edges to draw, largest ``|score|`` first: the top-k / threshold rule of
+    ``analysis.circuits.select`` (one rule for the page, export and stored circuits), else the
+    stored circuit (every edge if none is flagged); at most ``max_edges``."""
+    stored = "in_circuit" in edges.columns and bool(edges["in_circuit"].any())
+    if top_k is None and threshold is None and stored:
+        edges = edges[edges["in_circuit"].astype(bool)]
+    return circuit_select.select_edges(edges, top_k=top_k, threshold=threshold).head(max_edges)
 
 
 def _extent(names: list[str]) -> tuple[int, int]:
