@@ -41,7 +41,13 @@ def test_make_run_serves_runs_page_with_demo(tmp_path: Path, browser) -> None:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url + "/runs")
-        page.wait_for_selector("text=FINISHED", timeout=30_000)
+        # `text=FINISHED` would also match the status filter ("finished") before the runs
+        # table arrives: wait for the table's own content instead.
+        page.wait_for_function(
+            "document.body.innerText.includes('zoo:induction-2l')"
+            " && document.body.innerText.includes('FINISHED')",
+            timeout=30_000,
+        )
         body = page.inner_text("body")
         page.close()
         for kind in ("heads", "patch", "circuit"):
