@@ -99,6 +99,54 @@ def run_chunks(
     return outputs, chunk
 
 
+def start_position(target: PatchTarget, variant: Variant) -> int:
+    """The first position a variant's patch can change (0 when it patches all positions)."""
+    _, pos = target.head_and_position(variant)
+    return 0 if pos is None else int(pos)
+
+
+def groups_by_start(
+    target: PatchTarget, variants: Sequence[Variant], chunk: int, by_start: bool = True
+) -> list[tuple[int, list[int]]]:
+    """Variant indices grouped by start position (one group at 0 when not ``by_start``),
+    each group split into chunks of ``chunk``."""
+    groups: dict[int, list[int]] = {}
+    for i, variant in enumerate(variants):
+        start = start_position(target, variant) if by_start else 0
+        groups.setdefault(start, []).append(i)
+    return [
+        (start, idx[j : j + chunk])
+        for start, idx in sorted(groups.items())
+        for j in range(0, len(idx), chunk)
+    ]
+
+
+def layer_runner(
+    setup: PatchSetup, target: PatchTarget, replay: BlockReplay, layer: int, start: int
+) -> ChunkRunner:
+    """Runs a chunk of variants at ``layer`` (all starting at ``start``) on the best path."""
+    model, batch = setup.model, setup.batch
+    name = target.site(layer).name
+    source = site_activation(setup, name)
+    use_suffix = replay.suffix().handles(target.kind)
+
+    def runner(part: Sequence[Variant]) -> torch.Tensor:
+        hook = patch_hook(target, part, source)
+        with torch.no_grad():
+            if use_suffix:
+                lg = replay.suffix().run_from(layer, start, len(part), target.kind, hook)
+            else:
+                with model.hooks(fwd_hooks=[(name, hook)]):
+                    if replay.supported:
+                        lg = replay.run_from(layer, copies=len(part))
+                    else:
+                        lg = full_forward_last(model, setup.target_tokens, batch.last, len(part))
+        check_finite(lg, f"the logits patched at {name}")
+        return setup.mean_metric(lg)
+
+    return runner
+
+
 def fast_patch(
     setup: PatchSetup,
     target: PatchTarget,
@@ -115,27 +163,14 @@ def fast_patch(
     if replay is None:
         replay = BlockReplay(model, setup.target_tokens, batch.last)
     if chunk is None:
-        device = setup.target_tokens.device
-        chunk = chunk_size(model, batch.n_pairs, batch.n_pos, device)
+        chunk = chunk_size(model, batch.n_pairs, batch.n_pos, setup.target_tokens.device)
+    skip_prefix = replay.suffix().handles(target.kind)
     values = torch.zeros(n_layers, len(variants))
     for layer in range(n_layers):
-        name = target.site(layer).name
-        source = site_activation(setup, name)
-
-        def runner(
-            part: Sequence[Variant], layer: int = layer, name: str = name, source=source
-        ) -> torch.Tensor:
-            hook = patch_hook(target, part, source)
-            with torch.no_grad(), model.hooks(fwd_hooks=[(name, hook)]):
-                if replay.supported:
-                    lg = replay.run_from(layer, copies=len(part))
-                else:
-                    lg = full_forward_last(model, setup.target_tokens, batch.last, len(part))
-            check_finite(lg, f"the logits patched at {name}")
-            return setup.mean_metric(lg)
-
-        outputs, chunk = run_chunks(variants, chunk, runner)
-        values[layer] = torch.cat(outputs).cpu()
+        for start, idx in groups_by_start(target, variants, chunk, skip_prefix):
+            runner = layer_runner(setup, target, replay, layer, start)
+            outputs, chunk = run_chunks([variants[i] for i in idx], chunk, runner)
+            values[layer, idx] = torch.cat(outputs).cpu()
         if progress is not None:
             progress((layer + 1) / n_layers, f"{target.metric_name}: layer {layer}")
     normalised = setup.baseline.normalise(values) if normalise else values

@@ -61,6 +61,7 @@ class BlockReplay:
         self.calls: dict[int, tuple[tuple, dict]] = {}
         self.supported = False
         self.reason = ""
+        self._suffix: Any = None
         blocks = getattr(model, "blocks", None)
         if blocks is None or len(blocks) != int(model.cfg.n_layers):
             self.reason = "the model has no blocks list to replay"
@@ -101,6 +102,14 @@ class BlockReplay:
         if not err <= REPLAY_TOLERANCE:
             return False, f"replayed logits differ from the model's by {err:.2e}"
         return True, "ok"
+
+    def suffix(self) -> Any:
+        """The prefix-skipping replay over the same recording (built once, on first use)."""
+        if self._suffix is None:
+            from analysis.patching.suffix import SuffixReplay
+
+            self._suffix = SuffixReplay(self.model, self)
+        return self._suffix
 
     def resid_pre(self, layer: int) -> Float[torch.Tensor, "batch pos d_model"]:
         return self.calls[layer][0][0]

@@ -1,0 +1,288 @@
+"""Replay from layer L on the positions a patch can change only (causal prefix skip).
+
+Under causal attention a patch at position p leaves every position < p unchanged, in every
+layer. ``SuffixReplay`` therefore runs blocks ``L..`` on the residual stream at positions
+``p..`` only; attention at those positions reads keys and values of positions < p from the
+target run's own cache (recorded once), so each block's work shrinks from ``T`` to ``T - p``
+positions. Two more savings:
+
+- a patch of ``z`` at layer L starts from the target run's cached ``z`` (queries, keys, values
+  and the attention of layer L are not recomputed, only the output projection onwards);
+- in the last layer, the MLP runs at each prompt's metric position only.
+
+The block is computed here from the model's weights in TransformerLens convention, as the
+model computes it in compatibility mode (layer norms folded into the weights): ``h = norm(x)``;
+``q, k, v = h @ W + b`` (K/V per key/value head; grouped-query attention repeats each KV head
+over its query heads); the rotary embedding from the model's own cos/sin tables when it has
+one; causal softmax of ``q k^T / attn_scale``; ``z = pattern v``;
+``x += z @ W_O + b_O``; ``x += mlp(norm(x))`` with the model's own MLP module. Patch hooks act
+on these tensors at the hook sites' shapes and positions (q/k/v before the rotary embedding,
+as the model's ``hook_q/k/v``), so a variant patches exactly what the hooked forward patches.
+
+Support is detected, not assumed: replaying from layer 0 on a suffix, and from the cached
+``z``, must reproduce the model's last-position logits (≤ 1e-4, relative to their scale);
+otherwise ``supported`` is False and callers use ``BlockReplay`` on all positions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float
+
+from analysis import hooks
+from analysis.patching.replay import BlockReplay
+
+log = logging.getLogger(__name__)
+SUFFIX_TOLERANCE = 1e-4
+ATTENTION_SITES = frozenset({"q", "k", "v", "pattern", "z"})
+PatchFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """One layer's attention weights flattened for single matmuls."""
+
+    w_qkv: Float[torch.Tensor, "d_model qkv"]
+    b_qkv: Float[torch.Tensor, " qkv"]
+    w_o: Float[torch.Tensor, "hd d_model"]
+    b_o: Float[torch.Tensor, " d_model"]
+
+
+def _param(model: Any, name: str) -> torch.Tensor | None:
+    try:
+        value = getattr(model, name)
+    except (TypeError, AttributeError):  # the bridge raises TypeError when a bias is absent
+        return None
+    return None if value is None else value.detach()
+
+
+def _flat(w: torch.Tensor) -> torch.Tensor:
+    """[heads, d_model, d_head] -> [d_model, heads * d_head]."""
+    return w.permute(1, 0, 2).reshape(w.shape[1], -1)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+class SuffixReplay:
+    """Blocks ``L..`` at positions ``p..`` with the target run's cached prefix keys/values."""
+
+    def __init__(self, model: Any, replay: BlockReplay) -> None:
+        self.model, self.replay = model, replay
+        cfg = model.cfg
+        self.n_layers, self.n_batch = int(cfg.n_layers), replay.n_batch
+        self.n_pos = int(replay.tokens.shape[1])
+        self.last = replay.last.to(replay.tokens.device)
+        self.max_start = int(self.last.min())
+        self.norm_type = getattr(cfg, "normalization_type", None)
+        self.eps = float(getattr(cfg, "eps", 1e-5))
+        self.attn_only = bool(getattr(cfg, "attn_only", False))
+        self.supported, self.reason = False, ""
+        self._pattern_effective: bool | None = None
+        if not replay.supported:
+            self.reason = f"layer replay is unsupported ({replay.reason})"
+            return
+        try:
+            self._load()
+        except Exception as exc:  # any failure means: do not use the suffix kernel here
+            self.reason = f"the model's weights or caches are not in the expected form: {exc!r}"
+            return
+        self.supported, self.reason = self._self_check()
+        if not self.supported:
+            log.info("prefix skip unavailable (%s); replaying all positions", self.reason)
+
+    # ---- set-up ---------------------------------------------------------------------------
+    def _load(self) -> None:
+        m = self.model
+        w_q, w_k, w_v, w_o = (_param(m, n) for n in ("W_Q", "W_K", "W_V", "W_O"))
+        if w_q is None or w_k is None or w_v is None or w_o is None:
+            raise ValueError("the model exposes no W_Q/W_K/W_V/W_O")
+        self.n_heads, self.n_kv, self.d_head = int(w_q.shape[1]), int(w_k.shape[1]), w_q.shape[3]
+        scale = float(getattr(m.cfg, "attn_scale", -1.0) or -1.0)  # <= 0: the default
+        self.scale = scale if scale > 0 else float(self.d_head) ** 0.5
+        if not getattr(m.cfg, "use_attn_scale", True):
+            self.scale = 1.0
+        biases = {n: _param(m, n) for n in ("b_Q", "b_K", "b_V", "b_O")}
+        self.layers = []
+        for i in range(self.n_layers):
+            b = [biases[n][i] if biases[n] is not None else None for n in ("b_Q", "b_K", "b_V")]
+            b = [
+                bb.reshape(-1) if bb is not None else torch.zeros(w.shape[1] * w.shape[3])
+                for bb, w in zip(b, (w_q[i : i + 1], w_k[i : i + 1], w_v[i : i + 1]), strict=True)
+            ]
+            b_o = biases["b_O"][i] if biases["b_O"] is not None else torch.zeros(w_o.shape[-1])
+            self.layers.append(
+                LayerWeights(
+                    w_qkv=torch.cat([_flat(w_q[i]), _flat(w_k[i]), _flat(w_v[i])], dim=1),
+                    b_qkv=torch.cat(b).to(w_q.device),
+                    w_o=w_o[i].reshape(-1, w_o.shape[-1]),
+                    b_o=b_o.to(w_o.device),
+                )
+            )
+        self.rotary = self._rotary_tables()
+        names = {hooks.site(kind, i).name for i in range(self.n_layers) for kind in ("k", "v", "z")}
+        with torch.no_grad():
+            _, cache = m.run_with_cache(self.replay.tokens, names_filter=lambda n: n in names)
+        self.cache = {name: cache[name] for name in names}
+
+    def _rotary_tables(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The model's rotary cos/sin [batch|1, pos, rotary_dim], from the recorded block calls."""
+        if getattr(self.model.cfg, "positional_embedding_type", "standard") != "rotary":
+            return None
+        emb = self.replay.calls[0][1].get("position_embeddings")
+        if not (isinstance(emb, tuple) and len(emb) == 2):
+            raise ValueError("a rotary model whose blocks get no position_embeddings (cos, sin)")
+        cos, sin = emb
+        return cos.detach(), sin.detach()
+
+    def _self_check(self) -> tuple[bool, str]:
+        want = self.replay.full_last
+        scale = max(1.0, float(want.abs().max()))
+        checks = [(0, self.max_start // 2 if self.max_start > 1 else 0, None)]
+        checks.append((self.n_layers - 1, 0, "z"))
+        try:
+            with torch.no_grad():
+                for layer, start, site in checks:
+                    got = self.run_from(layer, start, copies=1, site=site)
+                    err = float((got - want).abs().max())
+                    if not err <= SUFFIX_TOLERANCE * scale:
+                        return False, f"suffix replay differs from the model by {err:.2e}"
+        except Exception as exc:
+            return False, f"suffix replay failed: {exc!r}"
+        return True, "ok"
+
+    def handles(self, kind: str) -> bool:
+        """Whether patches of ``kind`` run here: a ``pattern`` patch only where editing the
+        model's own ``hook_pattern`` changes its output (on some bridges it only observes, and
+        the fast path must measure what the hooked forward measures)."""
+        if not self.supported:
+            return False
+        if kind != "pattern":
+            return True
+        if self._pattern_effective is None:
+            try:
+                site, tokens = hooks.site("pattern", 0), self.replay.tokens
+                hooks.require_effective_hook(self.model, site, tokens)
+                self._pattern_effective = True
+            except hooks.IneffectiveHook:
+                self._pattern_effective = False
+        return self._pattern_effective
+
+    # ---- running --------------------------------------------------------------------------
+    def _stack(self, t: torch.Tensor, copies: int) -> torch.Tensor:
+        return t.repeat(copies, *([1] * (t.dim() - 1))) if copies > 1 else t
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """The weightless pre-norm of the folded model (LN: centre + scale; RMS: scale)."""
+        if self.norm_type is None:
+            return x
+        if self.norm_type in ("LN", "LNPre"):
+            x = x - x.mean(-1, keepdim=True)
+        return x / (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
+
+    def run_from(
+        self,
+        layer: int,
+        start: int,
+        copies: int,
+        site: str | None = None,
+        patch: PatchFn | None = None,
+    ) -> Float[torch.Tensor, "rows d_vocab"]:
+        """Logits at the last positions, with ``patch`` applied at ``site`` of ``layer``.
+
+        ``start`` is the first position the patch can change (0 for all-position patches);
+        ``patch`` sees full-length activations in the hook site's shape, ``copies`` stacked
+        copies of the batch, and must leave positions before ``start`` alone.
+        """
+        start = max(0, min(start, self.max_start))
+        x = self._stack(self.replay.resid_pre(layer), copies)
+        if site == "resid_pre" and patch is not None:
+            x = patch(x)
+        x = x[:, start:]
+        for i in range(layer, self.n_layers):
+            here = site if i == layer and site in ATTENTION_SITES else None
+            x = self._block(i, x, start, copies, here, patch if here else None)
+        # the last block kept each prompt's metric position only: x is [rows, 1, d_model]
+        return self.model.unembed(self.model.ln_final(x))[:, 0, :]
+
+    def _block(
+        self, i: int, x: torch.Tensor, start: int, copies: int, site: str | None, patch: Any
+    ) -> torch.Tensor:
+        w = self.layers[i]
+        if site == "z":
+            z = self._stack(self.cache[hooks.site("z", i).name], copies)
+            z = (patch(z) if patch is not None else z)[:, start:]
+        else:
+            z = self._attention(i, x, start, copies, site, patch)
+        x = x + z.flatten(2) @ w.w_o + w.b_o
+        if i == self.n_layers - 1:  # only the metric positions go on to the logits
+            rows = torch.arange(x.shape[0], device=x.device)
+            x = x[rows, self.last.repeat(copies) - start][:, None, :]
+        if not self.attn_only:
+            x = x + self.model.blocks[i].mlp(self.normalise(x))
+        return x
+
+    def _attention(
+        self, i: int, x: torch.Tensor, start: int, copies: int, site: str | None, patch: Any
+    ) -> Float[torch.Tensor, "rows suffix head d_head"]:
+        w, (h, h_kv, d) = self.layers[i], (self.n_heads, self.n_kv, self.d_head)
+        qkv = self.normalise(x) @ w.w_qkv + w.b_qkv
+        q, k_s, v_s = qkv.split([h * d, h_kv * d, h_kv * d], dim=-1)
+        rows, n_suffix = x.shape[0], x.shape[1]
+        q = q.reshape(rows, n_suffix, h, d)
+        k = self._with_prefix(i, "k", k_s.reshape(rows, n_suffix, h_kv, d), start, copies)
+        v = self._with_prefix(i, "v", v_s.reshape(rows, n_suffix, h_kv, d), start, copies)
+        if site == "q":
+            q = patch(self._pad_front(q, start))[:, start:]
+        elif site == "k":
+            k = patch(k)
+        elif site == "v":
+            v = patch(v)
+        q, k = self._rotate(q, start), self._rotate(k, 0)
+        if h_kv != h:
+            k, v = k.repeat_interleave(h // h_kv, dim=2), v.repeat_interleave(h // h_kv, dim=2)
+        scores = torch.einsum("rshd,rthd->rhst", q, k) / self.scale
+        keys = torch.arange(self.n_pos, device=x.device)
+        queries = torch.arange(start, self.n_pos, device=x.device)
+        scores = scores.masked_fill(keys[None, :] > queries[:, None], float("-inf"))
+        pattern = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        if site == "pattern":
+            pattern = patch(self._pad_front(pattern, start, dim=2))[:, :, start:]
+        return torch.einsum("rhst,rthd->rshd", pattern, v)
+
+    def _with_prefix(
+        self, i: int, kind: str, suffix: torch.Tensor, start: int, copies: int
+    ) -> torch.Tensor:
+        if start == 0:
+            return suffix
+        prefix = self.cache[hooks.site(kind, i).name][:, :start]
+        return torch.cat([self._stack(prefix, copies), suffix], dim=1)
+
+    @staticmethod
+    def _pad_front(t: torch.Tensor, start: int, dim: int = 1) -> torch.Tensor:
+        """Zeros for the positions before ``start`` (never read: the patch is at ≥ start)."""
+        if start == 0:
+            return t
+        shape = list(t.shape)
+        shape[dim] = start
+        return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+    def _rotate(self, t: torch.Tensor, start: int) -> torch.Tensor:
+        """Rotary embedding of ``t`` [rows, pos, heads, d_head] at positions ``start..``."""
+        if self.rotary is None:
+            return t
+        cos, sin = (c[:, start : start + t.shape[1]].to(t.dtype) for c in self.rotary)
+        if cos.shape[0] not in (1, t.shape[0]):
+            copies = t.shape[0] // cos.shape[0]
+            cos, sin = self._stack(cos, copies), self._stack(sin, copies)
+        cos, sin = cos[:, :, None, :], sin[:, :, None, :]
+        dim = cos.shape[-1]
+        rot, rest = t[..., :dim], t[..., dim:]
+        return torch.cat([rot * cos + _rotate_half(rot) * sin, rest], dim=-1)
