@@ -7,9 +7,10 @@ Runs ``transformer_lens.patching.get_act_patch_attn_head_out_all_pos`` (in full)
 ``..._by_pos`` (by default on a random sample of its cells through ``generic_activation_patch``
 with an ``index_df``, timed per cell and extrapolated to the full grid; ``--full-by-pos`` runs
 it all), and headlab's ``fast_patch`` for both; checks agreement; prints speed ratios and each
-path's share of the FLOP floor: the fewest FLOPs the patching needs (per variant: the layers
-after the patch and the patched layer's MLP, at the positions the patch can change, and the
-unembedding at the metric position only), divided by the measured matmul rate of this machine.
+path's share of the FLOP floor: the fewest FLOPs the patching needs (per variant: the patched
+layer's output projection and MLP and the later layers, at the positions the patch can change,
+with the last layer's query, output and MLP at the metric position only, and the unembedding
+there), divided by the measured matmul rate of this machine.
 
     .venv/bin/python bench/patching.py [--quick] [--device cuda] [--threads 2]
 """
@@ -72,16 +73,29 @@ def matmul_rate(shape: dict, device: str) -> float:
 
 
 def floor_flops(shape: dict, per_position: bool) -> float:
-    """Fewest FLOPs of head-output patching over all variants (see module docstring)."""
+    """Fewest FLOPs of head-output patching over all variants (see module docstring).
+
+    A variant patching head z at layer li, position p must recompute, at the t - p positions
+    the patch can change: the output projection and MLP of layer li, every later layer in
+    full (q/k/v/o projections, attention over the keys, MLP), except that the last layer needs
+    only keys and values there and its query, output projection and MLP at the metric position;
+    then the unembedding at the metric position.
+    """
     d, m, v, n_l, t, b = (shape[k] for k in ("d_model", "d_mlp", "d_vocab", "n_layers", "pos",
                                              "pairs"))  # fmt: skip
-    mlp = 4 * d * m
-    layer = 8 * d * d + mlp + 4 * t * d  # qkv+o projections, MLP, attention (per token)
+    mlp, attn = 4 * d * m, 4 * t * d  # per token: MLP; scores + weighted sum over <= t keys
+    layer = 8 * d * d + mlp + attn
+    last_layer_metric = 4 * d * d + mlp + attn  # query, output projection, MLP at one position
     total = 0.0
     for li in range(n_l):
         for p in range(t) if per_position else [0]:
             tokens = b * (t - p)
-            total += tokens * ((n_l - 1 - li) * layer + mlp + 2 * d * d) + b * 2 * d * v
+            if li == n_l - 1:
+                cost = b * (2 * d * d + mlp)
+            else:
+                cost = tokens * (2 * d * d + mlp + (n_l - 2 - li) * layer + 4 * d * d)
+                cost += b * last_layer_metric
+            total += cost + b * 2 * d * v
     return total * shape["n_heads"]
 
 

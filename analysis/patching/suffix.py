@@ -47,8 +47,10 @@ PatchFn = Callable[[torch.Tensor], torch.Tensor]
 class LayerWeights:
     """One layer's attention weights flattened for single matmuls."""
 
-    w_qkv: Float[torch.Tensor, "d_model qkv"]
-    b_qkv: Float[torch.Tensor, " qkv"]
+    w_q: Float[torch.Tensor, "d_model hd"]
+    b_q: Float[torch.Tensor, " hd"]
+    w_kv: Float[torch.Tensor, "d_model kv"]
+    b_kv: Float[torch.Tensor, " kv"]
     w_o: Float[torch.Tensor, "hd d_model"]
     b_o: Float[torch.Tensor, " d_model"]
 
@@ -120,8 +122,10 @@ class SuffixReplay:
             b_o = biases["b_O"][i] if biases["b_O"] is not None else torch.zeros(w_o.shape[-1])
             self.layers.append(
                 LayerWeights(
-                    w_qkv=torch.cat([_flat(w_q[i]), _flat(w_k[i]), _flat(w_v[i])], dim=1),
-                    b_qkv=torch.cat(b).to(w_q.device),
+                    w_q=_flat(w_q[i]).contiguous(),
+                    b_q=b[0].to(w_q.device),
+                    w_kv=torch.cat([_flat(w_k[i]), _flat(w_v[i])], dim=1),
+                    b_kv=torch.cat(b[1:]).to(w_q.device),
                     w_o=w_o[i].reshape(-1, w_o.shape[-1]),
                     b_o=b_o.to(w_o.device),
                 )
@@ -212,46 +216,69 @@ class SuffixReplay:
         # the last block kept each prompt's metric position only: x is [rows, 1, d_model]
         return self.model.unembed(self.model.ln_final(x))[:, 0, :]
 
+    def _last_at(self, copies: int, start: int) -> torch.Tensor:
+        """Each stacked row's metric position, as an index into the suffix."""
+        return self.last.repeat(copies) - start
+
     def _block(
         self, i: int, x: torch.Tensor, start: int, copies: int, site: str | None, patch: Any
     ) -> torch.Tensor:
-        w = self.layers[i]
+        w, final = self.layers[i], i == self.n_layers - 1
+        rows = torch.arange(x.shape[0], device=x.device)
+        # in the last layer only the metric positions go on to the logits: queries there only,
+        # unless the patch itself needs every query (q, pattern, z are patched at full length)
+        last_queries = final and site not in ("q", "pattern", "z")
         if site == "z":
             z = self._stack(self.cache[hooks.site("z", i).name], copies)
             z = (patch(z) if patch is not None else z)[:, start:]
         else:
-            z = self._attention(i, x, start, copies, site, patch)
+            at = self._last_at(copies, start) if last_queries else None
+            z = self._attention(i, x, start, copies, site, patch, at)
+        if final:
+            at = self._last_at(copies, start)
+            x = x[rows, at][:, None, :]
+            z = z if last_queries else z[rows, at][:, None]
         x = x + z.flatten(2) @ w.w_o + w.b_o
-        if i == self.n_layers - 1:  # only the metric positions go on to the logits
-            rows = torch.arange(x.shape[0], device=x.device)
-            x = x[rows, self.last.repeat(copies) - start][:, None, :]
         if not self.attn_only:
             x = x + self.model.blocks[i].mlp(self.normalise(x))
         return x
 
     def _attention(
-        self, i: int, x: torch.Tensor, start: int, copies: int, site: str | None, patch: Any
-    ) -> Float[torch.Tensor, "rows suffix head d_head"]:
+        self,
+        i: int,
+        x: torch.Tensor,
+        start: int,
+        copies: int,
+        site: str | None,
+        patch: Any,
+        last_at: torch.Tensor | None,
+    ) -> Float[torch.Tensor, "rows queries head d_head"]:
+        """z at every suffix position, or (``last_at``) at each row's metric position only."""
         w, (h, h_kv, d) = self.layers[i], (self.n_heads, self.n_kv, self.d_head)
-        qkv = self.normalise(x) @ w.w_qkv + w.b_qkv
-        q, k_s, v_s = qkv.split([h * d, h_kv * d, h_kv * d], dim=-1)
         rows, n_suffix = x.shape[0], x.shape[1]
-        q = q.reshape(rows, n_suffix, h, d)
+        normed = self.normalise(x)
+        k_s, v_s = (normed @ w.w_kv + w.b_kv).split([h_kv * d, h_kv * d], dim=-1)
         k = self._with_prefix(i, "k", k_s.reshape(rows, n_suffix, h_kv, d), start, copies)
         v = self._with_prefix(i, "v", v_s.reshape(rows, n_suffix, h_kv, d), start, copies)
+        r = torch.arange(rows, device=x.device)
+        q_in = normed if last_at is None else normed[r, last_at][:, None]
+        q = (q_in @ w.w_q + w.b_q).reshape(rows, q_in.shape[1], h, d)
+        q_pos = (start + last_at)[:, None] if last_at is not None else None
         if site == "q":
             q = patch(self._pad_front(q, start))[:, start:]
         elif site == "k":
             k = patch(k)
         elif site == "v":
             v = patch(v)
-        q, k = self._rotate(q, start), self._rotate(k, 0)
+        if q_pos is None:
+            q_pos = torch.arange(start, self.n_pos, device=x.device).expand(rows, -1)
+        q, k = self._rotate(q, q_pos), self._rotate(k, None)
         if h_kv != h:
             k, v = k.repeat_interleave(h // h_kv, dim=2), v.repeat_interleave(h // h_kv, dim=2)
         scores = torch.einsum("rshd,rthd->rhst", q, k) / self.scale
         keys = torch.arange(self.n_pos, device=x.device)
-        queries = torch.arange(start, self.n_pos, device=x.device)
-        scores = scores.masked_fill(keys[None, :] > queries[:, None], float("-inf"))
+        future = keys[None, None, :] > q_pos[:, :, None]  # [rows, queries, keys]
+        scores = scores.masked_fill(future[:, None], float("-inf"))
         pattern = torch.softmax(scores.float(), dim=-1).to(q.dtype)
         if site == "pattern":
             pattern = patch(self._pad_front(pattern, start, dim=2))[:, :, start:]
@@ -274,15 +301,20 @@ class SuffixReplay:
         shape[dim] = start
         return torch.cat([t.new_zeros(shape), t], dim=dim)
 
-    def _rotate(self, t: torch.Tensor, start: int) -> torch.Tensor:
-        """Rotary embedding of ``t`` [rows, pos, heads, d_head] at positions ``start..``."""
+    def _rotate(self, t: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        """Rotary embedding of ``t`` [rows, pos, heads, d_head] at ``positions`` [rows, pos]
+        (None: positions 0..)."""
         if self.rotary is None:
             return t
-        cos, sin = (c[:, start : start + t.shape[1]].to(t.dtype) for c in self.rotary)
-        if cos.shape[0] not in (1, t.shape[0]):
-            copies = t.shape[0] // cos.shape[0]
-            cos, sin = self._stack(cos, copies), self._stack(sin, copies)
-        cos, sin = cos[:, :, None, :], sin[:, :, None, :]
+        cos, sin = self.rotary
+        if cos.shape[0] != 1:  # per-prompt tables: one per stacked row
+            cos, sin = (self._stack(c, t.shape[0] // c.shape[0]) for c in (cos, sin))
+        if positions is None:
+            cos, sin = cos[:, : t.shape[1]], sin[:, : t.shape[1]]
+        else:
+            rows = torch.arange(t.shape[0], device=t.device)[:, None] if cos.shape[0] > 1 else 0
+            cos, sin = cos[rows, positions], sin[rows, positions]
+        cos, sin = cos[:, :, None, :].to(t.dtype), sin[:, :, None, :].to(t.dtype)
         dim = cos.shape[-1]
         rot, rest = t[..., :dim], t[..., dim:]
         return torch.cat([rot * cos + _rotate_half(rot) * sin, rest], dim=-1)
