@@ -229,6 +229,16 @@ def _patch_rows(model: Any, target: PatchTarget, result) -> list[HeadResultIn]:
     return rows
 
 
+def _replay_mode(replay: BlockReplay) -> str:
+    """How the fast path ran: prefix skip, replay from the patched layer, or full forwards."""
+    if not replay.supported:
+        return f"full forwards ({replay.reason})"
+    suffix = replay.suffix()
+    if suffix.supported:
+        return "from patched layer, positions from the patch on"
+    return f"from patched layer ({suffix.reason})"
+
+
 @register_job("patch")
 def patch_job(ctx: JobContext) -> RunOutput:
     t0, cfg = time.perf_counter(), ctx.config_as(PatchConfig)
@@ -265,7 +275,7 @@ def patch_job(ctx: JobContext) -> RunOutput:
                 z_all = fast_patch(setup, PatchTarget("z"), replay=replay).normalised
         summary["attribution_correlation"] = pearson(attr, z_all)
     if replay is not None:
-        summary["replay"] = "from patched layer" if replay.supported else replay.reason
+        summary["replay"] = _replay_mode(replay)
     summary.update(n_pairs=batch.n_pairs, wall_s=time.perf_counter() - t0, method=cfg.method)
     ctx.progress(1.0, "done")
     return RunOutput(head_results=rows, summary=summary)

@@ -6,15 +6,19 @@ Same numbers as ``exact.exact_patch`` (tested equal), less work:
   one forward; one vectorised hook patches a different head/position in each copy;
 - **reuse**: the target run's block inputs are recorded once (``BlockReplay``); a patch at
   layer L starts at ``resid_pre[L]`` and never recomputes layers before L;
-- **metric positions only**: ``ln_final`` + ``unembed`` run at each prompt's last position;
+- **prefix skip**: under causal attention a patch at position p cannot change positions < p,
+  so blocks run on positions ≥ p only, attending to the target run's cached keys/values for
+  the prefix (``suffix.SuffixReplay``); variants are grouped by that first position; a ``z``
+  patch starts at layer L's output projection;
+- **metric positions only**: the last layer's query, output projection and MLP, ``ln_final`` and
+  ``unembed`` run at each prompt's last position;
 - **bounded memory**: the chunk size ``c`` comes from the memory available on the device and a
   per-row estimate; a CUDA out-of-memory error halves the chunk and retries the same chunk
   (``run_chunks``), failing only if a single variant does not fit.
 
-Positions before a per-position patch are unchanged under causal attention, but they are still
-recomputed here (they are the keys/values later positions attend to; skipping them needs a KV
-cache the bridge does not expose); batching is what per-position patching exploits.
-When replay is unsupported (see ``replay.BlockReplay``) the stacked batch runs full forwards.
+Each saving is detected per model, never assumed: when the suffix kernel does not reproduce
+the model it replays whole blocks on all positions, and when block replay is unsupported (see
+``replay.BlockReplay``) the stacked batch runs full forwards.
 """
 
 from __future__ import annotations

@@ -111,15 +111,17 @@ class SuffixReplay:
         self.scale = scale if scale > 0 else float(self.d_head) ** 0.5
         if not getattr(m.cfg, "use_attn_scale", True):
             self.scale = 1.0
-        biases = {n: _param(m, n) for n in ("b_Q", "b_K", "b_V", "b_O")}
+        weights = {"b_Q": w_q, "b_K": w_k, "b_V": w_v}
+        biases = {n: _param(m, n) for n in ("b_Q", "b_K", "b_V")}
+        flat_b = {  # [layer, heads * d_head]; zeros where the model has no bias
+            n: b.flatten(1) if b is not None else w.new_zeros(w.shape[0], w.shape[1] * w.shape[3])
+            for (n, b), w in zip(biases.items(), weights.values(), strict=True)
+        }
+        b_o_all = _param(m, "b_O")
         self.layers = []
         for i in range(self.n_layers):
-            b = [biases[n][i] if biases[n] is not None else None for n in ("b_Q", "b_K", "b_V")]
-            b = [
-                bb.reshape(-1) if bb is not None else torch.zeros(w.shape[1] * w.shape[3])
-                for bb, w in zip(b, (w_q[i : i + 1], w_k[i : i + 1], w_v[i : i + 1]), strict=True)
-            ]
-            b_o = biases["b_O"][i] if biases["b_O"] is not None else torch.zeros(w_o.shape[-1])
+            b = [flat_b[n][i] for n in ("b_Q", "b_K", "b_V")]
+            b_o = b_o_all[i] if b_o_all is not None else w_o.new_zeros(w_o.shape[-1])
             self.layers.append(
                 LayerWeights(
                     w_q=_flat(w_q[i]).contiguous(),
@@ -149,8 +151,10 @@ class SuffixReplay:
     def _self_check(self) -> tuple[bool, str]:
         want = self.replay.full_last
         scale = max(1.0, float(want.abs().max()))
-        checks = [(0, self.max_start // 2 if self.max_start > 1 else 0, None)]
-        checks.append((self.n_layers - 1, 0, "z"))
+        checks: list[tuple[int, int, str | None]] = [
+            (0, self.max_start // 2 if self.max_start > 1 else 0, None),
+            (self.n_layers - 1, 0, "z"),
+        ]
         try:
             with torch.no_grad():
                 for layer, start, site in checks:

@@ -79,7 +79,7 @@ def test_patch_run_finds_the_circuit_and_reports_attribution(store, tmp_path, zo
     z = grid(out, "patch_z")
     assert z[1].max() > 0.2  # induction heads restore the clean answer
     assert -1 <= out.summary["attribution_correlation"] <= 1
-    assert out.summary["replay"] == "from patched layer"
+    assert out.summary["replay"] == "from patched layer, positions from the patch on"
     resid = [r for r in out.head_results if r.metric == "patch_resid"]
     assert {r.position for r in resid} == set(range(12)) and all(r.head is None for r in resid)
     at_answer = [r.value for r in resid if r.layer == 0 and r.position == 6]
