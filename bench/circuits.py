@@ -2,13 +2,15 @@
 
     .venv/bin/python bench/circuits.py [--pairs 16] [--gpt2-budget-s 60] [--skip-gpt2]
 
-1. Zoo models (those built, with a task here): per method wall time, forward / backward passes
+1. Zoo models (those built, with a task here): per method (EAP and EAP-IG also without the QK
+   fix, "linear", and EAP-IG on the input-embedding path) wall time, forward / backward passes
    (prompt-batch equivalents) and model calls, faithfulness of the stored circuit, curve area,
    edge and node AUC against the zoo's ground_truth.json; plus one-edge-at-a-time ACDC against
    batched ACDC at the same tau (calls, same circuit?).
 2. A GPT-2-small-shaped random model (12 layers x 12 heads x d_model 768, MLPs; 32,491 edges):
-   wall time of EAP and EAP-IG; exact patching and ACDC are bounded by a time budget and
-   extrapolated from their measured rate (one forward per edge is ~32k forwards).
+   wall time of EAP and EAP-IG, with and without the QK fix; exact patching and ACDC are
+   bounded by a time budget and extrapolated from their measured rate (one forward per edge is
+   ~32k forwards).
 """
 
 from __future__ import annotations
@@ -32,12 +34,18 @@ from analysis.zoo import is_built, zoo_folder
 from analysis.zoo.checkpoint import load_zoo_bridge
 
 ZOO_TASKS = {"induction-2l": induction_pairs, "greater-than-3l": greater_than_pairs}
-METHODS = [
-    DiscoverySettings(method="eap"),
-    DiscoverySettings(method="eap-ig", ig_steps=5),
-    DiscoverySettings(method="exact"),
-    DiscoverySettings(method="acdc", metric="kl", tau=0.02),
-]
+METHODS = {
+    "eap": DiscoverySettings(method="eap"),
+    "eap linear": DiscoverySettings(method="eap", qk_fix=False),
+    "eap-ig": DiscoverySettings(method="eap-ig", ig_steps=5),
+    "eap-ig edges linear": DiscoverySettings(method="eap-ig", ig_steps=5, qk_fix=False),
+    "eap-ig inputs": DiscoverySettings(method="eap-ig", ig_steps=5, ig_path="inputs"),
+    "eap-ig inputs linear": DiscoverySettings(
+        method="eap-ig", ig_steps=5, ig_path="inputs", qk_fix=False
+    ),
+    "exact": DiscoverySettings(method="exact"),
+    "acdc": DiscoverySettings(method="acdc", metric="kl", tau=0.02),
+}
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -68,11 +76,11 @@ def zoo_rows(n_pairs: int) -> list[dict[str, Any]]:
         except GroundTruthError as exc:
             print(f"(zoo:{name}: {exc}; no AUC)")
             truth = None
-        for s in METHODS:
+        for label, s in METHODS.items():
             d = discover(model, batch, s, truth=truth)
             roc = d.summary.get("roc", {})
             rows.append({
-                "model": name, "method": s.method, "wall_s": d.summary["wall_s"],
+                "model": name, "method": label, "wall_s": d.summary["wall_s"],
                 "fwd": d.summary["n_forward"], "bwd": d.summary["n_backward"],
                 "calls": d.summary["n_calls"], "edges": d.summary["n_edges_in_circuit"],
                 "faith": d.summary["faithfulness"], "area": d.summary["faithfulness_curve"]["area"],
@@ -126,11 +134,15 @@ def gpt2_rows(budget_s: float, n_pairs: int = 8, n_pos: int = 16) -> list[dict[s
         model(batch.clean)
     fwd_s = time.perf_counter() - t0
     rows.append({"model": "gpt2-shaped", "method": "1 plain forward", "wall_s": fwd_s})
-    for method in ("eap", "eap-ig"):
+    for method, qk_fix in (("eap", True), ("eap", False), ("eap-ig", True), ("eap-ig", False)):
         t0 = time.perf_counter()
         task = build_task(model, batch, with_gradients=method == "eap")
-        _ = eap_scores(task) if method == "eap" else eap_ig_scores(task, 5)
-        rows.append({"model": "gpt2-shaped", "method": method, "wall_s": time.perf_counter() - t0,
+        if method == "eap":
+            eap_scores(task, qk_fix)
+        else:
+            eap_ig_scores(task, 5, qk_fix=qk_fix)
+        label = method if qk_fix else f"{method} linear"
+        rows.append({"model": "gpt2-shaped", "method": label, "wall_s": time.perf_counter() - t0,
                      "fwd": task.counter.n_forward, "bwd": task.counter.n_backward,
                      "calls": task.counter.n_calls})  # fmt: skip
     rows.append(_bounded_acdc(model, batch, budget_s))

@@ -38,6 +38,8 @@ class DiscoverySettings:
     ablation: str = "corrupted"
     level: str = "edge"
     ig_steps: int = 5
+    ig_path: str = "edges"
+    qk_fix: bool = True
     tau: float = 0.01
     top_k: int | None = None
     threshold: float | None = None
@@ -63,9 +65,9 @@ def _score(
 ) -> tuple[torch.Tensor, torch.Tensor | None, AcdcProgress | None]:
     """(edge scores, ACDC's kept edges or None, ACDC's final state or None)."""
     if s.method == "eap":
-        return eap_scores(task), None, None
+        return eap_scores(task, s.qk_fix), None, None
     if s.method == "eap-ig":
-        return eap_ig_scores(task, s.ig_steps), None, None
+        return eap_ig_scores(task, s.ig_steps, s.ig_path, s.qk_fix), None, None
     if s.method == "exact":
         return exact_scores(task, lambda f: progress(0.1 + 0.7 * f, "exact patching")), None, None
     if s.method == "acdc":
@@ -161,7 +163,8 @@ def discover(
         "wall_s": wall, "eval_wall_s": time.perf_counter() - start - wall,
         "decomposition_error": decomposition_error,
     }  # fmt: skip
-    summary |= {"ig_steps": s.ig_steps} if s.method == "eap-ig" else {}
+    summary |= {"qk_fix": s.qk_fix} if s.method in ("eap", "eap-ig") else {}
+    summary |= {"ig_steps": s.ig_steps, "ig_path": s.ig_path} if s.method == "eap-ig" else {}
     summary |= {"tau": s.tau} if s.method == "acdc" else {}
     if truth is not None:
         owners = {c.name: task.graph.channel_owners(c) for c in task.graph.channels}

@@ -41,11 +41,13 @@ AblateMask = Float[torch.Tensor, "copies node channel"]
 
 @dataclass
 class PatchedRun:
-    """Logits of a patched run, every node's output, and (when recorded) channel inputs."""
+    """Logits of a patched run, every node's output, and (when recorded) channel inputs and
+    attention patterns."""
 
     logits: Float[torch.Tensor, "copies_batch pos d_vocab"]
     outputs: Float[torch.Tensor, "copies_batch pos node d_model"]
     inputs: list[torch.Tensor] = field(default_factory=list)  # one [cb, pos, n, d] per group
+    patterns: list[torch.Tensor] = field(default_factory=list)  # per layer [cb, head, q, k]
 
 
 @dataclass
@@ -54,9 +56,11 @@ class _RunState:
     ablated: torch.Tensor | None
     ablate: torch.Tensor | None
     record: bool
+    record_patterns: bool = False
     chunks: list[torch.Tensor] = field(default_factory=list)
     resid: dict[str, torch.Tensor] = field(default_factory=dict)
     inputs: list[torch.Tensor] = field(default_factory=list)
+    patterns: list[torch.Tensor] = field(default_factory=list)
 
 
 def _stack_param(model: Any, name: str, shape_like: torch.Tensor) -> torch.Tensor:
@@ -94,6 +98,10 @@ class EdgePatcher:
             groups[key] = (start, i + 1, ch.n_upstream)
         return groups
 
+    def channel_group(self, layer: int, kind: str) -> tuple[int, int, int]:
+        """(first channel, end channel, n_upstream) of a layer's q, k, v, mlp or logits."""
+        return self._groups[(layer, kind)]
+
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """The weightless pre-norm the folded model applies (LN: centre + scale; RMS: scale)."""
         if self.norm_type is None:
@@ -109,16 +117,21 @@ class EdgePatcher:
         ablate: AblateMask | None = None,
         *,
         record_inputs: bool = False,
+        record_patterns: bool = False,
         input_override: Float[torch.Tensor, "copies_batch pos d_model"] | None = None,
     ) -> PatchedRun:
-        """One forward of ``copies`` stacked copies of ``tokens`` (copies = ablate.shape[0])."""
+        """One forward of ``copies`` stacked copies of ``tokens`` (copies = ablate.shape[0]).
+
+        ``record_patterns`` keeps every layer's attention pattern (``hook_pattern``, as the
+        model uses it, so gradients can be taken with respect to it)."""
         copies = 1 if ablate is None else int(ablate.shape[0])
         if ablate is not None and ablated is None:
             raise ValueError("an ablation mask needs the ablated node values")
-        st = _RunState(copies, ablated, ablate, record_inputs)
+        st = _RunState(copies, ablated, ablate, record_inputs, record_patterns)
         with self.model.hooks(fwd_hooks=self._hooks(st, input_override)):
             logits = self.model(tokens.repeat(copies, 1))
-        return PatchedRun(logits=logits, outputs=torch.cat(st.chunks, dim=2), inputs=st.inputs)
+        outputs = torch.cat(st.chunks, dim=2)
+        return PatchedRun(logits, outputs, inputs=st.inputs, patterns=st.patterns)
 
     # ---- hooks ---------------------------------------------------------------------------
     def _hooks(self, st: _RunState, override: torch.Tensor | None) -> list[tuple[str, Any]]:
@@ -129,6 +142,8 @@ class EdgePatcher:
             for kind in ("q", "k", "v"):
                 out.append((hooks.site(kind, layer).name, self._qkv_hook(st, layer, kind)))
             out.append((hooks.z(layer).name, self._z_hook(st, layer)))
+            if st.record_patterns:
+                out.append((hooks.site("pattern", layer).name, self._pattern_hook(st)))
             if g.has_mlp:
                 out.append(
                     (hooks.site("resid_mid", layer).name, self._save_hook(st, f"mid{layer}"))
@@ -184,6 +199,12 @@ class EdgePatcher:
     def _save_hook(self, st: _RunState, key: str) -> Any:
         def hook(t: torch.Tensor, hook: Any) -> None:
             st.resid[key] = t
+
+        return hook
+
+    def _pattern_hook(self, st: _RunState) -> Any:
+        def hook(t: torch.Tensor, hook: Any) -> None:
+            st.patterns.append(t)
 
         return hook
 

@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Bool, Float
 
 from analysis.circuits.graph import CircuitGraph, graph_for_model
-from analysis.circuits.intervention import EdgePatcher, NodeValues
+from analysis.circuits.intervention import EdgePatcher, NodeValues, PatchedRun
 from analysis.metrics import last_logits, metric_per_prompt
 from analysis.prompt_batch import PairBatch
 
@@ -44,6 +44,32 @@ class PassCounter:
 
 
 @dataclass
+class GradientRun:
+    """One run on the clean prompts with d metric / d (every channel input, every attention
+    pattern), and what the run computed (detached)."""
+
+    input_grads: Float[torch.Tensor, "batch pos channel d_model"]
+    inputs: Float[torch.Tensor, "batch pos channel d_model"]
+    outputs: NodeValues
+    patterns: list[torch.Tensor]  # per layer [batch, head, q, k]
+    pattern_grads: list[torch.Tensor]
+    metric: float
+
+
+def _gradients(run: PatchedRun, value: torch.Tensor) -> GradientRun:
+    grads = torch.autograd.grad(value, run.inputs + run.patterns)
+    n = len(run.inputs)
+    return GradientRun(
+        input_grads=torch.cat([g.detach() for g in grads[:n]], dim=2),
+        inputs=torch.cat([x.detach() for x in run.inputs], dim=2),
+        outputs=run.outputs.detach(),
+        patterns=[p.detach() for p in run.patterns],
+        pattern_grads=[g.detach() for g in grads[n:]],
+        metric=float(value.detach()),
+    )
+
+
+@dataclass
 class CircuitTask:
     patcher: EdgePatcher
     batch: PairBatch
@@ -55,7 +81,7 @@ class CircuitTask:
     metric_clean: float
     metric_corrupt: float
     counter: PassCounter = field(default_factory=PassCounter)
-    clean_grads: torch.Tensor | None = None  # d metric / d channel inputs at the clean run
+    clean_gradients: GradientRun | None = None  # at the clean run (build_task with_gradients)
     chunk: int = 32  # mask copies per batched forward
 
     @property
@@ -82,19 +108,27 @@ class CircuitTask:
                 results.append(self.metric_of(run.logits, masks.shape[0]))
         return torch.cat(results) if results else torch.zeros(0)
 
-    def input_gradients(
-        self, input_override: torch.Tensor | None = None
-    ) -> tuple[Float[torch.Tensor, "batch pos channel d_model"], float]:
-        """d(mean metric)/d(input of every channel), and the metric, at one (clean) run."""
+    def gradient_run(
+        self,
+        input_override: Float[torch.Tensor, "batch pos d_model"] | None = None,
+        ablate: Float[torch.Tensor, "node channel"] | None = None,
+    ) -> GradientRun:
+        """Gradients of the mean metric at one run on the clean prompts, optionally with other
+        input embeddings or with edges (partly) ablated: input u -> v gets ``ablate[u, v]``
+        times (a_u - o_u), so 0.5 is half-way between clean and ablated."""
         with torch.enable_grad():
             run = self.patcher.run(
-                self.batch.clean, record_inputs=True, input_override=input_override
+                self.batch.clean,
+                None if ablate is None else self.ablated,
+                None if ablate is None else ablate[None],
+                record_inputs=True,
+                record_patterns=True,
+                input_override=input_override,
             )
-            value = self.metric_of(run.logits, 1)[0]
-            grads = torch.autograd.grad(value, run.inputs)
+            result = _gradients(run, self.metric_of(run.logits, 1)[0])
         self.counter.forward()
         self.counter.n_backward += 1
-        return torch.cat([g.detach() for g in grads], dim=2), float(value.detach())
+        return result
 
 
 def _position_mean(values: NodeValues, lengths: torch.Tensor) -> NodeValues:
@@ -117,24 +151,26 @@ def build_task(
     """Run clean and corrupted prompts once each and set up the ablation values.
 
     ``with_gradients`` also back-propagates the metric through the clean run (one backward)
-    and keeps d metric / d input of every channel in ``task.clean_grads``.
+    and keeps d metric / d (input of every channel, attention patterns) in
+    ``task.clean_gradients``.
     """
     if ablation not in ABLATIONS:
         raise ValueError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
     patcher = EdgePatcher(model, graph or graph_for_model(model))
     counter = PassCounter()
     with torch.set_grad_enabled(with_gradients):
-        clean = patcher.run(batch.clean, record_inputs=with_gradients)
+        clean = patcher.run(
+            batch.clean, record_inputs=with_gradients, record_patterns=with_gradients
+        )
     with torch.no_grad():
         corrupt = patcher.run(batch.corrupted)
     counter.forward()
     counter.forward()
     clean_last = last_logits(clean.logits, batch.last).detach()
-    clean_grads = None
+    clean_gradients = None
     if with_gradients:
         value = task_metric(metric, last_logits(clean.logits, batch.last), batch, clean_last)
-        grads = torch.autograd.grad(value, clean.inputs)
-        clean_grads = torch.cat([g.detach() for g in grads], dim=2)
+        clean_gradients = _gradients(clean, value)
         counter.n_backward += 1
     if ablation == "corrupted":
         ablated = corrupt.outputs.detach()
@@ -153,7 +189,7 @@ def build_task(
         metric_clean=float(task_metric(metric, clean_last, batch, clean_last)),
         metric_corrupt=0.0,
         counter=counter,
-        clean_grads=clean_grads,
+        clean_gradients=clean_gradients,
     )
     if ablation == "corrupted":
         corrupt_last = last_logits(corrupt.logits, batch.last)

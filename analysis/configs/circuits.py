@@ -1,6 +1,9 @@
 """Config of the ``circuit`` run kind: circuit discovery on a prompt set. Torch-free.
 
-Methods: ``eap`` (attribution patching), ``eap-ig`` (integrated gradients, ``ig_steps``),
+Methods: ``eap`` (attribution patching), ``eap-ig`` (integrated gradients, ``ig_steps`` steps
+along ``ig_path``: ``edges``, every edge's ablation scaled together, or ``inputs``, the input
+embeddings only), both by default with ``qk_fix`` (query/key edges scored through the exact
+attention softmax, AtP*),
 ``acdc`` (greedy exact pruning with threshold ``tau``) and ``exact`` (one forward per edge; the
 reference for small models). ``top_k`` / ``threshold`` choose which scored edges form the stored
 circuit (EAP, EAP-IG, exact; ACDC's circuit is what it keeps); with neither, the circuit is the
@@ -40,6 +43,16 @@ class CircuitConfig(RunConfigBase):
         default="edge", description="Circuit selection by edges or by whole nodes"
     )
     ig_steps: int = Field(default=5, ge=1, le=1000, description="EAP-IG integration steps")
+    ig_path: Literal["edges", "inputs"] = Field(
+        default="edges",
+        description="EAP-IG path: edges (every edge's ablation scaled together) or inputs "
+        "(input embeddings only)",
+    )
+    qk_fix: bool = Field(
+        default=True,
+        description="EAP/EAP-IG: score query/key edges through the exact attention softmax "
+        "(AtP*); false = plain linearisation",
+    )
     tau: float = Field(default=0.01, gt=0, description="ACDC threshold on the damage increase")
     top_k: int | None = Field(default=None, ge=0, description="Keep the top-k edges (or nodes)")
     threshold: float | None = Field(

@@ -32,13 +32,14 @@ def zoo_model():
     return model
 
 
-# Edge AUC gate of issue 5 is 0.95. Measured on these 12 pairs (corrupted ablation, positional
-# edges left out as the ground truth says): exact 0.986, acdc 0.998, eap 0.925, eap-ig 0.884
-# (16 pairs: 0.988, 0.998, 0.903, 0.863). EAP and EAP-IG fall short for a known reason, not a
-# wrong ground truth: the key-side edges a0.h3 -> a1.h*<k> (exact effect -1.1..-2.1 logits each)
-# act through saturated attention, where the gradient at the clean run (and along the IG path)
-# is ~0 or of the wrong sign (EAP: -0.09..+0.28). See docs/circuits.md and MECHANISM.md.
-EDGE_AUC = {"exact": 0.95, "acdc": 0.95, "eap": 0.9, "eap-ig": 0.85}
+# Edge AUC gate of issue 5: 0.95 for every method. Measured on these 12 pairs (corrupted
+# ablation, positional edges left out as the ground truth says): exact 0.986, acdc 0.998,
+# eap 0.994, eap-ig (m=5, edge path) 0.976. EAP and EAP-IG reach it with their defaults, which
+# score query/key edges through the exact attention softmax (qk_fix, AtP*): linearised, the
+# key-side edges a0.h3 -> a1.h*<k> (exact effect -1.1..-2.1 logits each, through saturated
+# attention) score ~0 and the AUCs are 0.925 (eap) and 0.884 (eap-ig on inputs). See
+# docs/circuits.md.
+EDGE_AUC = {"exact": 0.95, "acdc": 0.95, "eap": 0.95, "eap-ig": 0.95}
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,9 @@ def test_every_method_recovers_the_induction_circuit(zoo_model, settings) -> Non
     assert roc["auc"] >= EDGE_AUC[settings.method], roc["auc"]
     assert d.summary["faithfulness"] > 0.85
     graph, top = d.task.graph, d.scores.abs().argsort(descending=True)[:20].tolist()
-    assert graph.edge_index("input", "a0.h2<v>") in top[:3]  # the previous-token head's value
+    # the previous-token head's value edge is among the strongest (exact: 1st of 81; with the
+    # QK fix q/k edges score at their real size, so eap ranks it 6th, eap-ig 4th)
+    assert graph.edge_index("input", "a0.h2<v>") in top[:10]
     assert sum(graph.edge_index(f"a1.h{h}", "logits") in top for h in range(4)) >= 2
 
 

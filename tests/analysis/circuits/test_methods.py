@@ -15,7 +15,7 @@ def test_eap_is_the_linearisation_of_exact_edge_patching(mlp_model, batch) -> No
     """Exact single-edge patching with the ablation scaled by eps, divided by eps, tends to
     the EAP score as eps -> 0 (finite differences of the true metric)."""
     task = build_task(mlp_model, batch, with_gradients=True)
-    eap = eap_scores(task)
+    eap = eap_scores(task, qk_fix=False)
     assert (task.counter.n_forward, task.counter.n_backward) == (2, 1)
     errors = []
     for eps in (1e-1, 1e-2):
@@ -36,13 +36,13 @@ def test_exact_scores_are_single_edge_patches(attn_model, batch) -> None:
         assert scores[e] == pytest.approx(expected, abs=1e-5)
 
 
-def test_eap_ig_is_complete_on_the_input_edges(mlp_model, batch) -> None:
+def test_eap_ig_inputs_is_complete_on_the_input_edges(mlp_model, batch) -> None:
     """Integrated gradients are complete: the input node's edge scores sum to
     m(corrupted embeddings) - m(clean) = m_corrupt - m_clean, with error O(1/m^2)."""
     gaps = []
     for steps in (2, 8):
         task = build_task(mlp_model, batch)
-        scores = eap_ig_scores(task, steps)
+        scores = eap_ig_scores(task, steps, path="inputs", qk_fix=False)
         assert task.counter.n_forward == steps + 2 and task.counter.n_backward == steps
         total = float(scores[task.graph.edge_source == 0].sum())
         gaps.append(abs(total - (task.metric_corrupt - task.metric_clean)))
@@ -50,10 +50,32 @@ def test_eap_ig_is_complete_on_the_input_edges(mlp_model, batch) -> None:
     assert gaps[1] < 0.02 * effect and gaps[1] < gaps[0]
 
 
+def test_eap_ig_edges_is_complete_over_all_edges(mlp_model, batch) -> None:
+    """IG over the edge-ablation coefficients: all edge scores sum to m(every edge ablated) -
+    m(clean) = m_corrupt - m_clean (computed by forward runs), with error O(1/m^2)."""
+    gaps = []
+    for steps in (2, 8):
+        task = build_task(mlp_model, batch)
+        scores = eap_ig_scores(task, steps, path="edges", qk_fix=False)
+        assert task.counter.n_forward == steps + 2 and task.counter.n_backward == steps
+        gaps.append(abs(float(scores.sum()) - (task.metric_corrupt - task.metric_clean)))
+    effect = abs(task.metric_corrupt - task.metric_clean)
+    assert gaps[1] < 0.02 * effect and gaps[1] < gaps[0] / 4
+
+
 def test_eap_ig_tracks_exact_patching_better_than_its_effect_size(attn_model, batch) -> None:
-    task = build_task(attn_model, batch)
-    ig, exact = eap_ig_scores(task, 8), exact_scores(task)
-    assert torch.corrcoef(torch.stack([ig, exact]))[0, 1] > 0.7
+    for path in ("edges", "inputs"):
+        task = build_task(attn_model, batch)
+        ig, exact = eap_ig_scores(task, 8, path=path), exact_scores(task)
+        assert torch.corrcoef(torch.stack([ig, exact]))[0, 1] > 0.7, path
+
+
+def test_eap_ig_rejects_bad_settings(mlp_model, batch) -> None:
+    task = build_task(mlp_model, batch)
+    with pytest.raises(ValueError, match="ig_path"):
+        eap_ig_scores(task, 2, path="embeddings")
+    with pytest.raises(ValueError, match="ig_steps"):
+        eap_ig_scores(task, 0)
 
 
 def test_eap_refuses_kl(mlp_model, batch) -> None:
