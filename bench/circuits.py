@@ -1,6 +1,7 @@
 """Circuit-discovery benchmark: every method side by side, printed as one table.
 
     .venv/bin/python bench/circuits.py [--pairs 16] [--gpt2-budget-s 60] [--skip-gpt2]
+        [--skip-zoo] [--qk-reference]
 
 1. Zoo models (those built, with a task here): per method (EAP and EAP-IG also without the QK
    fix, "linear", and EAP-IG on the input-embedding path) wall time, forward / backward passes
@@ -8,9 +9,10 @@
    edge and node AUC against the zoo's ground_truth.json; plus one-edge-at-a-time ACDC against
    batched ACDC at the same tau (calls, same circuit?).
 2. A GPT-2-small-shaped random model (12 layers x 12 heads x d_model 768, MLPs; 32,491 edges):
-   wall time of EAP and EAP-IG, with and without the QK fix; exact patching and ACDC are
-   bounded by a time budget and extrapolated from their measured rate (one forward per edge is
-   ~32k forwards).
+   wall time of EAP and EAP-IG, with and without the QK fix, and of the QK fix's scoring step
+   alone (with ``--qk-reference`` also the per-edge reference path it is tested equal to);
+   exact patching is not run there and ACDC is bounded by a time budget (``--gpt2-budget-s``,
+   0 = skip) and extrapolated from its measured rate (one forward per edge is ~32k forwards).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from analysis.circuits.discover import DiscoverySettings, discover
 from analysis.circuits.eap import eap_scores
 from analysis.circuits.eap_ig import eap_ig_scores
 from analysis.circuits.ground_truth import GroundTruthError, load_ground_truth
+from analysis.circuits.qk_fix import apply_qk_fix
+from analysis.circuits.qk_fix_reference import apply_qk_fix_reference
 from analysis.circuits.task import build_task
 from analysis.circuits.zoo_tasks import greater_than_pairs, induction_pairs
 from analysis.prompt_batch import build_pair_batch, pair_batch_from_tokens
@@ -112,7 +116,32 @@ class _Budget(Exception):
     pass
 
 
-def gpt2_rows(budget_s: float, n_pairs: int = 8, n_pos: int = 16) -> list[dict[str, Any]]:
+def qk_fix_rows(model: Any, batch: Any, reference: bool) -> list[dict[str, Any]]:
+    """Wall time of the QK fix's scoring step alone (no model pass), fast and reference."""
+    task = build_task(model, batch, with_gradients=True)
+    run = task.clean_gradients
+    assert run is not None
+    diff = task.ablated - task.clean_outputs
+    t0 = time.perf_counter()
+    dense = torch.einsum("bpud,bptd->ut", diff, run.input_grads)
+    wall = time.perf_counter() - t0
+    rows = [{"model": "gpt2-shaped", "method": "linear scores only", "wall_s": wall}]
+    paths = [("qk fix scores only", apply_qk_fix)]
+    if reference:
+        paths.append(("qk fix reference (per edge)", apply_qk_fix_reference))
+    results = []
+    for label, fn in paths:
+        t0 = time.perf_counter()
+        results.append(fn(dense, task.patcher, run, diff))
+        rows.append({"model": "gpt2-shaped", "method": label, "wall_s": time.perf_counter() - t0})
+    if reference:
+        rows[-1]["max_diff"] = float((results[0] - results[1]).abs().max())
+    return rows
+
+
+def gpt2_rows(
+    budget_s: float, reference: bool, n_pairs: int = 8, n_pos: int = 16
+) -> list[dict[str, Any]]:
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -145,7 +174,9 @@ def gpt2_rows(budget_s: float, n_pairs: int = 8, n_pos: int = 16) -> list[dict[s
         rows.append({"model": "gpt2-shaped", "method": label, "wall_s": time.perf_counter() - t0,
                      "fwd": task.counter.n_forward, "bwd": task.counter.n_backward,
                      "calls": task.counter.n_calls})  # fmt: skip
-    rows.append(_bounded_acdc(model, batch, budget_s))
+    rows += qk_fix_rows(model, batch, reference)
+    if budget_s > 0:
+        rows.append(_bounded_acdc(model, batch, budget_s))
     return rows
 
 
@@ -173,14 +204,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--gpt2-budget-s", type=float, default=60.0)
     parser.add_argument("--skip-gpt2", action="store_true")
+    parser.add_argument("--skip-zoo", action="store_true")
+    parser.add_argument("--qk-reference", action="store_true", help="also time the per-edge path")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = zoo_rows(args.pairs)
+    rows = [] if args.skip_zoo else zoo_rows(args.pairs)
     if not args.skip_gpt2:
-        rows += gpt2_rows(args.gpt2_budget_s)
+        rows += gpt2_rows(args.gpt2_budget_s, args.qk_reference)
     columns = ["model", "method", "wall_s", "fwd", "bwd", "calls", "edges", "faith", "area",
-               "edge_auc", "node_auc", "same", "calls_ratio", "est_full_s"]  # fmt: skip
+               "edge_auc", "node_auc", "same", "calls_ratio", "est_full_s", "max_diff"]  # fmt: skip
     print(_table(rows, columns))
 
 

@@ -163,7 +163,9 @@ def discover(
         "wall_s": wall, "eval_wall_s": time.perf_counter() - start - wall,
         "decomposition_error": decomposition_error,
     }  # fmt: skip
-    summary |= {"qk_fix": s.qk_fix} if s.method in ("eap", "eap-ig") else {}
+    if s.method in ("eap", "eap-ig"):
+        skipped = task.qk_fix_skipped
+        summary["qk_fix"] = f"not applied: {skipped}" if skipped else s.qk_fix
     summary |= {"ig_steps": s.ig_steps, "ig_path": s.ig_path} if s.method == "eap-ig" else {}
     summary |= {"tau": s.tau} if s.method == "acdc" else {}
     if truth is not None:

@@ -15,11 +15,14 @@ the attention pattern and linearised only from the pattern on (``qk_fix.py``; Kr
 2024). Without it, a query/key edge acting through saturated attention gets a score near zero
 whatever its real effect (measured on ``zoo:induction-2l``: a key edge with exact effect -2.1
 logits scored +0.28 linearly, -2.65 with the fix; edge AUC 0.903 -> 0.993). ``qk_fix=False`` is
-the plain linearisation of Syed et al.
+the plain linearisation of Syed et al. Where the model's attention cannot be reproduced from
+its q/k hooks (ALiBi, soft-capping) the fix falls back to the linear scores and says why in
+``task.qk_fix_skipped`` (and the log).
 
 Cost: one clean forward with a backward (the gradients w.r.t. channel inputs and attention
 patterns come from the same backward), one corrupted forward: 2 forwards + 1 backward; the fix
-adds one projection and softmax per q/k edge for one head, no model pass.
+adds no model pass (one projection of every node's diff per layer and one softmax per q/k
+edge; on a GPT-2-small shape about as long as the backward).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 from jaxtyping import Float
 
 from analysis.circuits.intervention import NodeValues
-from analysis.circuits.qk_fix import apply_qk_fix, check_attention
+from analysis.circuits.qk_fix import apply_qk_fix, qk_fix_applicable
 from analysis.circuits.task import CircuitTask, GradientRun
 
 
@@ -56,7 +59,6 @@ def eap_scores(task: CircuitTask, qk_fix: bool = True) -> Float[torch.Tensor, " 
     run = task.clean_gradients
     if run is None:
         raise ValueError("EAP needs the clean-run gradients: build_task(..., with_gradients=True)")
-    if qk_fix:
-        check_attention(task.patcher, run)
+    qk_fix = qk_fix and qk_fix_applicable(task, run)
     diff = task.ablated - task.clean_outputs
     return edge_values(task, dense_scores(task, run, diff, qk_fix))

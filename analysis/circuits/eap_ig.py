@@ -35,7 +35,7 @@ import torch
 from jaxtyping import Float
 
 from analysis.circuits.eap import dense_scores, edge_values
-from analysis.circuits.qk_fix import check_attention
+from analysis.circuits.qk_fix import qk_fix_applicable
 from analysis.circuits.task import CircuitTask, GradientRun
 
 IG_PATHS = ("edges", "inputs")
@@ -63,7 +63,7 @@ def eap_ig_scores(
     for k in range(steps):
         run, diff = _step(task, (k + 0.5) / steps, path)
         if qk_fix and k == 0:
-            check_attention(task.patcher, run)
+            qk_fix = qk_fix_applicable(task, run)  # False (linear, logged) when unsupported
         dense = dense_scores(task, run, diff, qk_fix)
         total = dense if total is None else total + dense
     assert total is not None

@@ -34,6 +34,7 @@ from jaxtyping import Float, Int
 
 from analysis import hooks
 from analysis.circuits.graph import CircuitGraph, CircuitGraphError
+from analysis.rotary import RotaryTables, record_position_embeddings
 
 NodeValues = Float[torch.Tensor, "batch pos node d_model"]
 AblateMask = Float[torch.Tensor, "copies node channel"]
@@ -48,6 +49,7 @@ class PatchedRun:
     outputs: Float[torch.Tensor, "copies_batch pos node d_model"]
     inputs: list[torch.Tensor] = field(default_factory=list)  # one [cb, pos, n, d] per group
     patterns: list[torch.Tensor] = field(default_factory=list)  # per layer [cb, head, q, k]
+    rotary: RotaryTables | None = None  # (cos, sin) of rotary models, with the patterns
 
 
 @dataclass
@@ -123,15 +125,20 @@ class EdgePatcher:
         """One forward of ``copies`` stacked copies of ``tokens`` (copies = ablate.shape[0]).
 
         ``record_patterns`` keeps every layer's attention pattern (``hook_pattern``, as the
-        model uses it, so gradients can be taken with respect to it)."""
+        model uses it, so gradients can be taken with respect to it) and, for rotary models,
+        the (cos, sin) tables the blocks were given."""
         copies = 1 if ablate is None else int(ablate.shape[0])
         if ablate is not None and ablated is None:
             raise ValueError("an ablation mask needs the ablated node values")
         st = _RunState(copies, ablated, ablate, record_inputs, record_patterns)
-        with self.model.hooks(fwd_hooks=self._hooks(st, input_override)):
+        with (
+            self.model.hooks(fwd_hooks=self._hooks(st, input_override)),
+            record_position_embeddings(self.model if record_patterns else None) as tables,
+        ):
             logits = self.model(tokens.repeat(copies, 1))
         outputs = torch.cat(st.chunks, dim=2)
-        return PatchedRun(logits, outputs, inputs=st.inputs, patterns=st.patterns)
+        rotary = tables[0] if tables else None
+        return PatchedRun(logits, outputs, st.inputs, st.patterns, rotary)
 
     # ---- hooks ---------------------------------------------------------------------------
     def _hooks(self, st: _RunState, override: torch.Tensor | None) -> list[tuple[str, Any]]:

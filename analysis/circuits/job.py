@@ -31,7 +31,6 @@ from analysis.circuits.ground_truth import (
     load_ground_truth,
     resolve_ground_truth_path,
 )
-from analysis.circuits.qk_fix import QKFixUnsupported
 from analysis.configs.circuits import CircuitConfig
 from analysis.jobs import JobContext, JobError, register_job
 from analysis.metrics import MetricUndefined
@@ -127,7 +126,7 @@ def circuit_job(ctx: JobContext) -> RunOutput:
             model, batch, settings, truth=truth, progress=ctx.progress, resume=resume,
             checkpoint=save if cfg.method == "acdc" else None,
         )  # fmt: skip
-    except (MetricUndefined, CircuitGraphError, GroundTruthError, QKFixUnsupported) as exc:
+    except (MetricUndefined, CircuitGraphError, GroundTruthError) as exc:
         raise JobError(str(exc)) from None
     artifacts = []
     if d.acdc_state is not None:

@@ -27,6 +27,7 @@ from analysis.circuits.graph import CircuitGraph, graph_for_model
 from analysis.circuits.intervention import EdgePatcher, NodeValues, PatchedRun
 from analysis.metrics import last_logits, metric_per_prompt
 from analysis.prompt_batch import PairBatch
+from analysis.rotary import RotaryTables
 
 Ablation = Literal["corrupted", "mean", "zero"]
 ABLATIONS: tuple[str, ...] = ("corrupted", "mean", "zero")
@@ -54,6 +55,7 @@ class GradientRun:
     patterns: list[torch.Tensor]  # per layer [batch, head, q, k]
     pattern_grads: list[torch.Tensor]
     metric: float
+    rotary: RotaryTables | None = None  # rotary models: the (cos, sin) the blocks were given
 
 
 def _gradients(run: PatchedRun, value: torch.Tensor) -> GradientRun:
@@ -66,6 +68,7 @@ def _gradients(run: PatchedRun, value: torch.Tensor) -> GradientRun:
         patterns=[p.detach() for p in run.patterns],
         pattern_grads=[g.detach() for g in grads[n:]],
         metric=float(value.detach()),
+        rotary=run.rotary,
     )
 
 
@@ -83,6 +86,7 @@ class CircuitTask:
     counter: PassCounter = field(default_factory=PassCounter)
     clean_gradients: GradientRun | None = None  # at the clean run (build_task with_gradients)
     chunk: int = 32  # mask copies per batched forward
+    qk_fix_skipped: str | None = None  # why the QK fix fell back to linear scores, if it did
 
     @property
     def graph(self) -> CircuitGraph:

@@ -3,7 +3,9 @@
 Methods: ``eap`` (attribution patching), ``eap-ig`` (integrated gradients, ``ig_steps`` steps
 along ``ig_path``: ``edges``, every edge's ablation scaled together, or ``inputs``, the input
 embeddings only), both by default with ``qk_fix`` (query/key edges scored through the exact
-attention softmax, AtP*),
+attention softmax, AtP*; rotary models included; where a model's attention cannot be reproduced
+from its q/k hooks, e.g. ALiBi or soft-capping, the run falls back to linear scores and its
+summary says ``qk_fix: "not applied: <reason>"``),
 ``acdc`` (greedy exact pruning with threshold ``tau``) and ``exact`` (one forward per edge; the
 reference for small models). ``top_k`` / ``threshold`` choose which scored edges form the stored
 circuit (EAP, EAP-IG, exact; ACDC's circuit is what it keeps); with neither, the circuit is the
@@ -51,7 +53,8 @@ class CircuitConfig(RunConfigBase):
     qk_fix: bool = Field(
         default=True,
         description="EAP/EAP-IG: score query/key edges through the exact attention softmax "
-        "(AtP*); false = plain linearisation",
+        "(AtP*) where the model's attention allows it (else linear, said in the summary); "
+        "false = plain linearisation",
     )
     tau: float = Field(default=0.01, gt=0, description="ACDC threshold on the damage increase")
     top_k: int | None = Field(default=None, ge=0, description="Keep the top-k edges (or nodes)")

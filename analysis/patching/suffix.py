@@ -36,6 +36,7 @@ from jaxtyping import Float
 
 from analysis import hooks
 from analysis.patching.replay import BlockReplay
+from analysis.rotary import rotate_half
 
 log = logging.getLogger(__name__)
 SUFFIX_TOLERANCE = 1e-4
@@ -66,11 +67,6 @@ def _param(model: Any, name: str) -> torch.Tensor | None:
 def _flat(w: torch.Tensor) -> torch.Tensor:
     """[heads, d_model, d_head] -> [d_model, heads * d_head]."""
     return w.permute(1, 0, 2).reshape(w.shape[1], -1)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
 
 
 class SuffixReplay:
@@ -321,4 +317,4 @@ class SuffixReplay:
         cos, sin = cos[:, :, None, :].to(t.dtype), sin[:, :, None, :].to(t.dtype)
         dim = cos.shape[-1]
         rot, rest = t[..., :dim], t[..., dim:]
-        return torch.cat([rot * cos + _rotate_half(rot) * sin, rest], dim=-1)
+        return torch.cat([rot * cos + rotate_half(rot) * sin, rest], dim=-1)

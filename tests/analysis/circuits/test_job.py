@@ -140,3 +140,25 @@ def test_eap_finds_the_greater_than_circuit() -> None:
     truth = load_ground_truth(None, "zoo:greater-than-3l")
     d = discover(model, batch, DiscoverySettings(method="eap"), truth=truth)
     assert d.summary["roc"]["edge"]["auc"] >= 0.9 and d.summary["roc"]["node"]["auc"] >= 0.85
+
+
+def test_default_run_falls_back_to_linear_scores_when_the_attention_check_fails(
+    store, monkeypatch
+) -> None:
+    """A model whose attention is not softmax(q k^T / scale) of its q/k hooks (ALiBi,
+    soft-capping; simulated by a wrong attention scale): a default (qk_fix) run still
+    finishes, with the linear scores, and its summary says the fix was not applied and why."""
+    from analysis.circuits import qk_fix
+    from analysis.worker import Worker
+
+    linear_id = _enqueue(store, "eap", qk_fix=False)
+    assert Worker(store, heartbeat_s=0.2).reap_and_claim().status == RunStatus.FINISHED
+    monkeypatch.setattr(qk_fix, "attention_scale", lambda patcher: 1.0)
+    run_id = _enqueue(store, "eap")
+    final = Worker(store, heartbeat_s=0.2).reap_and_claim()
+    assert final is not None and final.id == run_id
+    assert final.status == RunStatus.FINISHED, final.error
+    assert final.summary["qk_fix"].startswith("not applied: layer 0's attention pattern")
+    assert store.get_run(linear_id).summary["qk_fix"] is False
+    fixed, linear = store.edges(run_id), store.edges(linear_id)
+    assert fixed["score"].tolist() == linear["score"].tolist()

@@ -1,17 +1,34 @@
 """The QK fix (exact attention softmax for query/key edges) against independent computations:
 the model's own attention pattern in an exact single-edge patched run, and finite differences
-of the metric along that pattern change."""
+of the metric along that pattern change; the fast path against the per-edge reference; rotary
+(Llama) models; the fallback to linear scores where the attention cannot be reproduced."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 import torch
 
+from analysis.circuits import qk_fix
+from analysis.circuits.discover import DiscoverySettings, discover
 from analysis.circuits.eap import eap_scores
-from analysis.circuits.qk_fix import QKFixUnsupported, check_attention
+from analysis.circuits.eap_ig import eap_ig_scores
+from analysis.circuits.qk_fix import QKFixUnsupported, apply_qk_fix, check_attention
+from analysis.circuits.qk_fix_reference import apply_qk_fix_reference
 from analysis.circuits.task import build_task
+from analysis.prompt_batch import pair_batch_from_tokens
+from analysis.rotary import apply_rotary
 
+from ..heads_fixtures import VOCAB as CHAR_VOCAB
+from ..heads_fixtures import llama_style
 from .conftest import hf_model, random_batch
+
+
+@pytest.fixture(scope="module")
+def llama_model():
+    """Llama-style: rotary embeddings, RMSNorm, grouped-query attention (4 heads, 2 KV)."""
+    return hf_model("llama")
 
 
 def _patched_pattern(task, edge: int, layer: int, head: int) -> torch.Tensor:
@@ -32,8 +49,10 @@ def _metric_along_pattern(task, layer: int, head: int, delta: torch.Tensor, t: f
     z = A v is linear in A, so z becomes z + t * (delta v) at ``hook_z``."""
     model, saved = task.patcher.model, {}
 
+    group = task.graph.n_heads // task.graph.n_kv_heads
+
     def keep_v(v: torch.Tensor, hook) -> None:
-        saved["v"] = v[:, :, head]  # no GQA in these models: KV head = head
+        saved["v"] = v[:, :, head // group]  # the head's KV head (GQA)
 
     def move_z(z: torch.Tensor, hook) -> torch.Tensor:
         z = z.clone()
@@ -46,7 +65,7 @@ def _metric_along_pattern(task, layer: int, head: int, delta: torch.Tensor, t: f
     return float(task.metric_of(logits, 1)[0])
 
 
-@pytest.mark.parametrize("model_name", ["attn_model", "mlp_model"])
+@pytest.mark.parametrize("model_name", ["attn_model", "mlp_model", "llama_model"])
 def test_qk_scores_are_the_exact_pattern_change_times_its_gradient(
     model_name, batch, request
 ) -> None:
@@ -63,17 +82,24 @@ def test_qk_scores_are_the_exact_pattern_change_times_its_gradient(
             continue
         if e % 4:  # a spread of q/k edges of both layers keeps the test fast
             continue
-        layer, head = channel.layer, channel.index
-        clean = task.clean_gradients.patterns[layer][:, head]
-        delta = _patched_pattern(task, e, layer, head) - clean
-        eps = 1e-2
-        fd = (
-            _metric_along_pattern(task, layer, head, delta, eps)
-            - _metric_along_pattern(task, layer, head, delta, -eps)
-        ) / (2 * eps)
+        group = graph.n_heads // graph.n_kv_heads  # a key channel feeds its group's heads
+        first = channel.index * (1 if channel.kind == "q" else group)
+        heads = range(first, first + (1 if channel.kind == "q" else group))
+        fd = sum(_pattern_move_effect(task, e, channel.layer, head) for head in heads)
         assert float(fixed[e]) == pytest.approx(fd, abs=2e-3 + 2e-3 * abs(fd)), (source, target)
         checked += 1
     assert checked >= 8
+
+
+def _pattern_move_effect(task, edge: int, layer: int, head: int, eps: float = 1e-2) -> float:
+    """Central finite difference of the metric along the pattern change that the model itself
+    computes for ``head`` when ``edge`` alone is ablated."""
+    clean = task.clean_gradients.patterns[layer][:, head]
+    delta = _patched_pattern(task, edge, layer, head) - clean
+    return (
+        _metric_along_pattern(task, layer, head, delta, eps)
+        - _metric_along_pattern(task, layer, head, delta, -eps)
+    ) / (2 * eps)
 
 
 def test_qk_fix_tends_to_the_linear_score_for_small_ablations(attn_model, batch) -> None:
@@ -91,15 +117,76 @@ def test_qk_fix_tends_to_the_linear_score_for_small_ablations(attn_model, batch)
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_attention_check_on_hf_architectures(kind: str) -> None:
-    """GPT-2's attention is reproduced from its q/k hooks; Llama's rotary embeddings act after
-    them, so the fix is refused with a clear error (and qk_fix=False still works)."""
-    model = hf_model(kind)
-    task = build_task(model, random_batch(n=3, pos=6), with_gradients=True)
+    """GPT-2's attention and Llama's (rotary, applied after the q/k hooks, from the (cos, sin)
+    the blocks are given) are reproduced from the q/k hooks."""
+    task = build_task(hf_model(kind), random_batch(n=3, pos=6), with_gradients=True)
     assert task.clean_gradients is not None
-    if kind == "gpt2":
+    assert (task.clean_gradients.rotary is not None) == (kind == "llama")
+    check_attention(task.patcher, task.clean_gradients)
+    assert torch.isfinite(eap_scores(task)).all() and task.qk_fix_skipped is None
+
+
+def test_attention_check_on_the_heads_llama_fixture(tmp_path) -> None:
+    model = llama_style(tmp_path)
+    gen = torch.Generator().manual_seed(0)
+    toks = torch.randint(2, CHAR_VOCAB, (2, 3, 7), generator=gen).tolist()
+    batch = pair_batch_from_tokens(toks[0], toks[1], [3, 4, 5], [6, 7, 8])
+    task = build_task(model, batch, with_gradients=True)
+    check_attention(task.patcher, task.clean_gradients)
+
+
+def test_apply_rotary_matches_transformers() -> None:
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    gen = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 5, 3, 8, generator=gen), torch.randn(2, 5, 1, 8, generator=gen)
+    angles = torch.randn(1, 5, 4, generator=gen)
+    cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
+    want_q, want_k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+    assert torch.allclose(apply_rotary(q, (cos, sin)), want_q.transpose(1, 2), atol=1e-6)
+    assert torch.allclose(apply_rotary(k, (cos, sin)), want_k.transpose(1, 2), atol=1e-6)
+    partial = apply_rotary(torch.cat([q, q], -1), (cos, sin))  # rotary on the first 8 dims
+    assert torch.equal(partial[..., 8:], q) and torch.allclose(
+        partial[..., :8], want_q.transpose(1, 2), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("model_name", ["attn_model", "mlp_model", "llama_model"])
+def test_fast_path_equals_the_per_edge_reference(model_name, batch, request, monkeypatch) -> None:
+    """One matmul per layer, chunked over upstream nodes, gives the per-edge numbers, at the
+    clean run and at a partly ablated EAP-IG run (channel inputs differ there)."""
+    task = build_task(request.getfixturevalue(model_name), batch, with_gradients=True)
+    ig_run = task.gradient_run(ablate=0.4 * task.graph.dense(torch.ones(task.graph.n_edges)))
+    for run in (task.clean_gradients, ig_run):
+        diff = task.ablated - run.outputs
+        dense = torch.einsum("bpud,bptd->ut", diff, run.input_grads)
+        want = apply_qk_fix_reference(dense, task.patcher, run, diff)
+        assert not torch.equal(want, dense)
+        for elements in (qk_fix.CHUNK_ELEMENTS, 1):  # 1: one upstream node per chunk
+            monkeypatch.setattr(qk_fix, "CHUNK_ELEMENTS", elements)
+            got = apply_qk_fix(dense, task.patcher, run, diff)
+            assert torch.allclose(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
+
+
+def _break_attention_scale(monkeypatch) -> None:
+    """Make the recomputed attention differ from the model's, as ALiBi or soft-capping would."""
+    monkeypatch.setattr(qk_fix, "attention_scale", lambda patcher: 1.0)
+
+
+@pytest.mark.parametrize("method", ["eap", "eap-ig"])
+def test_unsupported_attention_falls_back_to_linear_scores(
+    method, attn_model, batch, monkeypatch, caplog
+) -> None:
+    linear = discover(attn_model, batch, DiscoverySettings(method=method, qk_fix=False))
+    assert linear.summary["qk_fix"] is False
+    _break_attention_scale(monkeypatch)
+    task = build_task(attn_model, batch, with_gradients=True)
+    with pytest.raises(QKFixUnsupported, match="not softmax"):
         check_attention(task.patcher, task.clean_gradients)
-        assert torch.isfinite(eap_scores(task)).all()
-    else:
-        with pytest.raises(QKFixUnsupported, match="no-qk-fix"):
-            eap_scores(task)
-        assert torch.isfinite(eap_scores(task, qk_fix=False)).all()
+    with caplog.at_level(logging.WARNING, logger="analysis.circuits.qk_fix"):
+        d = discover(attn_model, batch, DiscoverySettings(method=method))
+    assert d.summary["qk_fix"].startswith("not applied: layer 0's attention pattern")
+    assert "QK fix not applied" in caplog.text
+    assert torch.equal(d.scores, linear.scores)
+    if method == "eap-ig":  # the library call falls back the same way
+        assert torch.equal(eap_ig_scores(d.task), linear.scores)
