@@ -13,6 +13,7 @@ from dash.dependencies import Wildcard
 # Shell
 URL = "url"
 PAGE = "page-content"
+PAGE_URL = "page-url"  # the URL whose page is shown (path + query)
 NAV = "nav"
 
 # Home
@@ -80,6 +81,7 @@ HEADS_METRIC = "heads-metric"
 HEADS_HEATMAP = "heads-heatmap"
 HEADS_SELECTED = "heads-selected"
 HEADS_KEY = "heads-key"
+HEADS_CLICK = "heads-click"  # {layer, head, t} of a click on the heatmap (assets/keys.js)
 HEADS_PROMPT = "heads-prompt"
 HEADS_DETAIL_TITLE = "heads-detail-title"
 HEADS_PATTERN = "heads-pattern"
@@ -124,6 +126,7 @@ EXPORT_BUTTON = "export-button"
 EXPORT_SPEC = "export-spec"
 EXPORT_DOWNLOAD = "export-download"
 EXPORT_ERROR = "export-error"
+EXPORT_SUMMARY = "export-summary"  # the options disclosure's label: chosen format · preset
 CSV_BUTTON = "csv-button"
 CSV_DOWNLOAD = "csv-download"
 RUN_CANCEL = "run-cancel"

@@ -3,8 +3,10 @@
 The web process only reads the store and enqueues runs; it never imports torch (a test checks
 ``sys.modules``). Layout: one shell (navigation + URL + page container); the router callback
 renders the page registered for the path (``app.pages``); each ``app.callbacks`` module attaches
-its callbacks to this app instance. When an auth setting is present every request must carry it
-(``app.services.auth``); serving on a non-loopback address without one is refused.
+its callbacks to this app instance. The layout is a function: the first page is built into it
+(``app.callbacks.router.initial_page``), so a full load needs no router round trip. When an
+auth setting is present every request must carry it (``app.services.auth``); serving on a
+non-loopback address without one is refused.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import logging
 from pathlib import Path
 
 import dash
+import flask
 
 from app.callbacks import CALLBACK_MODULES
+from app.callbacks.router import initial_page
 from app.components.shell import shell
 from app.pages import routes
 from app.services.auth import AuthRequiredError, install_auth, require_auth_for_host
@@ -26,6 +30,32 @@ from storage.store import ResultStore
 log = logging.getLogger(__name__)
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+# Chunks of Dash's components that nearly every page draws: sent with the page as fingerprinted
+# scripts (cached for a year) rather than fetched when first drawn, a round trip later. Others
+# (MathJax, Markdown, date pickers, uploads, tables…) still load only when a page shows one.
+EAGER_CHUNKS = ("dcc/async-graph.js", "dcc/async-dropdown.js")
+YEAR_S = 365 * 24 * 3600
+# Dash's page template, plus preloads: the browser fetches the layout (with the first page
+# built in) and the callback graph while it still runs the scripts, instead of after them.
+INDEX = """<!DOCTYPE html>
+<html>
+    <head>
+        {%metas%}
+        <title>{%title%}</title>
+        <link rel="preload" href="/_dash-layout" as="fetch" crossorigin="anonymous">
+        <link rel="preload" href="/_dash-dependencies" as="fetch" crossorigin="anonymous">
+        {%favicon%}
+        {%css%}
+    </head>
+    <body>
+        {%app_entry%}
+        <footer>
+            {%config%}
+            {%scripts%}
+            {%renderer%}
+        </footer>
+    </body>
+</html>"""
 
 __all__ = ["AuthRequiredError", "create_app", "serve_app"]
 
@@ -41,14 +71,36 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> dash.Das
         suppress_callback_exceptions=True,
         update_title=None,  # type: ignore[arg-type]  # None keeps the tab title still (Dash docs)
         serve_locally=True,
-        eager_loading=True,  # fetch plotly.js and table chunks with the page, not serially
+        # component chunks load when a page first needs them; plotly.js is the cartesian
+        # bundle in assets/ (dcc.Graph uses a window.Plotly that is already there)
+        eager_loading=False,
     )
+    app.index_string = INDEX
     app.server.config["HEADLAB_SETTINGS"] = settings
     install_auth(app.server, settings)
-    app.layout = shell([(r.path, r.title) for r in routes()])
+    for path in EAGER_CHUNKS:
+        app.scripts.append_script({"relative_package_path": path, "namespace": "dash"})
+    cache_assets(app.server)
+    nav = [(r.path, r.title) for r in routes()]
+    app.layout = lambda: shell(nav, *initial_page(ctx))
     for name in CALLBACK_MODULES:
         importlib.import_module(name).register(app, ctx)
     return app
+
+
+def cache_assets(server: flask.Flask) -> None:
+    """Let browsers keep assets: Dash names them with their mtime (``?m=…``), so a changed
+    file gets a new URL; without this every page load revalidates each asset first."""
+
+    @server.after_request
+    def _cache(response: flask.Response) -> flask.Response:
+        request = flask.request
+        fingerprinted = request.path.startswith("/assets/") and request.args.get("m")
+        if fingerprinted and response.status_code == 200:
+            response.cache_control.no_cache = None
+            response.cache_control.public = True
+            response.cache_control.max_age = YEAR_S
+        return response
 
 
 def serve_app(

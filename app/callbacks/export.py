@@ -36,6 +36,14 @@ def figure_bytes(figure: Any, fmt: str, preset: str) -> bytes:
 
 
 def register(app: dash.Dash, ctx: WebContext) -> None:
+    app.clientside_callback(  # same text as app.components.common.export_label
+        "function (fmt, preset) { return fmt.toUpperCase() + ' · ' + preset; }",
+        Output(ids.export_id(ids.EXPORT_SUMMARY, MATCH), "children"),
+        Input(ids.export_id(ids.EXPORT_FORMAT, MATCH), "value"),
+        Input(ids.export_id(ids.EXPORT_PRESET, MATCH), "value"),
+        prevent_initial_call=True,
+    )
+
     @app.callback(
         Output(ids.export_id(ids.EXPORT_DOWNLOAD, MATCH), "data"),
         Output(ids.export_id(ids.EXPORT_ERROR, MATCH), "children"),

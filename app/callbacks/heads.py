@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import dash
 from dash import Input, Output, State
 
 from app import ids
 from app.components.common import empty_figure
-from app.components.heads import sae_list, scores_table
+from app.components.heads import position_figure, sae_list, scores_table
 from app.services import heads_view
 from app.services.context import WebContext
 from app.services.figures import page_figure
@@ -51,13 +49,6 @@ function (selected) {
     place();
 }
 """.replace("GRAPH_ID", ids.HEADS_HEATMAP)
-
-
-def clicked_head(click: dict | None) -> list[int] | None:
-    if not click or not click.get("points"):
-        return None
-    point = click["points"][0]
-    return [int(round(point["y"])), int(round(point["x"]))]
 
 
 def register(app: dash.Dash, ctx: WebContext) -> None:
@@ -105,12 +96,16 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         Output(PATTERN_SPEC, "data"),
         Output(ids.HEADS_SCORES, "children"),
         Output(ids.HEADS_SAE, "children"),
-        Input(ids.HEADS_HEATMAP, "clickData"),
+        # per-position grids of the selected head come in the same response (one round trip)
+        Output(ids.HEADS_POSITION, "figure", allow_duplicate=True),
+        Output(POSITION_SPEC, "data", allow_duplicate=True),
+        Input(ids.HEADS_CLICK, "data"),
         Input(ids.HEADS_KEY, "data"),
         Input(ids.HEADS_PROMPT, "value"),
         State(ids.HEADS_SELECTED, "data"),
         State(ids.HEADS_RUN, "value"),
         State(ids.HEADS_METRIC, "value"),
+        State(ids.HEADS_POSITION_METRIC, "value"),
         prevent_initial_call=True,
     )
     def select_head(
@@ -120,19 +115,25 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         selected: list[int] | None,
         run_id: int,
         metric: str | None,
+        position_choice: str | None,
     ) -> tuple:
         trigger = dash.ctx.triggered_id
-        if trigger == ids.HEADS_HEATMAP:
-            selected = clicked_head(click) or selected
+        if trigger == ids.HEADS_CLICK and click and metric:
+            shape = heads_view.grid_shape(ctx, int(run_id), metric)
+            selected = heads_view.clamp([int(click["layer"]), int(click["head"])], *shape)
         elif trigger == ids.HEADS_KEY and key and metric:
             shape = heads_view.grid_shape(ctx, int(run_id), metric)
             selected = heads_view.move(selected, key.get("key", ""), *shape)
         if not selected:
-            return (dash.no_update,) * 6
+            return (dash.no_update,) * 8
+        positions: tuple = (dash.no_update,) * 2
+        if trigger != ids.HEADS_PROMPT and heads_view.position_follows_head(ctx, position_choice):
+            view = heads_view.position_view(ctx, position_choice, selected)
+            positions = (position_figure(view), view.spec)
         try:
             detail = heads_view.head_detail(ctx, int(run_id), selected[0], selected[1], prompt)
         except StoreError as exc:
-            return selected, str(exc), empty_figure(str(exc)), None, "", ""
+            return selected, str(exc), empty_figure(str(exc)), None, "", "", *positions
         pattern = detail.pattern_figure or empty_figure(
             "No stored attention patterns: run `heads` on this model to see them"
         )
@@ -143,6 +144,7 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
             detail.pattern_spec,
             scores_table(detail.scores),
             sae_list(detail.sae_features),
+            *positions,
         )
 
     # The selected head's outline is an HTML box laid over the drawn heatmap, placed in the
@@ -156,19 +158,9 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         Output(ids.HEADS_POSITION, "figure"),
         Output(POSITION_SPEC, "data"),
         Input(ids.HEADS_POSITION_METRIC, "value"),
-        Input(ids.HEADS_SELECTED, "data"),
+        State(ids.HEADS_SELECTED, "data"),
+        prevent_initial_call=True,  # the page comes with the first choice's figure
     )
     def show_positions(choice: str | None, selected: list[int] | None) -> tuple:
-        if not choice:
-            return empty_figure("No per-position results for this model"), None
-        run_id, metric = choice.split("|", 1)
-        spec: dict[str, Any] = {"kind": "position_heatmap", "run": int(run_id), "metric": metric}
-        if selected and ctx.reader.position_grid_has_heads(int(run_id), metric):
-            spec.update(layer=selected[0], head=selected[1])
-        try:
-            tokens = heads_view.position_tokens(ctx, int(run_id))
-            if tokens:
-                spec["tokens"] = tokens
-            return page_figure(ctx.reader, spec), spec
-        except (StoreError, ValueError) as exc:
-            return empty_figure(str(exc)), None
+        view = heads_view.position_view(ctx, choice, selected)
+        return position_figure(view), view.spec

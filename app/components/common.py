@@ -46,26 +46,47 @@ def message(text: str | None, kind: str = "info", id: str | None = None) -> html
     return html.Div(text or "", **props)
 
 
+def export_label(fmt: str, preset: str) -> str:
+    return f"{fmt.upper()} · {preset}"
+
+
 def export_menu(figure: str, spec: dict[str, Any] | None = None) -> html.Div:
-    """Format + preset + Export button; the server rebuilds the figure from ``spec``."""
+    """Export button + a disclosure with the format and paper preset (radio buttons: cheap to
+    draw, unlike a dropdown per choice); the server rebuilds the figure from ``spec``."""
     presets = export_presets()
-    return html.Div(
+    choices = html.Div(
         [
-            dcc.Dropdown(
+            html.Span("Format", className="field-label"),
+            dcc.RadioItems(
                 id=ids.export_id(ids.EXPORT_FORMAT, figure),
                 options=[{"label": f.upper(), "value": f} for f in FORMATS],
                 value="svg",
-                clearable=False,
-                searchable=False,
-                className="export-select",
+                inline=True,
+                className="export-choice",
             ),
-            dcc.Dropdown(
+            html.Span("Paper", className="field-label"),
+            dcc.RadioItems(
                 id=ids.export_id(ids.EXPORT_PRESET, figure),
                 options=[{"label": p, "value": p} for p in presets],
                 value=presets[0],
-                clearable=False,
-                searchable=False,
-                className="export-select",
+                inline=True,
+                className="export-choice",
+            ),
+        ],
+        className="export-options",
+    )
+    return html.Div(
+        [
+            html.Details(
+                [
+                    html.Summary(
+                        export_label("svg", presets[0]),
+                        id=ids.export_id(ids.EXPORT_SUMMARY, figure),
+                        title="format and paper size",
+                    ),
+                    choices,
+                ],
+                className="export-more",
             ),
             html.Button(
                 "Export", id=ids.export_id(ids.EXPORT_BUTTON, figure), className="btn small"

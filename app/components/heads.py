@@ -18,7 +18,7 @@ from app.components.common import (
     message,
     page,
 )
-from app.services.heads_view import HeadsInitial
+from app.services.heads_view import HeadsInitial, PositionView
 
 SCORE_COLUMNS = ["run", "metric", "value", "rank"]
 
@@ -46,12 +46,38 @@ def sae_list(rows: list[dict[str, Any]]) -> Any:
     return html.Ul(items, className="feature-list")
 
 
+def position_figure(view: PositionView) -> Any:
+    return view.figure or empty_figure(view.message)
+
+
 def heatmap_graph(state: HeadsInitial) -> dcc.Graph:
     figure = graph(ids.HEADS_HEATMAP, state.figure or empty_figure(state.message), height=560)
     # a double click would reset the (fixed) axes and redraw 80 × 64 cells, swallowing the
     # clicks that land meanwhile: quick head-to-head clicks must each select a head
     figure.config = {**GRAPH_CONFIG, "doubleClick": False}  # type: ignore[attr-defined]
     return figure
+
+
+def position_card(state: HeadsInitial) -> html.Div:
+    view = state.position or PositionView()
+    return card(
+        "Per position",
+        html.Div(
+            [
+                html.Label("Metric", className="field-label"),
+                dcc.Dropdown(
+                    id=ids.HEADS_POSITION_METRIC,
+                    options=state.position_options,
+                    value=state.position_options[0]["value"] if state.position_options else None,
+                    placeholder="no per-position results for this model",
+                    className="grow",
+                ),
+            ],
+            className="toolbar compact",
+        ),
+        graph(ids.HEADS_POSITION, position_figure(view), height=360),
+        extra=export_menu("heads-position", view.spec),
+    )
 
 
 def heads_layout(state: HeadsInitial) -> html.Div:
@@ -109,24 +135,7 @@ def heads_layout(state: HeadsInitial) -> html.Div:
         html.Div(id=ids.HEADS_SAE),
         class_name="detail-card",
     )
-    position = card(
-        "Per position",
-        html.Div(
-            [
-                html.Label("Metric", className="field-label"),
-                dcc.Dropdown(
-                    id=ids.HEADS_POSITION_METRIC,
-                    options=state.position_options,
-                    value=state.position_options[0]["value"] if state.position_options else None,
-                    placeholder="no per-position results for this model",
-                    className="grow",
-                ),
-            ],
-            className="toolbar compact",
-        ),
-        graph(ids.HEADS_POSITION, empty_figure("No per-position results"), height=360),
-        extra=export_menu("heads-position"),
-    )
+    position = position_card(state)
     return page(
         "Heads",
         toolbar,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dash import dcc, html
 
 from app import ids
 
 
-def shell(nav_items: list[tuple[str, str]]) -> html.Div:
-    """``nav_items`` are (path, title) pairs in display order."""
+def shell(
+    nav_items: list[tuple[str, str]], page: Any = None, page_url: str | None = None
+) -> html.Div:
+    """``nav_items`` are (path, title) pairs in display order; ``page`` is the first page's
+    content and ``page_url`` its URL (path + query), when the server already built it."""
     links = [dcc.Link(title, href=path, className="nav-link") for path, title in nav_items]
     return html.Div(
         [
@@ -23,7 +28,9 @@ def shell(nav_items: list[tuple[str, str]]) -> html.Div:
                 className="topbar",
             ),
             dcc.Store(id=ids.HEADS_KEY),
-            html.Main(id=ids.PAGE, className="main"),
+            dcc.Store(id=ids.HEADS_CLICK),
+            dcc.Store(id=ids.PAGE_URL, data=page_url),
+            html.Main(page, id=ids.PAGE, className="main"),
         ],
         className="app",
     )

@@ -13,7 +13,13 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures.style import SEQUENTIAL_SCALE, escape_label, light_layout, tick_step
+from app.figures.style import (
+    SEQUENTIAL_SCALE,
+    escape_label,
+    label_room,
+    light_layout,
+    tick_step,
+)
 
 MAX_LABELLED_TOKENS = 64
 MAX_HOVER_TOKENS = 256
@@ -64,12 +70,17 @@ def attention_pattern(
         trace.hovertemplate = "query %{y}<br>key %{x}<br>attention %{z:.3f}<extra></extra>"
     fig = go.Figure(trace)
     light_layout(fig, aspect=0.92, title=title or f"head {layer}.{head}")
-    fig.update_xaxes(title_text="key position", showgrid=False)
-    fig.update_yaxes(title_text="query position", showgrid=False, autorange="reversed")
+    # margins fixed from the labels: no automargin redraw in the browser (export sets its own)
+    fig.update_xaxes(title_text="key position", showgrid=False, automargin=False)
+    fig.update_yaxes(
+        title_text="query position", showgrid=False, autorange="reversed", automargin=False
+    )
     if n <= MAX_LABELLED_TOKENS:
         ticks = dict(tickmode="array", tickvals=list(range(n)), ticktext=labels)
         fig.update_xaxes(title_text="key token", tickangle=-90, **ticks)
         fig.update_yaxes(title_text="query token", **ticks)
+        room = label_room(labels)
+        fig.update_layout(margin=dict(l=room, b=room))
     else:
         fig.update_xaxes(dtick=tick_step(n), tick0=0)
         fig.update_yaxes(dtick=tick_step(n), tick0=0)

@@ -15,7 +15,9 @@ choose a height for a given paper width.
 
 from __future__ import annotations
 
+import html
 import math
+import unicodedata
 from collections.abc import Iterable
 
 import numpy as np
@@ -108,3 +110,21 @@ def escape_label(text: str) -> str:
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = text.replace("\n", "↵").replace("\t", "⇥")
     return text.replace(" ", "␣") if text.strip() == "" or text.startswith(" ") else text
+
+
+FONT_PX = 13  # the light layout's font size
+TITLE_ROOM_PX = 42  # axis title, tick marks and padding beside the tick labels
+
+
+def label_room(labels: Iterable[str], *, least: int = 50) -> int:
+    """Pixels that tick labels (plotly pseudo-HTML) need across the axis: an upper estimate
+    (0.65 em per character, 1 em for wide East Asian ones) plus room for the axis title.
+
+    Builders use it to fix margins instead of plotly's ``automargin``, which draws a figure twice
+    in the browser; export turns ``automargin`` back on for print."""
+    widest = max((_em_width(html.unescape(label)) for label in labels), default=0.0)
+    return max(least, math.ceil(widest * FONT_PX) + TITLE_ROOM_PX)
+
+
+def _em_width(text: str) -> float:
+    return sum(1.0 if unicodedata.east_asian_width(c) in "WF" else 0.65 for c in text)

@@ -17,7 +17,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
+from _plotly_utils.utils import to_typed_array_spec
 
 from app.figures import circuits as circuit_figures
 from app.figures import compare as compare_figures
@@ -158,8 +160,45 @@ def page_figure(reader: ResultsReader, spec: Spec) -> dict[str, Any]:
     finished = all(reader.store.get_run(int(r)).status.is_terminal for r in runs)
     if not finished:
         return build_figure(reader, spec).to_plotly_json()
+    if spec.get("kind") == "pattern":
+        return pattern_page_figure(reader, spec)
     key = json.dumps(spec, sort_keys=True, default=str)
     return reader.memo(key, lambda: build_figure(reader, spec).to_plotly_json())
+
+
+def pattern_page_figure(reader: ResultsReader, spec: Spec) -> dict[str, Any]:
+    """A head's pattern figure on a prompt of a finished run, without the builder's cost.
+
+    The pattern figures of one prompt differ only in the z matrix and the ``head L.H`` title
+    (same tokens, labels, margins, scale), so the builder runs once per (run, prompt) and other
+    heads copy that figure with their own matrix and title (``pattern_for_head``; tests check
+    it equals the builder's figure). Head to head then costs a pattern read, not a plotly build.
+    """
+    run, prompt = int(spec["run"]), int(spec["prompt"])
+    layer, head = int(spec["layer"]), int(spec["head"])
+    first = reader.memo(
+        json.dumps({"pattern of prompt": [run, prompt]}),
+        lambda: build_figure(reader, spec).to_plotly_json(),
+    )
+    matrix, _ = reader.pattern(run, prompt, layer, head)
+    figure = pattern_for_head(first, matrix, layer, head)
+    return figure if figure is not None else build_figure(reader, spec).to_plotly_json()
+
+
+def pattern_for_head(
+    first: dict[str, Any], matrix: np.ndarray, layer: int, head: int
+) -> dict[str, Any] | None:
+    """``first`` (a pattern figure of the same prompt, as plotly JSON) with ``matrix`` and the
+    title of head ``layer.head``; None when ``first`` is not the builder's usual shape."""
+    trace, layout = first["data"][0], first["layout"]
+    z = to_typed_array_spec(np.asarray(matrix, dtype=np.float32))
+    old = trace.get("z")
+    if not (isinstance(old, dict) and isinstance(z, dict) and old.keys() == z.keys()):
+        return None
+    if old.get("shape") != z.get("shape") or old["dtype"] != z["dtype"]:
+        return None
+    title = {**layout.get("title", {}), "text": f"head {layer}.{head}"}
+    return {**first, "data": [{**trace, "z": z}], "layout": {**layout, "title": title}}
 
 
 def spec_name(spec: Spec) -> str:

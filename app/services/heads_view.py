@@ -13,11 +13,23 @@ from app.services import runs as run_service
 from app.services import sae
 from app.services.context import WebContext
 from app.services.figures import page_figure
-from storage.errors import NotFound
+from storage.errors import NotFound, StoreError
 from storage.records import RunRecord
 
 PREFERRED_METRICS = ("induction_score", "prev_token_score", "dla", "patch_z", "ablate_mean")
 MOVES = {"ArrowUp": (-1, 0), "ArrowDown": (1, 0), "ArrowLeft": (0, -1), "ArrowRight": (0, 1)}
+
+
+NO_POSITIONS = "No per-position results for this model"
+
+
+@dataclass
+class PositionView:
+    """The per-position heatmap (plotly JSON) and its spec, or a message saying why none."""
+
+    figure: Any = None
+    spec: dict[str, Any] | None = None
+    message: str = NO_POSITIONS
 
 
 @dataclass
@@ -30,6 +42,7 @@ class HeadsInitial:
     spec: dict[str, Any] | None = None
     prompt_options: list[dict[str, Any]] = field(default_factory=list)
     position_options: list[dict[str, Any]] = field(default_factory=list)
+    position: PositionView | None = None
     message: str = ""
 
 
@@ -92,6 +105,32 @@ def position_tokens(ctx: WebContext, run_id: int) -> list[str] | None:
     return tokens[0] if tokens else None
 
 
+def position_follows_head(ctx: WebContext, choice: str | None) -> bool:
+    """Whether the per-position choice (``"run|metric"``) has one grid per head."""
+    if not choice:
+        return False
+    run_id, metric = choice.split("|", 1)
+    return ctx.reader.position_grid_has_heads(int(run_id), metric)
+
+
+def position_view(ctx: WebContext, choice: str | None, selected: list[int] | None) -> PositionView:
+    """The layer × position heatmap of ``choice`` (``"run|metric"``), of the selected head when
+    the metric has one grid per head."""
+    if not choice:
+        return PositionView()
+    run_id, metric = choice.split("|", 1)
+    spec: dict[str, Any] = {"kind": "position_heatmap", "run": int(run_id), "metric": metric}
+    if selected and position_follows_head(ctx, choice):
+        spec.update(layer=selected[0], head=selected[1])
+    try:
+        tokens = position_tokens(ctx, int(run_id))
+        if tokens:
+            spec["tokens"] = tokens
+        return PositionView(page_figure(ctx.reader, spec), spec)
+    except (StoreError, ValueError) as exc:
+        return PositionView(message=str(exc))
+
+
 def heatmap_spec(run_id: int, metric: str) -> dict[str, Any]:
     return {"kind": "head_heatmap", "run": run_id, "metric": metric}
 
@@ -108,6 +147,8 @@ def initial(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsIni
     state = HeadsInitial(options, run_id, metrics, metric)
     state.prompt_options = prompt_options(ctx, run)
     state.position_options = position_options(ctx, run)
+    first = state.position_options[0]["value"] if state.position_options else None
+    state.position = position_view(ctx, first, None)
     if metric is None:
         state.message = f"Run #{run_id} ({run.kind}) stores no per-head metrics."
         return state
@@ -116,13 +157,16 @@ def initial(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsIni
     return state
 
 
+def clamp(cell: list[int], n_layers: int, n_heads: int) -> list[int]:
+    """``[layer, head]`` moved inside the grid (a click on the plot's very edge rounds out)."""
+    return [min(max(cell[0], 0), n_layers - 1), min(max(cell[1], 0), n_heads - 1)]
+
+
 def move(selected: list[int] | None, key: str, n_layers: int, n_heads: int) -> list[int]:
     if not selected:
         return [0, 0]
     d_layer, d_head = MOVES.get(key, (0, 0))
-    layer = min(max(selected[0] + d_layer, 0), n_layers - 1)
-    head = min(max(selected[1] + d_head, 0), n_heads - 1)
-    return [layer, head]
+    return clamp([selected[0] + d_layer, selected[1] + d_head], n_layers, n_heads)
 
 
 def grid_shape(ctx: WebContext, run_id: int, metric: str) -> tuple[int, int]:

@@ -30,6 +30,31 @@ def test_every_page_loads_without_console_errors(page, base_url):
     page.wait_for_selector("text=Page not found")
 
 
+def test_first_page_comes_with_the_layout_and_links_navigate(page, base_url, seeded):
+    """A full load renders the page from the layout (no router callback, nothing drawn
+    twice); links, back and forward then go through the router."""
+    bodies: list[str] = []
+    page.on(
+        "request",
+        lambda r: "_dash-update-component" in r.url and bodies.append(r.post_data or ""),
+    )
+    page.goto(f"{base_url}/heads?run={seeded.heads}&metric=prev_token_score")
+    wait_idle(page)
+    page.wait_for_timeout(400)
+    assert "prev_token_score" in svg_texts(page.locator("#heads-heatmap .gtitle"))[0]
+    assert not any("page-content.children" in b for b in bodies), bodies
+    page.locator(".nav-link", has_text="Runs").click()
+    page.wait_for_selector("#runs-table table")
+    assert page.url.endswith("/runs")
+    page.go_back()
+    page.wait_for_selector("#heads-heatmap .hm")
+    assert "prev_token_score" in svg_texts(page.locator("#heads-heatmap .gtitle"))[0]
+    page.go_forward()
+    page.wait_for_selector("#runs-table table")
+    assert page.locator("#heads-heatmap").count() == 0
+    assert page.console.errors == []
+
+
 def svg_texts(locator) -> list[str]:
     return locator.evaluate_all("els => els.map(e => e.textContent)")
 
@@ -138,6 +163,17 @@ def test_sae_feature_pick_shows_contexts(page, base_url, seeded):
 def test_export_heatmap_downloads_svg(page, base_url, seeded):
     page.goto(f"{base_url}/heads?run={seeded.heads}&metric=induction_score")
     page.wait_for_selector("#heads-heatmap .hm")
+    options = page.locator('[id*="heads-heatmap"][id*="export-summary"]')
+    assert options.inner_text() == "SVG · column"
+    options.click()  # the format and paper choices open under it
+    menu = page.locator(".export-more[open] .export-options")
+    menu.get_by_text("PDF").click()
+    page.wait_for_function(
+        'document.querySelector(\'[id*="heads-heatmap"][id*="export-summary"]\')'
+        ".innerText == 'PDF · column'"
+    )
+    menu.get_by_text("SVG").click()
+    options.click()  # closed again
     start = time.monotonic()
     with page.expect_download(timeout=120_000) as info:
         page.locator('[id*="heads-heatmap"][id*="export-button"]').click()
