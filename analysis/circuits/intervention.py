@@ -34,6 +34,7 @@ from jaxtyping import Float, Int
 
 from analysis import hooks
 from analysis.circuits.graph import CircuitGraph, CircuitGraphError
+from analysis.folded_norm import folded_norm
 from analysis.rotary import RotaryTables, record_position_embeddings
 
 NodeValues = Float[torch.Tensor, "batch pos node d_model"]
@@ -106,11 +107,7 @@ class EdgePatcher:
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """The weightless pre-norm the folded model applies (LN: centre + scale; RMS: scale)."""
-        if self.norm_type is None:
-            return x
-        if self.norm_type in ("LN", "LNPre"):
-            x = x - x.mean(-1, keepdim=True)
-        return x / (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
+        return folded_norm(x, self.norm_type, self.eps)
 
     def run(
         self,

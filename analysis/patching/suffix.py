@@ -35,6 +35,7 @@ import torch
 from jaxtyping import Float
 
 from analysis import hooks
+from analysis.folded_norm import folded_norm
 from analysis.patching.replay import BlockReplay
 from analysis.rotary import rotate_half
 
@@ -185,11 +186,7 @@ class SuffixReplay:
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """The weightless pre-norm of the folded model (LN: centre + scale; RMS: scale)."""
-        if self.norm_type is None:
-            return x
-        if self.norm_type in ("LN", "LNPre"):
-            x = x - x.mean(-1, keepdim=True)
-        return x / (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
+        return folded_norm(x, self.norm_type, self.eps)
 
     def run_from(
         self,
