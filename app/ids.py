@@ -85,9 +85,11 @@ HEADS_CLICK = "heads-click"  # {layer, head, t} of a click on the heatmap (asset
 HEADS_PROMPT = "heads-prompt"
 HEADS_DETAIL_TITLE = "heads-detail-title"
 HEADS_PATTERN = "heads-pattern"
+HEADS_PATTERN_BOX = "heads-pattern-box"  # holds the pattern graph, or a note before a head
 HEADS_SCORES = "heads-scores"
 HEADS_SAE = "heads-sae"
 HEADS_POSITION = "heads-position"
+HEADS_POSITION_BOX = "heads-position-box"  # holds the per-position graph, or a note
 HEADS_POSITION_METRIC = "heads-position-metric"
 HEADS_MESSAGE = "heads-message"
 

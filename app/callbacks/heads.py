@@ -7,7 +7,7 @@ from dash import Input, Output, State
 
 from app import ids
 from app.components.common import empty_figure
-from app.components.heads import position_figure, sae_list, scores_table
+from app.components.heads import pattern_content, position_content, sae_list, scores_table
 from app.services import heads_view
 from app.services.context import WebContext
 from app.services.figures import page_figure
@@ -92,12 +92,12 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
     @app.callback(
         Output(ids.HEADS_SELECTED, "data"),
         Output(ids.HEADS_DETAIL_TITLE, "children"),
-        Output(ids.HEADS_PATTERN, "figure"),
+        Output(ids.HEADS_PATTERN_BOX, "children"),
         Output(PATTERN_SPEC, "data"),
         Output(ids.HEADS_SCORES, "children"),
         Output(ids.HEADS_SAE, "children"),
         # per-position grids of the selected head come in the same response (one round trip)
-        Output(ids.HEADS_POSITION, "figure", allow_duplicate=True),
+        Output(ids.HEADS_POSITION_BOX, "children", allow_duplicate=True),
         Output(POSITION_SPEC, "data", allow_duplicate=True),
         Input(ids.HEADS_CLICK, "data"),
         Input(ids.HEADS_KEY, "data"),
@@ -129,13 +129,14 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         positions: tuple = (dash.no_update,) * 2
         if trigger != ids.HEADS_PROMPT and heads_view.position_follows_head(ctx, position_choice):
             view = heads_view.position_view(ctx, position_choice, selected)
-            positions = (position_figure(view), view.spec)
+            positions = (position_content(view), view.spec)
         try:
             detail = heads_view.head_detail(ctx, int(run_id), selected[0], selected[1], prompt)
         except StoreError as exc:
-            return selected, str(exc), empty_figure(str(exc)), None, "", "", *positions
-        pattern = detail.pattern_figure or empty_figure(
-            "No stored attention patterns: run `heads` on this model to see them"
+            return selected, str(exc), pattern_content(None, str(exc)), None, "", "", *positions
+        pattern = pattern_content(
+            detail.pattern_figure,
+            "No stored attention patterns: run `heads` on this model to see them",
         )
         return (
             selected,
@@ -155,7 +156,7 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
     )
 
     @app.callback(
-        Output(ids.HEADS_POSITION, "figure"),
+        Output(ids.HEADS_POSITION_BOX, "children"),
         Output(POSITION_SPEC, "data"),
         Input(ids.HEADS_POSITION_METRIC, "value"),
         State(ids.HEADS_SELECTED, "data"),
@@ -163,4 +164,4 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
     )
     def show_positions(choice: str | None, selected: list[int] | None) -> tuple:
         view = heads_view.position_view(ctx, choice, selected)
-        return position_figure(view), view.spec
+        return position_content(view), view.spec

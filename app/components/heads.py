@@ -21,6 +21,7 @@ from app.components.common import (
 from app.services.heads_view import HeadsInitial, PositionView
 
 SCORE_COLUMNS = ["run", "metric", "value", "rank"]
+PATTERN_HEIGHT, POSITION_HEIGHT = 380, 360
 
 
 def scores_table(rows: list[dict[str, Any]]) -> Any:
@@ -46,8 +47,20 @@ def sae_list(rows: list[dict[str, Any]]) -> Any:
     return html.Ul(items, className="feature-list")
 
 
-def position_figure(view: PositionView) -> Any:
-    return view.figure or empty_figure(view.message)
+def figure_or_note(graph_id: str, figure: Any, note: str, height: int) -> Any:
+    """A graph of ``figure``, or (no figure) the note in a box of the graph's height: an empty
+    plotly figure still costs a full plot in the browser (tens of ms on every page load)."""
+    if figure is None:
+        return html.Div(note, className="figure-note", style={"height": f"{height}px"})
+    return graph(graph_id, figure, height=height)
+
+
+def pattern_content(figure: Any, note: str = "Click a head in the heatmap") -> Any:
+    return figure_or_note(ids.HEADS_PATTERN, figure, note, PATTERN_HEIGHT)
+
+
+def position_content(view: PositionView) -> Any:
+    return figure_or_note(ids.HEADS_POSITION, view.figure, view.message, POSITION_HEIGHT)
 
 
 def heatmap_graph(state: HeadsInitial) -> dcc.Graph:
@@ -75,7 +88,7 @@ def position_card(state: HeadsInitial) -> html.Div:
             ],
             className="toolbar compact",
         ),
-        graph(ids.HEADS_POSITION, position_figure(view), height=360),
+        html.Div(position_content(view), id=ids.HEADS_POSITION_BOX),
         extra=export_menu("heads-position", view.spec),
     )
 
@@ -128,7 +141,7 @@ def heads_layout(state: HeadsInitial) -> html.Div:
             ],
             className="toolbar compact",
         ),
-        graph(ids.HEADS_PATTERN, empty_figure("Click a head in the heatmap"), height=380),
+        html.Div(pattern_content(None), id=ids.HEADS_PATTERN_BOX),
         html.H3("Scores"),
         html.Div(id=ids.HEADS_SCORES),
         html.H3("Top SAE features"),
