@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 
 RotaryTables = tuple[torch.Tensor, torch.Tensor]
 
@@ -31,15 +31,24 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary(
-    x: Float[torch.Tensor, "batch pos *heads d_head"], tables: RotaryTables
+    x: Float[torch.Tensor, "batch pos *heads d_head"],
+    tables: RotaryTables,
+    positions: Int[torch.Tensor, "batch pos"] | None = None,
 ) -> Float[torch.Tensor, "batch pos *heads d_head"]:
-    """``x`` rotated at positions 0..pos-1; ``tables`` = (cos, sin) ``[batch | 1, >= pos,
-    rotary_dim]`` broadcast over the dimensions between pos and d_head."""
+    """``x`` rotated at ``positions`` (default 0..pos-1 for every row); ``tables`` = (cos, sin)
+    ``[1 | n, >= pos, rotary_dim]`` broadcast over the dimensions between pos and d_head. Tables
+    of n prompts serve ``x`` holding several stacked copies of them (rows = copies * n)."""
     cos, sin = tables
-    n_pos, n_mid = x.shape[1], x.dim() - 3
-    shape = (cos.shape[0], n_pos) + (1,) * n_mid + (cos.shape[-1],)
-    cos = cos[:, :n_pos].reshape(shape).to(x.dtype)
-    sin = sin[:, :n_pos].reshape(shape).to(x.dtype)
+    if cos.shape[0] not in (1, x.shape[0]):  # stacked copies of the prompts the tables are for
+        copies = x.shape[0] // cos.shape[0]
+        cos, sin = cos.repeat(copies, 1, 1), sin.repeat(copies, 1, 1)
+    if positions is None:
+        cos, sin = cos[:, : x.shape[1]], sin[:, : x.shape[1]]
+    else:
+        rows = torch.arange(x.shape[0], device=x.device)[:, None] if cos.shape[0] > 1 else 0
+        cos, sin = cos[rows, positions], sin[rows, positions]
+    shape = (cos.shape[0], x.shape[1]) + (1,) * (x.dim() - 3) + (cos.shape[-1],)
+    cos, sin = cos.reshape(shape).to(x.dtype), sin.reshape(shape).to(x.dtype)
     dim = cos.shape[-1]
     rot, rest = x[..., :dim], x[..., dim:]
     return torch.cat([rot * cos + rotate_half(rot) * sin, rest], dim=-1)

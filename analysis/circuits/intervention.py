@@ -33,8 +33,8 @@ import torch
 from jaxtyping import Float, Int
 
 from analysis import hooks
+from analysis.block_math import folded_norm, model_param
 from analysis.circuits.graph import CircuitGraph, CircuitGraphError
-from analysis.folded_norm import folded_norm
 from analysis.rotary import RotaryTables, record_position_embeddings
 
 NodeValues = Float[torch.Tensor, "batch pos node d_model"]
@@ -67,11 +67,8 @@ class _RunState:
 
 
 def _stack_param(model: Any, name: str, shape_like: torch.Tensor) -> torch.Tensor:
-    try:
-        value = getattr(model, name)
-    except (TypeError, AttributeError):  # the bridge raises TypeError when a bias is absent
-        value = None
-    return torch.zeros_like(shape_like) if value is None else value.detach()
+    value = model_param(model, name)
+    return torch.zeros_like(shape_like) if value is None else value
 
 
 class EdgePatcher:

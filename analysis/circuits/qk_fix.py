@@ -36,12 +36,12 @@ the linear scores, recorded on the task.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
 
+from analysis import block_math
 from analysis.circuits.intervention import EdgePatcher, NodeValues
 from analysis.circuits.task import CircuitTask, GradientRun
 from analysis.rotary import apply_rotary
@@ -56,11 +56,7 @@ class QKFixUnsupported(ValueError):
 
 
 def attention_scale(patcher: EdgePatcher) -> float:
-    cfg = patcher.model.cfg
-    if not getattr(cfg, "use_attn_scale", True):
-        return 1.0
-    scale = float(getattr(cfg, "attn_scale", -1.0) or -1.0)
-    return scale if scale > 0 else math.sqrt(float(cfg.d_head))
+    return block_math.attention_scale(patcher.model.cfg)
 
 
 def causal_softmax(scores: Float[torch.Tensor, "... q k"]) -> Float[torch.Tensor, "... q k"]:

@@ -23,6 +23,7 @@ the model it replays whole blocks on all positions, and when block replay is uns
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -125,30 +126,35 @@ def groups_by_start(
     ]
 
 
-def layer_runner(
-    setup: PatchSetup, target: PatchTarget, replay: BlockReplay, layer: int, start: int
-) -> ChunkRunner:
-    """Runs a chunk of variants at ``layer`` (all starting at ``start``) on the best path."""
-    model, batch = setup.model, setup.batch
-    name = target.site(layer).name
-    source = site_activation(setup, name)
-    use_suffix = replay.suffix().handles(target.kind)
+class LayerPatcher:
+    """Runs chunks of variants at one layer on the best path; the source activation is read
+    and checked once per layer."""
 
-    def runner(part: Sequence[Variant]) -> torch.Tensor:
-        hook = patch_hook(target, part, source)
+    def __init__(
+        self, setup: PatchSetup, target: PatchTarget, replay: BlockReplay, layer: int
+    ) -> None:
+        self.setup, self.target, self.replay, self.layer = setup, target, replay, layer
+        self.name = target.site(layer).name
+        self.source = site_activation(setup, self.name)
+        self.use_suffix = replay.suffix().handles(target.kind)
+
+    def run(self, part: Sequence[Variant], start: int = 0) -> torch.Tensor:
+        """Mean metric of each variant in ``part``; all of them start at ``start``."""
+        setup, model, copies = self.setup, self.setup.model, len(part)
+        hook = patch_hook(self.target, part, self.source)
         with torch.no_grad():
-            if use_suffix:
-                lg = replay.suffix().run_from(layer, start, len(part), target.kind, hook)
+            if self.use_suffix:
+                suffix = self.replay.suffix()
+                lg = suffix.run_from(self.layer, start, copies, self.target.kind, hook)
             else:
-                with model.hooks(fwd_hooks=[(name, hook)]):
-                    if replay.supported:
-                        lg = replay.run_from(layer, copies=len(part))
+                with model.hooks(fwd_hooks=[(self.name, hook)]):
+                    if self.replay.supported:
+                        lg = self.replay.run_from(self.layer, copies=copies)
                     else:
-                        lg = full_forward_last(model, setup.target_tokens, batch.last, len(part))
-        check_finite(lg, f"the logits patched at {name}")
+                        tokens, last = setup.target_tokens, setup.batch.last
+                        lg = full_forward_last(model, tokens, last, copies)
+        check_finite(lg, f"the logits patched at {self.name}")
         return setup.mean_metric(lg)
-
-    return runner
 
 
 def fast_patch(
@@ -171,8 +177,9 @@ def fast_patch(
     skip_prefix = replay.suffix().handles(target.kind)
     values = torch.zeros(n_layers, len(variants))
     for layer in range(n_layers):
+        patcher = LayerPatcher(setup, target, replay, layer)
         for start, idx in groups_by_start(target, variants, chunk, skip_prefix):
-            runner = layer_runner(setup, target, replay, layer, start)
+            runner = functools.partial(patcher.run, start=start)
             outputs, chunk = run_chunks([variants[i] for i in idx], chunk, runner)
             values[layer, idx] = torch.cat(outputs).cpu()
         if progress is not None:

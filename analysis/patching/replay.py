@@ -7,7 +7,8 @@ attention masks, rotary cos/sin, position ids). A patched run from layer L then 
 recorded residual ``resid_pre[L]`` to ``blocks[L:]`` (each called with its recorded
 arguments, batch-stacked to the number of copies), applies ``ln_final`` and ``unembed`` to
 the last real position of each prompt only, and never recomputes layers before L or the full
-vocabulary projection at positions the metric does not read. Hooks registered with
+vocabulary projection at positions the metric does not read. The same forward keeps each
+layer's k, v and z (``attention_cache``) for ``suffix.SuffixReplay``. Hooks registered with
 ``model.hooks`` fire inside the blocks as in a normal forward.
 
 Support is detected, not assumed: the recording must find a ``blocks`` list, and replaying the
@@ -23,10 +24,13 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
+from analysis import hooks
 from analysis.metrics import last_logits
 
 log = logging.getLogger(__name__)
 REPLAY_TOLERANCE = 1e-4
+# Attention activations the recording keeps (the suffix replay reads prefix keys/values and z).
+ATTENTION_CACHE = ("k", "v", "z")
 
 
 def _is_kv_cache(value: Any) -> bool:
@@ -62,6 +66,7 @@ class BlockReplay:
         self.supported = False
         self.reason = ""
         self._suffix: Any = None
+        self.attention_cache: dict[str, torch.Tensor] = {}  # hook name -> this run's k/v/z
         blocks = getattr(model, "blocks", None)
         if blocks is None or len(blocks) != int(model.cfg.n_layers):
             self.reason = "the model has no blocks list to replay"
@@ -81,8 +86,13 @@ class BlockReplay:
                 self.calls[layer] = (args, dict(kwargs))
 
             handles.append(block.register_forward_pre_hook(pre, with_kwargs=True))
+        names = {hooks.site(kind, i).name for i in range(len(blocks)) for kind in ATTENTION_CACHE}
         try:
-            return self.model(self.tokens)
+            logits, cache = self.model.run_with_cache(
+                self.tokens, names_filter=lambda name: name in names
+            )
+            self.attention_cache = {name: cache[name] for name in names if name in cache}
+            return logits
         finally:
             for h in handles:
                 h.remove()

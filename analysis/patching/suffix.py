@@ -35,9 +35,9 @@ import torch
 from jaxtyping import Float
 
 from analysis import hooks
-from analysis.folded_norm import folded_norm
+from analysis.block_math import attention_scale, folded_norm, model_param
 from analysis.patching.replay import BlockReplay
-from analysis.rotary import rotate_half
+from analysis.rotary import apply_rotary
 
 log = logging.getLogger(__name__)
 SUFFIX_TOLERANCE = 1e-4
@@ -55,14 +55,6 @@ class LayerWeights:
     b_kv: Float[torch.Tensor, " kv"]
     w_o: Float[torch.Tensor, "hd d_model"]
     b_o: Float[torch.Tensor, " d_model"]
-
-
-def _param(model: Any, name: str) -> torch.Tensor | None:
-    try:
-        value = getattr(model, name)
-    except (TypeError, AttributeError):  # the bridge raises TypeError when a bias is absent
-        return None
-    return None if value is None else value.detach()
 
 
 def _flat(w: torch.Tensor) -> torch.Tensor:
@@ -100,21 +92,18 @@ class SuffixReplay:
     # ---- set-up ---------------------------------------------------------------------------
     def _load(self) -> None:
         m = self.model
-        w_q, w_k, w_v, w_o = (_param(m, n) for n in ("W_Q", "W_K", "W_V", "W_O"))
+        w_q, w_k, w_v, w_o = (model_param(m, n) for n in ("W_Q", "W_K", "W_V", "W_O"))
         if w_q is None or w_k is None or w_v is None or w_o is None:
             raise ValueError("the model exposes no W_Q/W_K/W_V/W_O")
         self.n_heads, self.n_kv, self.d_head = int(w_q.shape[1]), int(w_k.shape[1]), w_q.shape[3]
-        scale = float(getattr(m.cfg, "attn_scale", -1.0) or -1.0)  # <= 0: the default
-        self.scale = scale if scale > 0 else float(self.d_head) ** 0.5
-        if not getattr(m.cfg, "use_attn_scale", True):
-            self.scale = 1.0
+        self.scale = attention_scale(m.cfg)
         weights = {"b_Q": w_q, "b_K": w_k, "b_V": w_v}
-        biases = {n: _param(m, n) for n in ("b_Q", "b_K", "b_V")}
+        biases = {n: model_param(m, n) for n in ("b_Q", "b_K", "b_V")}
         flat_b = {  # [layer, heads * d_head]; zeros where the model has no bias
             n: b.flatten(1) if b is not None else w.new_zeros(w.shape[0], w.shape[1] * w.shape[3])
             for (n, b), w in zip(biases.items(), weights.values(), strict=True)
         }
-        b_o_all = _param(m, "b_O")
+        b_o_all = model_param(m, "b_O")
         self.layers = []
         for i in range(self.n_layers):
             b = [flat_b[n][i] for n in ("b_Q", "b_K", "b_V")]
@@ -130,10 +119,15 @@ class SuffixReplay:
                 )
             )
         self.rotary = self._rotary_tables()
-        names = {hooks.site(kind, i).name for i in range(self.n_layers) for kind in ("k", "v", "z")}
-        with torch.no_grad():
-            _, cache = m.run_with_cache(self.replay.tokens, names_filter=lambda n: n in names)
-        self.cache = {name: cache[name] for name in names}
+        self.cache = self.replay.attention_cache  # recorded in the replay's one forward
+        missing = [
+            name
+            for i in range(self.n_layers)
+            for name in (hooks.site(kind, i).name for kind in ("k", "v", "z"))
+            if name not in self.cache
+        ]
+        if missing:
+            raise ValueError(f"the recording has no {missing[0]}")
 
     def _rotary_tables(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The model's rotary cos/sin [batch|1, pos, rotary_dim], from the recorded block calls."""
@@ -301,17 +295,4 @@ class SuffixReplay:
     def _rotate(self, t: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         """Rotary embedding of ``t`` [rows, pos, heads, d_head] at ``positions`` [rows, pos]
         (None: positions 0..)."""
-        if self.rotary is None:
-            return t
-        cos, sin = self.rotary
-        if cos.shape[0] != 1:  # per-prompt tables: one per stacked row
-            cos, sin = (self._stack(c, t.shape[0] // c.shape[0]) for c in (cos, sin))
-        if positions is None:
-            cos, sin = cos[:, : t.shape[1]], sin[:, : t.shape[1]]
-        else:
-            rows = torch.arange(t.shape[0], device=t.device)[:, None] if cos.shape[0] > 1 else 0
-            cos, sin = cos[rows, positions], sin[rows, positions]
-        cos, sin = cos[:, :, None, :].to(t.dtype), sin[:, :, None, :].to(t.dtype)
-        dim = cos.shape[-1]
-        rot, rest = t[..., :dim], t[..., dim:]
-        return torch.cat([rot * cos + rotate_half(rot) * sin, rest], dim=-1)
+        return t if self.rotary is None else apply_rotary(t, self.rotary, positions)
