@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import string
 
+from analysis.prompts.generators import induction_contrast_pairs
 from storage.records import PairIn
 
 LETTERS = string.ascii_lowercase
@@ -22,21 +23,7 @@ def induction_pairs(
     from ``s`` (so it predicts its own letter, the incorrect answer), which changes every token
     and so every token-carrying edge. ``corrupt="block"``: only the first block is replaced
     (the repeated part and the query token stay), incorrect = a letter not in ``s``."""
-    rng = random.Random(seed)
-    pairs = []
-    for _ in range(n):
-        p = rng.randint(*periods)
-        block = rng.sample(LETTERS, p)
-        other = rng.sample([c for c in LETTERS if c not in block], p)
-        j = rng.randint(1, p - 1)
-        if corrupt == "all":
-            corrupted, wrong = "".join(other) + "".join(other[:j]), other[j]
-        else:
-            corrupted = "".join(other) + "".join(block[:j])
-            wrong = rng.choice([c for c in LETTERS if c not in block and c not in other])
-        clean = "".join(block) + "".join(block[:j])
-        pairs.append(PairIn(clean=clean, corrupted=corrupted, correct=block[j], incorrect=wrong))
-    return pairs
+    return induction_contrast_pairs(list(LETTERS), n, random.Random(seed), periods, corrupt)
 
 
 def greater_than_pairs(n: int, seed: int = 0) -> list[PairIn]:

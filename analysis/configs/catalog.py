@@ -29,7 +29,7 @@ from analysis.configs.base import RunConfigBase, register_config
 from analysis.model_specs import parse_model_spec
 
 CATALOG_KINDS = ("prompts-import", "prompts-generate", "model-add")
-TASKS = ("induction", "ioi", "greater-than")
+TASKS = ("induction", "induction-contrast", "ioi", "greater-than")
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
 MAX_GENERATED = 100_000
 NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
@@ -123,7 +123,7 @@ class PromptsGenerateConfig(_CatalogConfig):
     """Generate a seeded task prompt set that is valid for the model's tokenizer."""
 
     kind: Literal["prompts-generate"] = "prompts-generate"
-    task: Literal["induction", "ioi", "greater-than"] = Field(
+    task: Literal["induction", "induction-contrast", "ioi", "greater-than"] = Field(
         default="induction", description="Task to generate pairs for."
     )
     n: int = Field(default=20, ge=1, le=MAX_GENERATED, description="Number of pairs.")

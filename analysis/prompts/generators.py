@@ -164,6 +164,40 @@ def induction(view: TokenizerView, n: int, rng: random.Random) -> list[PairIn]:
     return pairs
 
 
+def induction_contrast_pairs(
+    units: list[str],
+    n: int,
+    rng: random.Random,
+    periods: tuple[int, int] = (5, 10),
+    corrupt: str = "all",
+) -> list[PairIn]:
+    """Induction pairs whose corrupted prompt changes *every* token: a block ``s`` of ``p``
+    distinct units, then its first ``j`` units again (answer ``s[j]``); ``corrupt="all"``:
+    the same construction on units disjoint from ``s`` (incorrect = its own next unit), so the
+    previous-token -> induction-key path differs too, as the zoo's ground truth assumes;
+    ``corrupt="block"``: only the first block is replaced (incorrect = a unit in neither)."""
+    pairs = []
+    for _ in range(n):
+        p = rng.randint(*periods)
+        block = rng.sample(units, p)
+        other = rng.sample([u for u in units if u not in block], p)
+        j = rng.randint(1, p - 1)
+        if corrupt == "all":
+            corrupted, wrong = "".join(other) + "".join(other[:j]), other[j]
+        else:
+            corrupted = "".join(other) + "".join(block[:j])
+            wrong = rng.choice([u for u in units if u not in block and u not in other])
+        clean = "".join(block) + "".join(block[:j])
+        pairs.append(PairIn(clean=clean, corrupted=corrupted, correct=block[j], incorrect=wrong))
+    return pairs
+
+
+def induction_contrast(view: TokenizerView, n: int, rng: random.Random) -> list[PairIn]:
+    units, _ = _induction_units(view)
+    longest = min(10, len(units) // 2, max(2, (view.n_ctx - 2) // 2))
+    return induction_contrast_pairs(units, n, rng, (min(5, longest), longest))
+
+
 def ioi(view: TokenizerView, n: int, rng: random.Random) -> list[PairIn]:
     if is_char_level(view):
         raise GeneratorError(
@@ -240,6 +274,7 @@ def greater_than(view: TokenizerView, n: int, rng: random.Random) -> list[PairIn
 
 GENERATORS: dict[str, Callable[[TokenizerView, int, random.Random], list[PairIn]]] = {
     "induction": induction,
+    "induction-contrast": induction_contrast,
     "ioi": ioi,
     "greater-than": greater_than,
 }

@@ -27,13 +27,12 @@ app = typer.Typer(help="The built-in demo: zoo models, prompt sets and finished 
 INDUCTION = "zoo:induction-2l"
 GREATER_THAN = "zoo:greater-than-3l"
 
-# (prompt-set name, model spec, task, pairs). "zoo-induction" is the contrast the induction
-# model's ground truth is scored under (``zoo_tasks.induction_pairs``: every token of the
-# corrupted prompt differs), so the demo circuits' ROC means something; the generic "induction"
-# generator corrupts one token, which leaves the previous-token -> induction-key path unchanged.
-ZOO_INDUCTION = "zoo-induction"
+# (prompt-set name, model spec, generator task, pairs). "induction-contrast" changes every
+# corrupted token, the contrast the induction model's ground truth is scored under, so the demo
+# circuits' ROC means something ("induction" corrupts one token, which leaves the
+# previous-token -> induction-key path unchanged).
 DEMO_PROMPT_SETS = (
-    ("demo-induction", INDUCTION, ZOO_INDUCTION, 16),
+    ("demo-induction", INDUCTION, "induction-contrast", 16),
     ("demo-greater-than", GREATER_THAN, "greater-than", 16),
 )
 
@@ -57,7 +56,6 @@ DEMO_RUNS: tuple[tuple[str, dict[str, Any], str], ...] = (
 
 def ensure_prompt_sets(store: ResultStore) -> list[str]:
     """Generate the demo prompt sets that are missing; returns the names created."""
-    from analysis.circuits.zoo_tasks import induction_pairs
     from analysis.models import load_model
     from analysis.prompts.generators import generate_pairs
 
@@ -68,10 +66,7 @@ def ensure_prompt_sets(store: ResultStore) -> list[str]:
             continue
         except NotFound:
             pass
-        if task == ZOO_INDUCTION:
-            pairs = induction_pairs(n, seed=0)
-        else:
-            pairs = generate_pairs(load_model(spec), task, n, seed=0)
+        pairs = generate_pairs(load_model(spec), task, n, seed=0)
         meta = {"generator": task, "n": n, "seed": 0}
         store.add_prompt_set(name, pairs, f"generated:{task}", spec, meta)
         created.append(name)

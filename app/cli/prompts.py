@@ -110,7 +110,7 @@ def import_set(
 
 @app.command("generate")
 def generate(
-    task: str = typer.Argument(..., help="induction, ioi or greater-than"),
+    task: str = typer.Argument(..., help="induction, induction-contrast, ioi or greater-than"),
     n: int = typer.Option(20, "--n", min=1, help="Number of pairs."),
     model: str = MODEL,
     name: str | None = typer.Option(None, "--name", help="Default: <task>-<model>-<n>-s<seed>"),

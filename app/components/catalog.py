@@ -266,7 +266,9 @@ def _generate_card(model_options: list[str], tasks: list[str]) -> html.Div:
         form,
         html.P(
             "Seeded pairs of a known task, built for the model's tokenizer by a worker "
-            "(induction and greater-than suit the character-level zoo models; ioi needs a "
+            "(induction, induction-contrast — every corrupted token differs, the contrast the "
+            "zoo's circuit ground truth assumes — and greater-than suit the character-level "
+            "zoo models; ioi needs a "
             "word-level tokenizer such as GPT-2's). The default name is "
             "<task>-<model>-<pairs>-s<seed>.",
             className="hint",

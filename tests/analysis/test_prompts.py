@@ -126,6 +126,15 @@ def test_induction_generator_is_valid_seeded_and_meaningful(model):
             assert (sign * diff > 0).float().mean() >= 0.9  # induction picks the answer
 
 
+def test_induction_contrast_generator_is_the_zoo_circuit_contrast(model):
+    from analysis.circuits.zoo_tasks import induction_pairs
+
+    pairs = generate_pairs(model, "induction-contrast", 10, seed=5)
+    assert pairs == induction_pairs(10, seed=5)  # the pairs the circuit gate is scored on
+    for pair in pairs:
+        assert all(a != b for a, b in zip(pair.clean, pair.corrupted, strict=True))
+
+
 def test_generators_refuse_tasks_the_tokenizer_cannot_express(model):
     with pytest.raises(GeneratorError, match="word-level"):
         generate_pairs(model, "ioi", 3)
