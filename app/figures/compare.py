@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 
 from app.figures.heads import grid_heatmap, head_grid
 from app.figures.style import (
+    colour_bar,
     colour_limits,
     colour_scale,
     grid_aspect,
@@ -55,7 +56,7 @@ def side_by_side(
             colorscale=colour_scale(signed),
             coloraxis=None,
             showscale=col == 2,
-            colorbar=dict(title=dict(text=metric, side="right"), thickness=12),
+            colorbar=colour_bar(metric, outline=True),
             hovertemplate=f"{titles[col - 1]}<br>layer %{{y}}<br>head %{{x}}<br>"
             f"{metric} %{{z:.4g}}<extra></extra>",
             hoverongaps=False,

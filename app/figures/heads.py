@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from app.figures.style import (
+    colour_bar,
     colour_limits,
     colour_scale,
     escape_label,
@@ -99,7 +100,7 @@ def grid_heatmap(
         zmax=zmax,
         zmid=0.0 if signed else None,
         colorscale=colour_scale(signed),
-        colorbar=dict(title=dict(text=metric, side="right"), thickness=12, outlinewidth=0),
+        colorbar=colour_bar(metric),
         hovertemplate=f"{y_title} %{{y}}<br>{x_title} {hover_x}<br>{metric} %{{z:.4g}}"
         "<extra></extra>",
         hoverongaps=False,

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 from app.figures.style import (
     SEQUENTIAL_SCALE,
+    colour_bar,
     escape_label,
     label_room,
     light_layout,
@@ -58,7 +59,7 @@ def attention_pattern(
         zmin=0.0,
         zmax=1.0,
         colorscale=SEQUENTIAL_SCALE,
-        colorbar=dict(title=dict(text="attention", side="right"), thickness=12, outlinewidth=0),
+        colorbar=colour_bar("attention"),
     )
     if n <= MAX_HOVER_TOKENS:
         trace.customdata = _token_hover(labels, n)

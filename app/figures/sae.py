@@ -18,6 +18,7 @@ from app.figures.heads import grid_heatmap
 from app.figures.style import (
     CATEGORICAL,
     SEQUENTIAL_SCALE,
+    colour_bar,
     escape_label,
     light_layout,
     tick_step,
@@ -129,7 +130,7 @@ def top_contexts(contexts: list[dict], *, title: str | None = None) -> go.Figure
             xgap=1,
             ygap=3,
             hoverongaps=False,
-            colorbar=dict(title=dict(text="activation", side="right"), thickness=12),
+            colorbar=colour_bar("activation", outline=True),
             hovertemplate="context %{y}<br>%{text}<br>activation %{z:.3g}<extra></extra>",
         )
     )

@@ -82,9 +82,26 @@ def light_layout(fig: go.Figure, *, aspect: float, title: str | None = None) -> 
         hoverlabel=dict(font=dict(family=FONT_FAMILY)),
         meta={"aspect": float(aspect)},
     )
-    fig.update_xaxes(linecolor=AXIS_COLOR, tickcolor=AXIS_COLOR, ticks="outside", mirror=False)
-    fig.update_yaxes(linecolor=AXIS_COLOR, tickcolor=AXIS_COLOR, ticks="outside", mirror=False)
+    # "allow": no overflow check. Plotly's default ("hide past div") measures every tick label
+    # again after each one is placed, a third of the first draw of a large heatmap
+    axis_style = dict(
+        linecolor=AXIS_COLOR,
+        tickcolor=AXIS_COLOR,
+        ticks="outside",
+        mirror=False,
+        ticklabeloverflow="allow",
+    )
+    fig.update_xaxes(**axis_style)
+    fig.update_yaxes(**axis_style)
     return fig
+
+
+def colour_bar(title: str, *, outline: bool = False) -> dict:
+    """The colour bar of a heatmap, titled on its right side."""
+    bar: dict = dict(title=dict(text=title, side="right"), thickness=12, ticklabeloverflow="allow")
+    if not outline:
+        bar["outlinewidth"] = 0
+    return bar
 
 
 def grid_aspect(n_rows: int, n_cols: int, *, lo: float = 0.45, hi: float = 1.3) -> float:
