@@ -69,9 +69,27 @@ POLYFILL_TAG = re.compile(r'<script src="[^"]*/deps/polyfill@[^"]*"></script>\s*
 class Workbench(dash.Dash):
     """Dash with the page's scripts minus the ES2017 polyfill (see ``POLYFILL_TAG``)."""
 
-    def interpolate_index(self, **kwargs: str) -> str:
-        kwargs["scripts"] = POLYFILL_TAG.sub("", kwargs.get("scripts", ""))
-        return super().interpolate_index(**kwargs)
+    def interpolate_index(
+        self,
+        metas: str = "",
+        title: str = "",
+        css: str = "",
+        config: str = "",
+        scripts: str = "",
+        app_entry: str = "",
+        favicon: str = "",
+        renderer: str = "",
+    ) -> str:
+        return super().interpolate_index(
+            metas=metas,
+            title=title,
+            css=css,
+            config=config,
+            scripts=POLYFILL_TAG.sub("", scripts),
+            app_entry=app_entry,
+            favicon=favicon,
+            renderer=renderer,
+        )
 
 
 def create_app(settings: Settings, store: ResultStore | None = None) -> dash.Dash:

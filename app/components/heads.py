@@ -14,10 +14,10 @@ from app.components.common import (
     data_table,
     empty_figure,
     export_menu,
-    graph,
     message,
     page,
 )
+from app.components.plotly_figure import PlotlyFigure
 from app.services.heads_view import HeadsInitial, PositionView
 
 SCORE_COLUMNS = ["run", "metric", "value", "rank"]
@@ -52,7 +52,9 @@ def figure_or_note(graph_id: str, figure: Any, note: str, height: int) -> Any:
     plotly figure still costs a full plot in the browser (tens of ms on every page load)."""
     if figure is None:
         return html.Div(note, className="figure-note", style={"height": f"{height}px"})
-    return graph(graph_id, figure, height=height)
+    return PlotlyFigure(
+        id=graph_id, figure=figure, config=GRAPH_CONFIG, style={"height": f"{height}px"}
+    )
 
 
 def pattern_content(figure: Any, note: str = "Click a head in the heatmap") -> Any:
@@ -63,12 +65,16 @@ def position_content(view: PositionView) -> Any:
     return figure_or_note(ids.HEADS_POSITION, view.figure, view.message, POSITION_HEIGHT)
 
 
-def heatmap_graph(state: HeadsInitial) -> dcc.Graph:
-    figure = graph(ids.HEADS_HEATMAP, state.figure or empty_figure(state.message), height=560)
-    # a double click would reset the (fixed) axes and redraw 80 × 64 cells, swallowing the
-    # clicks that land meanwhile: quick head-to-head clicks must each select a head
-    figure.config = {**GRAPH_CONFIG, "doubleClick": False}  # type: ignore[attr-defined]
-    return figure
+def heatmap_graph(state: HeadsInitial) -> PlotlyFigure:
+    """The layer × head heatmap, drawn with the page (clicks and keys: ``assets/keys.js``)."""
+    return PlotlyFigure(
+        id=ids.HEADS_HEATMAP,
+        figure=state.figure or empty_figure(state.message),
+        # a double click would reset the (fixed) axes and redraw 80 × 64 cells, swallowing
+        # the clicks that land meanwhile: quick head-to-head clicks must each select a head
+        config={**GRAPH_CONFIG, "doubleClick": False},
+        style={"height": "560px"},
+    )
 
 
 def position_card(state: HeadsInitial) -> html.Div:

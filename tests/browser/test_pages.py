@@ -79,6 +79,14 @@ def test_click_head_shows_its_pattern_and_arrow_keys_move(page, base_url, seeded
     assert "<bos>" in svg_texts(pattern.locator(".ytick text"))
     assert page.locator("#heads-scores").get_by_text("induction_score").count() == 1
     assert page.locator("#heads-scores").get_by_text("#3 dla").count() == 1  # related DLA run
+    # the selected head is outlined: the box sits over cell (1, 2) of the 2 × 4 grid
+    outline = page.locator("#heads-heatmap .head-outline")
+    outline.wait_for()
+    cells = page.locator("#heads-heatmap .nsewdrag").first.bounding_box()
+    box = outline.bounding_box()
+    assert abs(box["x"] - (cells["x"] + 2 * cells["width"] / 4)) < 2
+    assert abs(box["y"] - (cells["y"] + 1 * cells["height"] / 2)) < 2
+    assert abs(box["width"] - cells["width"] / 4) < 2
     page.locator("body").click(position={"x": 5, "y": 300})  # focus off any input
     page.keyboard.press("ArrowLeft")
     page.wait_for_function("document.querySelector('#heads-detail-title').innerText == 'Head 1.1'")
