@@ -122,13 +122,7 @@ COMPARE_DIFF = "compare-diff"
 COMPARE_MESSAGE = "compare-message"
 
 # Figure export menus and table CSV downloads (pattern-matching ids).
-EXPORT_FORMAT = "export-format"
-EXPORT_PRESET = "export-preset"
-EXPORT_BUTTON = "export-button"
-EXPORT_SPEC = "export-spec"
-EXPORT_DOWNLOAD = "export-download"
-EXPORT_ERROR = "export-error"
-EXPORT_SUMMARY = "export-summary"  # the options disclosure's label: chosen format · preset
+EXPORT_MENU = "export-menu"  # headlab.ExportMenu: spec, format, preset, n_clicks, download
 CSV_BUTTON = "csv-button"
 CSV_DOWNLOAD = "csv-download"
 RUN_CANCEL = "run-cancel"
@@ -137,9 +131,9 @@ LAUNCH_FIELD = "launch-field"
 LAUNCH_FIELD_ERROR = "launch-field-error"
 
 
-def export_id(part: str, figure: str | Wildcard) -> dict[str, Any]:
-    """One part (format, preset, button, spec, download, error) of a figure's export menu."""
-    return {"type": part, "figure": figure}
+def export_id(figure: str | Wildcard) -> dict[str, Any]:
+    """The id of a figure's export menu."""
+    return {"type": EXPORT_MENU, "figure": figure}
 
 
 def csv_id(part: str, table: str) -> dict[str, Any]:

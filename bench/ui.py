@@ -81,8 +81,11 @@ function __hlCheck() {
       && !document.querySelector('[data-dash-is-loading="true"]');
   if (ok) { h.done = -1; requestAnimationFrame(() => { h.done = performance.now(); }); }
 }
-new MutationObserver(__hlCheck).observe(document, {subtree: true, childList: true,
-                                                  characterData: true, attributes: true});
+// attributes: only Dash's loading marker (plotly sets thousands while drawing; recording them
+// all would load the page being measured)
+new MutationObserver(__hlCheck).observe(document, {
+  subtree: true, childList: true, characterData: true,
+  attributes: true, attributeFilter: ['data-dash-is-loading']});
 window.__hl.want = 'heatmap';
 """
 

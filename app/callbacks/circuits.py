@@ -15,8 +15,8 @@ from app.services.context import WebContext
 from app.services.figures import page_figure
 from storage.errors import StoreError
 
-FAITH_SPEC = ids.export_id(ids.EXPORT_SPEC, "circuits-faith")
-ROC_SPEC = ids.export_id(ids.EXPORT_SPEC, "circuits-roc")
+FAITH_SPEC = ids.export_id("circuits-faith")
+ROC_SPEC = ids.export_id("circuits-roc")
 
 
 def selection(mode: str, top_k: int | None, threshold: float | None) -> dict:
@@ -68,9 +68,9 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
 
     @app.callback(
         Output(ids.CIRCUITS_FAITH, "figure"),
-        Output(FAITH_SPEC, "data"),
+        Output(FAITH_SPEC, "spec"),
         Output(ids.CIRCUITS_ROC, "figure"),
-        Output(ROC_SPEC, "data"),
+        Output(ROC_SPEC, "spec"),
         Input(ids.CIRCUITS_RUNS, "value"),
     )
     def show_curves(run_ids: list[int] | None) -> tuple:

@@ -12,8 +12,8 @@ from app.services.context import WebContext
 from app.services.figures import page_figure
 from storage.errors import StoreError
 
-SIDE_SPEC = ids.export_id(ids.EXPORT_SPEC, "compare-side")
-DIFF_SPEC = ids.export_id(ids.EXPORT_SPEC, "compare-diff")
+SIDE_SPEC = ids.export_id("compare-side")
+DIFF_SPEC = ids.export_id("compare-diff")
 
 
 def register(app: dash.Dash, ctx: WebContext) -> None:
@@ -31,9 +31,9 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
 
     @app.callback(
         Output(ids.COMPARE_SIDE, "figure"),
-        Output(SIDE_SPEC, "data"),
+        Output(SIDE_SPEC, "spec"),
         Output(ids.COMPARE_DIFF, "figure"),
-        Output(DIFF_SPEC, "data"),
+        Output(DIFF_SPEC, "spec"),
         Output(ids.COMPARE_MESSAGE, "children"),
         Output(ids.COMPARE_MESSAGE, "className"),
         Input(ids.COMPARE_METRIC, "value"),

@@ -2,7 +2,8 @@
 
 The browser sends only the figure spec (run id, metric, head…), the format and the preset; the
 server rebuilds the figure from the store with the same builder as the page and returns the
-bytes through ``dcc.Download``. No file path ever comes from the client.
+bytes as the menu's ``download``, which ``headlab.ExportMenu`` saves. No file path ever comes
+from the client.
 """
 
 from __future__ import annotations
@@ -36,21 +37,15 @@ def figure_bytes(figure: Any, fmt: str, preset: str) -> bytes:
 
 
 def register(app: dash.Dash, ctx: WebContext) -> None:
-    app.clientside_callback(  # same text as app.components.common.export_label
-        "function (fmt, preset) { return fmt.toUpperCase() + ' · ' + preset; }",
-        Output(ids.export_id(ids.EXPORT_SUMMARY, MATCH), "children"),
-        Input(ids.export_id(ids.EXPORT_FORMAT, MATCH), "value"),
-        Input(ids.export_id(ids.EXPORT_PRESET, MATCH), "value"),
-        prevent_initial_call=True,
-    )
+    menu = ids.export_id(MATCH)
 
     @app.callback(
-        Output(ids.export_id(ids.EXPORT_DOWNLOAD, MATCH), "data"),
-        Output(ids.export_id(ids.EXPORT_ERROR, MATCH), "children"),
-        Input(ids.export_id(ids.EXPORT_BUTTON, MATCH), "n_clicks"),
-        State(ids.export_id(ids.EXPORT_FORMAT, MATCH), "value"),
-        State(ids.export_id(ids.EXPORT_PRESET, MATCH), "value"),
-        State(ids.export_id(ids.EXPORT_SPEC, MATCH), "data"),
+        Output(menu, "download"),
+        Output(menu, "error"),
+        Input(menu, "n_clicks"),
+        State(menu, "format"),
+        State(menu, "preset"),
+        State(menu, "spec"),
         prevent_initial_call=True,
     )
     def export_figure(_clicks: int, fmt: str, preset: str, spec: dict | None) -> tuple:

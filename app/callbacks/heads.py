@@ -13,9 +13,9 @@ from app.services.context import WebContext
 from app.services.figures import page_figure
 from storage.errors import StoreError
 
-PATTERN_SPEC = ids.export_id(ids.EXPORT_SPEC, "heads-pattern")
-HEATMAP_SPEC = ids.export_id(ids.EXPORT_SPEC, "heads-heatmap")
-POSITION_SPEC = ids.export_id(ids.EXPORT_SPEC, "heads-position")
+PATTERN_SPEC = ids.export_id("heads-pattern")
+HEATMAP_SPEC = ids.export_id("heads-heatmap")
+POSITION_SPEC = ids.export_id("heads-position")
 
 
 HIGHLIGHT_JS = """
@@ -78,7 +78,7 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
 
     @app.callback(
         Output(ids.HEADS_HEATMAP, "figure"),
-        Output(HEATMAP_SPEC, "data"),
+        Output(HEATMAP_SPEC, "spec"),
         Input(ids.HEADS_METRIC, "value"),
         State(ids.HEADS_RUN, "value"),
         prevent_initial_call=True,
@@ -93,12 +93,12 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         Output(ids.HEADS_SELECTED, "data"),
         Output(ids.HEADS_DETAIL_TITLE, "children"),
         Output(ids.HEADS_PATTERN_BOX, "children"),
-        Output(PATTERN_SPEC, "data"),
+        Output(PATTERN_SPEC, "spec"),
         Output(ids.HEADS_SCORES, "children"),
         Output(ids.HEADS_SAE, "children"),
         # per-position grids of the selected head come in the same response (one round trip)
         Output(ids.HEADS_POSITION_BOX, "children", allow_duplicate=True),
-        Output(POSITION_SPEC, "data", allow_duplicate=True),
+        Output(POSITION_SPEC, "spec", allow_duplicate=True),
         Input(ids.HEADS_CLICK, "data"),
         Input(ids.HEADS_KEY, "data"),
         Input(ids.HEADS_PROMPT, "value"),
@@ -157,7 +157,7 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
 
     @app.callback(
         Output(ids.HEADS_POSITION_BOX, "children"),
-        Output(POSITION_SPEC, "data"),
+        Output(POSITION_SPEC, "spec"),
         Input(ids.HEADS_POSITION_METRIC, "value"),
         State(ids.HEADS_SELECTED, "data"),
         prevent_initial_call=True,  # the page comes with the first choice's figure

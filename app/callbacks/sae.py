@@ -13,10 +13,10 @@ from app.services.context import WebContext
 from app.services.figures import page_figure
 from storage.errors import StoreError
 
-TRAINING_SPEC = ids.export_id(ids.EXPORT_SPEC, "sae-training")
-SHARES_SPEC = ids.export_id(ids.EXPORT_SPEC, "sae-shares")
-DFA_SPEC = ids.export_id(ids.EXPORT_SPEC, "sae-dfa")
-CONTEXTS_SPEC = ids.export_id(ids.EXPORT_SPEC, "sae-contexts")
+TRAINING_SPEC = ids.export_id("sae-training")
+SHARES_SPEC = ids.export_id("sae-shares")
+DFA_SPEC = ids.export_id("sae-dfa")
+CONTEXTS_SPEC = ids.export_id("sae-contexts")
 
 
 def _figure(ctx: WebContext, spec: dict) -> tuple:
@@ -31,7 +31,7 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         Output(ids.SAE_FEATURES, "data"),
         Output(ids.SAE_FEATURES, "selected_rows"),
         Output(ids.SAE_TRAINING, "figure"),
-        Output(TRAINING_SPEC, "data"),
+        Output(TRAINING_SPEC, "spec"),
         Input(ids.SAE_RUN, "value"),
         prevent_initial_call=True,
     )
@@ -62,11 +62,11 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
 
     @app.callback(
         Output(ids.SAE_SHARES, "figure"),
-        Output(SHARES_SPEC, "data"),
+        Output(SHARES_SPEC, "spec"),
         Output(ids.SAE_CONTEXTS, "children"),
-        Output(CONTEXTS_SPEC, "data"),
+        Output(CONTEXTS_SPEC, "spec"),
         Output(ids.SAE_DFA, "figure"),
-        Output(DFA_SPEC, "data"),
+        Output(DFA_SPEC, "spec"),
         Input(ids.SAE_FEATURE, "data"),
         State(ids.SAE_RUN, "value"),
     )

@@ -8,6 +8,7 @@ from typing import Any, cast
 from dash import dash_table, dcc, html
 
 from app import ids
+from app.components.native import ExportMenu
 
 FORMATS = ("svg", "pdf", "png")
 DEFAULT_PRESETS = ("column", "text")
@@ -34,7 +35,10 @@ def card(title: str | None, *children: Any, class_name: str = "", extra: Any = N
     head = []
     if title is not None:
         head = [
-            html.Div([html.H2(title), extra] if extra else [html.H2(title)], className="card-head")
+            html.Div(
+                [html.H2(title), extra] if extra is not None else [html.H2(title)],
+                className="card-head",
+            )
         ]
     return html.Div([*head, *children], className=f"card {class_name}".strip())
 
@@ -46,56 +50,14 @@ def message(text: str | None, kind: str = "info", id: str | None = None) -> html
     return html.Div(text or "", **props)
 
 
-def export_label(fmt: str, preset: str) -> str:
-    return f"{fmt.upper()} · {preset}"
-
-
-def export_menu(figure: str, spec: dict[str, Any] | None = None) -> html.Div:
-    """Export button + a disclosure with the format and paper preset (radio buttons: cheap to
-    draw, unlike a dropdown per choice); the server rebuilds the figure from ``spec``."""
-    presets = export_presets()
-    choices = html.Div(
-        [
-            html.Span("Format", className="field-label"),
-            dcc.RadioItems(
-                id=ids.export_id(ids.EXPORT_FORMAT, figure),
-                options=[{"label": f.upper(), "value": f} for f in FORMATS],
-                value="svg",
-                inline=True,
-                className="export-choice",
-            ),
-            html.Span("Paper", className="field-label"),
-            dcc.RadioItems(
-                id=ids.export_id(ids.EXPORT_PRESET, figure),
-                options=[{"label": p, "value": p} for p in presets],
-                value=presets[0],
-                inline=True,
-                className="export-choice",
-            ),
-        ],
-        className="export-options",
-    )
-    return html.Div(
-        [
-            html.Details(
-                [
-                    html.Summary(
-                        export_label("svg", presets[0]),
-                        id=ids.export_id(ids.EXPORT_SUMMARY, figure),
-                        title="format and paper size",
-                    ),
-                    choices,
-                ],
-                className="export-more",
-            ),
-            html.Button(
-                "Export", id=ids.export_id(ids.EXPORT_BUTTON, figure), className="btn small"
-            ),
-            dcc.Store(id=ids.export_id(ids.EXPORT_SPEC, figure), data=spec),
-            dcc.Download(id=ids.export_id(ids.EXPORT_DOWNLOAD, figure)),
-            html.Span(id=ids.export_id(ids.EXPORT_ERROR, figure), className="export-error"),
-        ],
-        className="export-menu",
+def export_menu(figure: str, spec: dict[str, Any] | None = None) -> ExportMenu:
+    """A figure's export menu (format and paper preset; the server rebuilds the figure from
+    ``spec``, which the page's callbacks keep current)."""
+    return ExportMenu(
+        id=ids.export_id(figure),
+        formats=list(FORMATS),
+        presets=list(export_presets()),
+        spec=spec,
     )
 
 

@@ -17,7 +17,7 @@ from app.components.common import (
     message,
     page,
 )
-from app.components.plotly_figure import PlotlyFigure
+from app.components.native import PlotlyFigure
 from app.services.heads_view import HeadsInitial, PositionView
 
 SCORE_COLUMNS = ["run", "metric", "value", "rank"]

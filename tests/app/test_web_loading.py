@@ -27,7 +27,7 @@ def test_index_loads_the_cartesian_bundle_and_preloads_the_layout(client):
     html = client.get("/heads").get_data(as_text=True)
     scripts = re.findall(r'<script src="([^"]+)"', html)
     assert any("/assets/plotly-cartesian.min.js?m=" in s for s in scripts)
-    assert any("/assets/plotly_figure.js?m=" in s for s in scripts)  # headlab.PlotlyFigure
+    assert any("/assets/components.js?m=" in s for s in scripts)  # headlab's components
     assert not any("package_data/plotly" in s for s in scripts)  # plotly's 4.8 MB bundle
     assert any(re.search(r"dcc/async-graph\.v[\w.]+\.js$", s) for s in scripts)  # fingerprinted
     assert not any("async-mathjax" in s or "async-markdown" in s for s in scripts)

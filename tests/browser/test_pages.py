@@ -171,22 +171,28 @@ def test_sae_feature_pick_shows_contexts(page, base_url, seeded):
 def test_export_heatmap_downloads_svg(page, base_url, seeded):
     page.goto(f"{base_url}/heads?run={seeded.heads}&metric=induction_score")
     page.wait_for_selector("#heads-heatmap .hm")
-    options = page.locator('[id*="heads-heatmap"][id*="export-summary"]')
+    menu = page.locator('[id*="heads-heatmap"][id*="export-menu"]')
+    options = menu.locator(".export-summary")
     assert options.inner_text() == "SVG · column"
     options.click()  # the format and paper choices open under it
-    menu = page.locator(".export-more[open] .export-options")
-    menu.get_by_text("PDF").click()
+    choices = menu.locator(".export-more[open] .export-options")
+    choices.get_by_text("PDF").click()
     page.wait_for_function(
-        'document.querySelector(\'[id*="heads-heatmap"][id*="export-summary"]\')'
-        ".innerText == 'PDF · column'"
+        'document.querySelector(\'[id*="heads-heatmap"][id*="export-menu"] '
+        ".export-summary').innerText == 'PDF · column'"
     )
-    menu.get_by_text("SVG").click()
+    choices.get_by_text("SVG").click()
     options.click()  # closed again
     start = time.monotonic()
     with page.expect_download(timeout=120_000) as info:
-        page.locator('[id*="heads-heatmap"][id*="export-button"]').click()
+        menu.locator(".export-button").click()
     path = info.value.path()
     data = Path(path).read_bytes()
     assert info.value.suggested_filename.endswith(".svg")
     assert b"<svg" in data[:2000], data[:200]
     assert time.monotonic() - start < 120
+    # the pattern's menu before a head is picked: the error shows beside its button
+    pattern_menu = page.locator('[id*="heads-pattern"][id*="export-menu"]')
+    pattern_menu.locator(".export-button").click()
+    pattern_menu.locator(".export-error", has_text="nothing to export yet").wait_for()
+    assert page.console.errors == []

@@ -1,5 +1,5 @@
-"""``PlotlyFigure``, the synchronously drawn figure component of the Heads page: what it sends
-to the browser, and that the page uses it for its figures (drawing is tested in the browser)."""
+"""headlab's own components (``PlotlyFigure``, ``ExportMenu``): what they send to the browser,
+and where the pages use them. Drawing, choosing and downloading are tested in the browser."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from plotly.utils import PlotlyJSONEncoder
 
 from app import ids
+from app.components.common import card, export_menu
 from app.components.heads import heads_layout, pattern_content
-from app.components.plotly_figure import PlotlyFigure
+from app.components.native import ExportMenu, PlotlyFigure
 from app.services.heads_view import HeadsInitial
 
 
@@ -53,3 +54,21 @@ def test_heads_page_draws_its_heatmap_and_pattern_with_it():
     pattern = pattern_content(figure)
     assert isinstance(pattern, PlotlyFigure) and pattern.id == ids.HEADS_PATTERN
     assert not isinstance(pattern_content(None), PlotlyFigure)  # a note until a head is picked
+
+
+def test_export_menu_defaults_to_the_first_format_and_preset():
+    menu = export_menu("heads-heatmap", {"kind": "heads", "run": 1})
+    assert isinstance(menu, ExportMenu)
+    assert menu.id == ids.export_id("heads-heatmap")
+    assert (menu.format, menu.preset) == (menu.formats[0], menu.presets[0]) == ("svg", "column")
+    assert menu.spec == {"kind": "heads", "run": 1} and menu.n_clicks == 0
+    sent = json.loads(json.dumps(menu, cls=PlotlyJSONEncoder))
+    assert sent["namespace"] == "headlab" and sent["type"] == "ExportMenu"
+    with pytest.raises(ValueError, match="at least one format"):
+        ExportMenu(id="m", formats=[], presets=["column"])
+
+
+def test_a_card_keeps_its_export_menu():
+    """A component without children has len() 0: the card must not drop it as falsy."""
+    head = card("Layer × head", extra=export_menu("heads-heatmap")).children[0]
+    assert isinstance(head.children[1], ExportMenu)
