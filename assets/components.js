@@ -4,6 +4,13 @@
 (function () {
   var h = React.createElement;
 
+  // Dash's loading marker for a component whose props a callback is computing (as Dash's own
+  // components set it; tests and the UI bench wait for none to be left).
+  function loadingMarker() {
+    var api = window.dash_component_api;
+    return api && api.useDashContext().useLoading() ? {"data-dash-is-loading": true} : {};
+  }
+
   // Dash's DOM id for a dict id: its JSON with the keys sorted.
   function domId(id) {
     if (id === null || typeof id !== "object") return id;
@@ -12,10 +19,11 @@
     }).join(",") + "}";
   }
 
-  // PlotlyFigure: a plotly figure drawn in the same React pass as the rest of the page.
-  // dcc.Graph is a lazy component (React.lazy + Suspense, then a timer before it draws), so on
-  // a full load the Heads heatmap was drawn one render pass and several timer hops after the
-  // page, 60-80 ms later. Props: id, figure ({data, layout}), config, style, className.
+  // PlotlyFigure: a plotly figure drawn in the same React pass as the rest of the page, for
+  // every figure of the workbench. dcc.Graph is a lazy component (React.lazy + Suspense, then a
+  // timer before it draws), so on a full load the Heads heatmap was drawn one render pass and
+  // several timer hops after the page, 60-80 ms later. Plotly events are not Dash props here
+  // (heatmap clicks: keys.js). Props: id, figure ({data, layout}), config, style, className.
   function PlotlyFigure(props) {
     var ref = React.useRef(null);
     // drawn before the browser paints the page, so the figure appears with it
@@ -27,7 +35,8 @@
       var gd = ref.current;
       return function () { Plotly.purge(gd); };
     }, []);
-    return h("div", {id: domId(props.id), className: props.className, style: props.style},
+    var attrs = {id: domId(props.id), className: props.className, style: props.style};
+    return h("div", Object.assign(attrs, loadingMarker()),
              h("div", {ref: ref, style: {width: "100%", height: "100%"}}));
   }
 
@@ -79,7 +88,7 @@
     }
     var upper = function (v) { return v.toUpperCase(); };
     var same = function (v) { return v; };
-    return h("div", {id: name, className: "export-menu"},
+    return h("div", Object.assign({id: name, className: "export-menu"}, loadingMarker()),
       h("details", {className: "export-more"},
         h("summary", {className: "export-summary", title: "format and paper size"},
           upper(props.format) + " · " + props.preset),

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
-from dash import dash_table, dcc, html
+from dash import dash_table, html
 
 from app import ids
-from app.components.native import ExportMenu
+from app.components.native import ExportMenu, PlotlyFigure
 
 FORMATS = ("svg", "pdf", "png")
 DEFAULT_PRESETS = ("column", "text")
@@ -62,15 +62,18 @@ def export_menu(figure: str, spec: dict[str, Any] | None = None) -> ExportMenu:
 
 
 def graph(
-    graph_id: str, figure: Any = None, *, height: int | None = None, **props: Any
-) -> dcc.Graph:
-    style = {"height": f"{height}px"} if height else {}
-    return dcc.Graph(
+    graph_id: str,
+    figure: Any = None,
+    *,
+    height: int | None = None,
+    config: dict[str, Any] | None = None,
+) -> PlotlyFigure:
+    """A figure drawn with the page (``PlotlyFigure``); ``config`` adds to ``GRAPH_CONFIG``."""
+    return PlotlyFigure(
         id=graph_id,
         figure=figure if figure is not None else empty_figure(),
-        config=cast(Any, GRAPH_CONFIG),  # dash's stub wants its own Config type
-        style=style,
-        **props,
+        config={**GRAPH_CONFIG, **(config or {})},
+        style={"height": f"{height}px"} if height else None,
     )
 
 

@@ -9,11 +9,11 @@ from dash import dcc, html
 
 from app import ids
 from app.components.common import (
-    GRAPH_CONFIG,
     card,
     data_table,
     empty_figure,
     export_menu,
+    graph,
     message,
     page,
 )
@@ -52,9 +52,7 @@ def figure_or_note(graph_id: str, figure: Any, note: str, height: int) -> Any:
     plotly figure still costs a full plot in the browser (tens of ms on every page load)."""
     if figure is None:
         return html.Div(note, className="figure-note", style={"height": f"{height}px"})
-    return PlotlyFigure(
-        id=graph_id, figure=figure, config=GRAPH_CONFIG, style={"height": f"{height}px"}
-    )
+    return graph(graph_id, figure, height=height)
 
 
 def pattern_content(figure: Any, note: str = "Click a head in the heatmap") -> Any:
@@ -66,14 +64,14 @@ def position_content(view: PositionView) -> Any:
 
 
 def heatmap_graph(state: HeadsInitial) -> PlotlyFigure:
-    """The layer × head heatmap, drawn with the page (clicks and keys: ``assets/keys.js``)."""
-    return PlotlyFigure(
-        id=ids.HEADS_HEATMAP,
-        figure=state.figure or empty_figure(state.message),
-        # a double click would reset the (fixed) axes and redraw 80 × 64 cells, swallowing
-        # the clicks that land meanwhile: quick head-to-head clicks must each select a head
-        config={**GRAPH_CONFIG, "doubleClick": False},
-        style={"height": "560px"},
+    """The layer × head heatmap (clicks and arrow keys: ``assets/keys.js``)."""
+    # a double click would reset the (fixed) axes and redraw 80 × 64 cells, swallowing the
+    # clicks that land meanwhile: quick head-to-head clicks must each select a head
+    return graph(
+        ids.HEADS_HEATMAP,
+        state.figure or empty_figure(state.message),
+        height=560,
+        config={"doubleClick": False},
     )
 
 

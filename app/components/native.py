@@ -3,10 +3,11 @@
 Each stands in for several Dash components that dash-renderer would wrap and render one by
 one, on the pages' hot paths:
 
-- ``PlotlyFigure`` draws a plotly figure in the page's first render. ``dcc.Graph`` loads lazily
-  (``React.lazy`` + ``Suspense`` and a timer), so it draws one render pass after the page
-  around it. It takes the same ``figure`` and ``config``. Figures that need plotly events as
-  Dash props (click, hover, relayout) stay ``dcc.Graph``.
+- ``PlotlyFigure`` draws a plotly figure in the page's first render; every figure of the
+  workbench is one (``components.common.graph``). ``dcc.Graph`` loads lazily (``React.lazy``
+  + ``Suspense`` and a timer), so it draws one render pass after the page around it. It takes
+  the same ``figure`` and ``config``; plotly events are not Dash props (no page uses them:
+  the Heads heatmap's clicks are read by ``assets/keys.js``).
 - ``ExportMenu`` is a figure's export controls: the figure's ``spec``, format and paper-preset
   radio buttons under a disclosure, an Export button (``n_clicks``), the ``download`` the
   server answers with (saved by the browser) and the last ``error``. It was twelve Dash
