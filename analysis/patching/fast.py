@@ -136,7 +136,8 @@ class LayerPatcher:
         self.setup, self.target, self.replay, self.layer = setup, target, replay, layer
         self.name = target.site(layer).name
         self.source = site_activation(setup, self.name)
-        self.use_suffix = replay.suffix().handles(target.kind)
+        self.suffix = replay.suffix()
+        self.use_suffix = self.suffix.handles(target.kind)
 
     def run(self, part: Sequence[Variant], start: int = 0) -> torch.Tensor:
         """Mean metric of each variant in ``part``; all of them start at ``start``."""
@@ -144,8 +145,7 @@ class LayerPatcher:
         hook = patch_hook(self.target, part, self.source)
         with torch.no_grad():
             if self.use_suffix:
-                suffix = self.replay.suffix()
-                lg = suffix.run_from(self.layer, start, copies, self.target.kind, hook)
+                lg = self.suffix.run_from(self.layer, start, copies, self.target.kind, hook)
             else:
                 with model.hooks(fwd_hooks=[(self.name, hook)]):
                     if self.replay.supported:
@@ -174,11 +174,10 @@ def fast_patch(
         replay = BlockReplay(model, setup.target_tokens, batch.last)
     if chunk is None:
         chunk = chunk_size(model, batch.n_pairs, batch.n_pos, setup.target_tokens.device)
-    skip_prefix = replay.suffix().handles(target.kind)
     values = torch.zeros(n_layers, len(variants))
     for layer in range(n_layers):
         patcher = LayerPatcher(setup, target, replay, layer)
-        for start, idx in groups_by_start(target, variants, chunk, skip_prefix):
+        for start, idx in groups_by_start(target, variants, chunk, patcher.use_suffix):
             runner = functools.partial(patcher.run, start=start)
             outputs, chunk = run_chunks([variants[i] for i in idx], chunk, runner)
             values[layer, idx] = torch.cat(outputs).cpu()

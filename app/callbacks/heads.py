@@ -64,16 +64,14 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
         prevent_initial_call=True,
     )
     def pick_run(run_id: int, metric: str | None) -> tuple:
-        state = heads_view.initial(ctx, int(run_id), metric)
-        first = state.prompt_options[0]["value"] if state.prompt_options else None
-        pos = state.position_options[0]["value"] if state.position_options else None
+        state = heads_view.choices(ctx, int(run_id), metric)  # figures: the pickers' callbacks
         return (
             state.metric_options,
             state.metric,
             state.prompt_options,
-            first,
+            state.prompt,
             state.position_options,
-            pos,
+            state.position_choice,
         )
 
     @app.callback(

@@ -36,29 +36,31 @@ def parse_query(search: str | None) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items() if v}
 
 
-def render(ctx: WebContext, pathname: str | None, search: str | None) -> object:
-    """The page for ``pathname`` built from the query in ``search`` (``?a=1&b=2``)."""
-    route = route_for(pathname)
+def render(ctx: WebContext, url: str) -> object:
+    """The page for ``url`` (path + ``?query``), built from its query parameters."""
+    parts = urlsplit(url)
+    route = route_for(parts.path)
     if route is None:
-        return not_found(pathname or "/")
+        return not_found(parts.path or "/")
     try:
-        return route.build(ctx, parse_query(search))
+        return route.build(ctx, parse_query(parts.query))
     except StoreError as exc:
-        log.warning("page %s: %s", pathname, exc)
+        log.warning("page %s: %s", parts.path, exc)
         return html.Div(
             [html.H1(route.title), html.P(str(exc), className="message error")],
             className="page",
         )
 
 
-def referring_url() -> tuple[str, str] | None:
-    """(path, ``?query``) of the page that asked for the layout, when on this server."""
+def referring_url() -> str | None:
+    """The URL (path + ``?query``) of the page that asked for the layout, when on this
+    server."""
     if not flask.has_request_context() or not flask.request.referrer:
         return None
     parts = urlsplit(flask.request.referrer)
     if parts.netloc != flask.request.host:
         return None
-    return parts.path or "/", f"?{parts.query}" if parts.query else ""
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def initial_page(ctx: WebContext) -> tuple[object, str | None]:
@@ -66,7 +68,7 @@ def initial_page(ctx: WebContext) -> tuple[object, str | None]:
     url = referring_url()
     if url is None:
         return None, None
-    return render(ctx, *url), url[0] + url[1]
+    return render(ctx, url), url
 
 
 def register(app: dash.Dash, ctx: WebContext) -> None:
@@ -84,5 +86,4 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
     def render_page(url: str | None) -> object:
         if url is None:
             raise dash.exceptions.PreventUpdate
-        parts = urlsplit(url)
-        return render(ctx, parts.path, f"?{parts.query}" if parts.query else "")
+        return render(ctx, url)

@@ -85,7 +85,7 @@ def position_card(state: HeadsInitial) -> html.Div:
                 dcc.Dropdown(
                     id=ids.HEADS_POSITION_METRIC,
                     options=state.position_options,
-                    value=state.position_options[0]["value"] if state.position_options else None,
+                    value=state.position_choice,
                     placeholder="no per-position results for this model",
                     className="grow",
                 ),
@@ -138,7 +138,7 @@ def heads_layout(state: HeadsInitial) -> html.Div:
                 dcc.Dropdown(
                     id=ids.HEADS_PROMPT,
                     options=state.prompt_options,
-                    value=state.prompt_options[0]["value"] if state.prompt_options else None,
+                    value=state.prompt,
                     clearable=False,
                     className="grow",
                 ),

@@ -45,6 +45,20 @@ class HeadsInitial:
     position: PositionView | None = None
     message: str = ""
 
+    @property
+    def prompt(self) -> int | None:
+        """The prompt shown first: the first of the options."""
+        return first_value(self.prompt_options)
+
+    @property
+    def position_choice(self) -> str | None:
+        """The per-position grid shown first (``"run|metric"``): the first of the options."""
+        return first_value(self.position_options)
+
+
+def first_value(options: list[dict[str, Any]]) -> Any:
+    return options[0]["value"] if options else None
+
 
 def default_metric(metrics: list[str]) -> str | None:
     for name in PREFERRED_METRICS:
@@ -105,12 +119,17 @@ def position_tokens(ctx: WebContext, run_id: int) -> list[str] | None:
     return tokens[0] if tokens else None
 
 
+def parse_position_choice(choice: str) -> tuple[int, str]:
+    """(run id, metric) of a per-position choice ``"run|metric"`` (``position_options``)."""
+    run_id, metric = choice.split("|", 1)
+    return int(run_id), metric
+
+
 def position_follows_head(ctx: WebContext, choice: str | None) -> bool:
     """Whether the per-position choice (``"run|metric"``) has one grid per head."""
     if not choice:
         return False
-    run_id, metric = choice.split("|", 1)
-    return ctx.reader.position_grid_has_heads(int(run_id), metric)
+    return ctx.reader.position_grid_has_heads(*parse_position_choice(choice))
 
 
 def position_view(ctx: WebContext, choice: str | None, selected: list[int] | None) -> PositionView:
@@ -118,12 +137,12 @@ def position_view(ctx: WebContext, choice: str | None, selected: list[int] | Non
     the metric has one grid per head."""
     if not choice:
         return PositionView()
-    run_id, metric = choice.split("|", 1)
-    spec: dict[str, Any] = {"kind": "position_heatmap", "run": int(run_id), "metric": metric}
-    if selected and position_follows_head(ctx, choice):
+    run_id, metric = parse_position_choice(choice)
+    spec: dict[str, Any] = {"kind": "position_heatmap", "run": run_id, "metric": metric}
+    if selected and ctx.reader.position_grid_has_heads(run_id, metric):
         spec.update(layer=selected[0], head=selected[1])
     try:
-        tokens = position_tokens(ctx, int(run_id))
+        tokens = position_tokens(ctx, run_id)
         if tokens:
             spec["tokens"] = tokens
         return PositionView(page_figure(ctx.reader, spec), spec)
@@ -135,7 +154,9 @@ def heatmap_spec(run_id: int, metric: str) -> dict[str, Any]:
     return {"kind": "head_heatmap", "run": run_id, "metric": metric}
 
 
-def initial(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsInitial:
+def choices(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsInitial:
+    """The page's pickers for a run: run, metric, prompt and per-position options (no
+    figures; ``initial`` adds them)."""
     options = run_options(ctx, run_id)
     if run_id is None:
         if not options:
@@ -147,13 +168,20 @@ def initial(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsIni
     state = HeadsInitial(options, run_id, metrics, metric)
     state.prompt_options = prompt_options(ctx, run)
     state.position_options = position_options(ctx, run)
-    first = state.position_options[0]["value"] if state.position_options else None
-    state.position = position_view(ctx, first, None)
     if metric is None:
         state.message = f"Run #{run_id} ({run.kind}) stores no per-head metrics."
+    return state
+
+
+def initial(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsInitial:
+    """The page's first state: its pickers, the heatmap and the first per-position grid."""
+    state = choices(ctx, run_id, metric)
+    if state.run_id is None:
         return state
-    state.spec = heatmap_spec(run_id, metric)
-    state.figure = page_figure(ctx.reader, state.spec)
+    state.position = position_view(ctx, state.position_choice, None)
+    if state.metric is not None:
+        state.spec = heatmap_spec(state.run_id, state.metric)
+        state.figure = page_figure(ctx.reader, state.spec)
     return state
 
 
