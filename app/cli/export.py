@@ -10,14 +10,12 @@ Chromium starts, so a typo fails in milliseconds with the list of valid choices.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from app.cli.context import open_store, store_errors
-from app.cli.output import CliError, emit_json
+from app.cli.output import emit_json
 from app.export.errors import ExportError
 from app.export.presets import DEFAULT_DPI, PageSize, check_format, resolve_size
 
@@ -35,15 +33,6 @@ FONT_SIZE = typer.Option(None, "--font-size", help="Font size in points (default
 FONT = typer.Option("serif", help="serif (Times-like), sans, or a CSS font-family list.")
 DPI = typer.Option(DEFAULT_DPI, help="PNG resolution in dots per inch.")
 JSON = typer.Option(False, "--json", help="Print one JSON object.")
-
-
-@contextmanager
-def export_errors() -> Iterator[None]:
-    try:
-        with store_errors():
-            yield
-    except ExportError as exc:
-        raise CliError(str(exc)) from None
 
 
 def _format_for(fmt: str | None, out: Path, allowed: tuple[str, ...]) -> str:
@@ -93,7 +82,7 @@ def figure(
     from app.export.figure import write_figure
     from app.export.run_figures import FIGURE_KINDS, FigureRequest, parse_head, run_figure
 
-    with export_errors():
+    with store_errors():
         chosen = check_format(_format_for(fmt, out, ("svg", "pdf", "png")))
         size = _size(preset, width_in, height_in, font_size, font)
         if kind not in FIGURE_KINDS:
@@ -140,7 +129,7 @@ def data(
     from app.export.data import DATA_FORMATS, write_data
     from app.export.figure import check_output_path
 
-    with export_errors():
+    with store_errors():
         chosen = _format_for(fmt, out, DATA_FORMATS)
         check_output_path(out)
         store = open_store()
@@ -168,7 +157,7 @@ def bundle(
     from app.export.bundle import write_bundle
     from app.export.figure import check_output_path
 
-    with export_errors():
+    with store_errors():
         chosen = tuple(check_format(f) for f in formats.split(",") if f.strip())
         size = _size(preset, width_in, None, font_size, font)
         check_output_path(out, suffixes=("zip",))

@@ -6,15 +6,15 @@ of the CLI (and the web process) stays torch-free.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from app import catalog
 from app.cli.context import open_store, store_errors
-from app.cli.output import CliError, emit_json
+from app.cli.output import emit_json
 from storage.records import ModelRecord
 
 app = typer.Typer(help="Register, list and inspect models.", no_args_is_help=True)
@@ -45,25 +45,6 @@ def model_summary(record: ModelRecord) -> dict[str, Any]:
     }
 
 
-def default_name(spec: Any) -> str:
-    """zoo:<name> -> <name>; hf:<owner/name> -> <owner/name>; hf:<folder> -> folder name."""
-    if spec.kind == "zoo" or not spec.is_local:
-        return spec.target
-    return Path(spec.target).name
-
-
-def _load_facts(spec_text: str, device: str, dtype: str) -> tuple[str, dict[str, Any], Any]:
-    from analysis.model_specs import parse_model_spec
-    from analysis.models import ModelLoadError, ModelSpecError, load_model, model_facts
-
-    try:
-        spec = parse_model_spec(spec_text)
-        facts = model_facts(load_model(spec, device=device, dtype=dtype))
-    except (ModelSpecError, ModelLoadError) as exc:
-        raise CliError(str(exc)) from None
-    return spec.spec, facts, spec
-
-
 @app.command("add")
 def add(
     spec: str = typer.Argument(..., help="zoo:<name> or hf:<hub id or local folder>"),
@@ -75,9 +56,8 @@ def add(
 ) -> None:
     """Load a model to check it, then register it with its architecture facts."""
     store = open_store()
-    canonical, facts, parsed = _load_facts(spec, device, dtype)
     with store_errors():
-        record = store.add_model(name or default_name(parsed), canonical, facts, replace=replace)
+        record = catalog.add_model(store, spec, name, replace=replace, device=device, dtype=dtype)
     if json_out:
         emit_json({"model": model_summary(record)})
         return
@@ -87,23 +67,23 @@ def add(
 
 @app.command("list")
 def list_models(json_out: bool = JSON) -> None:
-    """List registered models."""
+    """List registered models and the built-in zoo (usable as zoo:<name> without registering)."""
     store = open_store()
     with store_errors():
-        records = store.list_models()
+        rows = catalog.model_rows(store)
     if json_out:
-        emit_json({"models": [model_summary(r) for r in records]})
+        emit_json({"models": rows})
         return
-    table = Table("name", "spec", "layers", "heads", "kv heads", "d_model", "vocab", "context")
-    for r in records:
-        f = r.facts
+    table = Table(
+        "name", "spec", "source", "layers", "heads", "kv heads", "d_model", "vocab", "context"
+    )
+    for row in rows:
+        source = "built in" if row["builtin"] else "registered"
         table.add_row(
-            r.name,
-            r.spec,
-            *(
-                str(f.get(k, ""))
-                for k in ("n_layers", "n_heads", "n_kv_heads", "d_model", "d_vocab", "n_ctx")
-            ),
+            row["name"],
+            row["spec"],
+            source,
+            *(str(row["facts"].get(k, "")) for k in catalog.FACT_COLUMNS),
         )
     Console().print(table)
 

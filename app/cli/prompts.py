@@ -16,12 +16,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from analysis.prompts.files import FORMATS, PromptFileError, read_prompt_file, write_prompt_file
+from analysis.prompts.files import FORMATS, write_prompt_file
+from app import catalog
 from app.cli.context import open_store, store_errors
 from app.cli.output import CliError, emit_json
-from storage.errors import NotFound
 from storage.records import PromptSetRecord
-from storage.store import ResultStore
 
 app = typer.Typer(help="Import, generate, list, show and export prompt sets.", no_args_is_help=True)
 
@@ -42,40 +41,7 @@ def set_summary(record: PromptSetRecord) -> dict[str, Any]:
     }
 
 
-def _require_new_name(store: ResultStore, name: str) -> None:
-    try:
-        store.get_prompt_set(name)
-    except NotFound:
-        return
-    raise CliError(
-        f"a prompt set named {name!r} already exists; choose another --name or delete it "
-        f"first (`headlab prompts delete {name}`)",
-        3,
-    )
-
-
-def _load(spec: str) -> tuple[Any, str]:
-    from analysis.model_specs import parse_model_spec
-    from analysis.models import ModelLoadError, ModelSpecError, load_model
-
-    try:
-        parsed = parse_model_spec(spec)
-        return load_model(parsed), parsed.spec
-    except (ModelSpecError, ModelLoadError) as exc:
-        raise CliError(str(exc)) from None
-
-
-def _store_set(
-    store: ResultStore,
-    name: str,
-    pairs: list,
-    source: str,
-    spec: str,
-    meta: dict[str, Any],
-    json_out: bool,
-) -> None:
-    with store_errors():
-        record = store.add_prompt_set(name, pairs, source, spec, meta)
+def _store_set(record: PromptSetRecord, json_out: bool) -> None:
     if json_out:
         emit_json({"prompt_set": set_summary(record)})
     else:
@@ -91,21 +57,10 @@ def import_set(
     json_out: bool = JSON,
 ) -> None:
     """Import pairs from a file after checking every row against the model's tokenizer."""
-    from analysis.prompts.validate import PromptValidationError, TokenizerView, validate_pairs
-
     store = open_store()
-    _require_new_name(store, name)
-    try:
-        raws = read_prompt_file(file, fmt)
-    except PromptFileError as exc:
-        raise CliError(str(exc)) from None
-    loaded, spec = _load(model)
-    try:
-        pairs = validate_pairs(TokenizerView.of(loaded), raws)
-    except PromptValidationError as exc:
-        raise CliError(f"{file.name}: {exc}") from None
-    meta = {"file": file.name}
-    _store_set(store, name, pairs, f"import:{file.name}", spec, meta, json_out)
+    with store_errors():
+        record = catalog.import_prompt_set(store, file, name, model, fmt)
+    _store_set(record, json_out)
 
 
 @app.command("generate")
@@ -118,18 +73,10 @@ def generate(
     json_out: bool = JSON,
 ) -> None:
     """Generate a seeded task prompt set that is valid for the model's tokenizer."""
-    from analysis.prompts.generators import GeneratorError, generate_pairs
-
-    loaded, spec = _load(model)
-    name = name or f"{task}-{spec.split(':', 1)[1].rstrip('/').split('/')[-1]}-{n}-s{seed}"
     store = open_store()
-    _require_new_name(store, name)
-    try:
-        pairs = generate_pairs(loaded, task, n, seed)
-    except (GeneratorError, ValueError) as exc:
-        raise CliError(str(exc)) from None
-    meta = {"task": task, "seed": seed}
-    _store_set(store, name, pairs, f"generate:{task}", spec, meta, json_out)
+    with store_errors():
+        record = catalog.generate_prompt_set(store, task, model, n, seed, name)
+    _store_set(record, json_out)
 
 
 @app.command("list")

@@ -10,7 +10,6 @@ By default the run executes inline in this process (``--wait``) with a progress 
 from __future__ import annotations
 
 import inspect
-import threading
 import types
 import typing
 from collections.abc import Callable
@@ -20,19 +19,12 @@ import typer
 from pydantic.fields import FieldInfo
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analysis.configs import (
-    ConfigError,
-    RunConfigBase,
-    parse_run_config,
-    run_kinds,
-    unwrap_optional,
-)
-from analysis.configs.catalog import CATALOG_KINDS
-from analysis.provenance import code_version, package_versions
+from analysis.configs import ConfigError, RunConfigBase, run_kinds, unwrap_optional
+from app import launching
 from app.cli.context import open_store, store_errors
 from app.cli.output import CliError, emit_json
 from app.cli.runs import run_details, run_summary
-from storage.errors import Conflict
+from app.launching import LaunchRefused, Watcher, enqueue_config, make_config, poll_until_done
 from storage.records import RunRecord, RunStatus
 from storage.store import ResultStore
 
@@ -82,78 +74,54 @@ def _split_lists(value: Any) -> Any:
 
 
 def build_config(kind: str, cls: type[RunConfigBase], values: dict[str, Any]) -> RunConfigBase:
-    data: dict[str, Any] = {"kind": kind, "model": values["model"]}
-    if values.get("prompts") is not None:
-        data["prompt_set"] = values["prompts"]
-    for name in cls.model_fields:
-        if name in BASE_FIELDS or values.get(name) is None:
-            continue
-        data[name] = _split_lists(values[name])
+    options = {
+        name: _split_lists(values[name])
+        for name in cls.model_fields
+        if name not in BASE_FIELDS and values.get(name) is not None
+    }
     try:
-        return parse_run_config(data)
+        return make_config(kind, values["model"], values.get("prompts"), options)
     except ConfigError as exc:
         raise CliError(f"invalid {kind} run: {exc}") from None
 
 
 def enqueue(store: ResultStore, config: RunConfigBase) -> RunRecord:
-    prompt_set_id = None
-    if config.prompt_set is not None:
-        prompt_set_id = store.get_prompt_set(config.prompt_set).id
-    return store.enqueue_run(
-        config.kind,
-        config.model_dump(mode="json"),
-        config.model,
-        prompt_set_id,
-        package_versions(),
-        code_version(),
-    )
+    try:
+        return enqueue_config(store, config)
+    except LaunchRefused as exc:
+        raise CliError(f"invalid {config.kind} run: {exc}") from None
 
 
 def execute_inline(
     store: ResultStore, run: RunRecord, show_progress: bool, runner: Any = None
 ) -> RunRecord:
-    """Run ``run`` in this process unless a worker has claimed it already; show progress; wait.
-
-    Pass the same ``runner`` (an ``analysis.worker.Worker``) to keep its model loaded.
-    """
-    if runner is None:
-        from analysis.worker import Worker
-
-        runner = Worker(store)
-    thread = None
+    """Run ``run`` inline with a rich progress bar (see ``app.launching.execute_inline``)."""
     try:
-        claimed: RunRecord | None = store.claim_run(run.id, runner.worker_id)
-    except Conflict:  # a background worker took it first: follow it
-        claimed = None
-    if claimed is not None:
-        thread = threading.Thread(target=runner.execute, args=(claimed,), daemon=True)
-        thread.start()
-    try:
-        final = _watch(store, run.id, show_progress)
+        return launching.execute_inline(store, run, _rich_watcher(show_progress), runner)
     except KeyboardInterrupt:
-        store.request_cancel(run.id)
         raise CliError(f"run {run.id} cancelled by the user", 130) from None
-    if thread is not None:
-        thread.join()
-    return store.get_run(final.id)
 
 
-def _watch(store: ResultStore, run_id: int, show_progress: bool) -> RunRecord:
+def _rich_watcher(show_progress: bool) -> Watcher:
     columns = (
         TextColumn("run {task.fields[run_id]}"),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}% {task.description}"),
         TimeElapsedColumn(),
     )
-    tick = threading.Event()
-    with Progress(*columns, disable=not show_progress, transient=True) as bar:
-        task = bar.add_task("queued", total=1.0, run_id=run_id)
-        while True:
-            run = store.get_run(run_id)
-            bar.update(task, completed=run.progress, description=run.message or run.status.value)
-            if run.status.is_terminal:
-                return run
-            tick.wait(0.2)
+
+    def watch(store: ResultStore, run_id: int) -> RunRecord:
+        with Progress(*columns, disable=not show_progress, transient=True) as bar:
+            task = bar.add_task("queued", total=1.0, run_id=run_id)
+            return poll_until_done(
+                store,
+                run_id,
+                lambda run: bar.update(
+                    task, completed=run.progress, description=run.message or run.status.value
+                ),
+            )
+
+    return watch
 
 
 def _common_parameters() -> tuple[list[inspect.Parameter], list[inspect.Parameter]]:
@@ -202,8 +170,7 @@ def report(store: ResultStore, run: RunRecord, json_out: bool, *, details: bool)
 
 def build_group() -> typer.Typer:
     group = typer.Typer(help="Run an analysis (one command per run kind).", no_args_is_help=True)
-    for kind, cls in sorted(run_kinds().items()):
-        if kind in CATALOG_KINDS:  # `headlab prompts …` and `headlab models add` cover these
-            continue
-        group.command(kind)(make_kind_command(kind, cls))
+    kinds = run_kinds()
+    for kind in launching.analysis_kinds():  # `prompts …` and `models add` cover catalog kinds
+        group.command(kind)(make_kind_command(kind, kinds[kind]))
     return group

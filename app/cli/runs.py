@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from app.cli.context import open_store, store_errors
 from app.cli.output import CliError, emit_json, to_jsonable
+from app.export.data import records, run_table, table_bytes
+from app.export.figure import check_output_path, write_bytes_atomic
 from storage.records import RunRecord, RunStatus
 from storage.store import ResultStore
 
@@ -94,9 +100,10 @@ def run_details(store: ResultStore, run: RunRecord, all_rows: bool) -> dict[str,
             {"name": a.name, "kind": a.kind, "sha256": a.sha256, "size": a.size, "path": a.path}
             for a in store.artifacts(run.id)
         ],
-        "n_edges": len(store.edges(run.id)),
-        "n_nodes": len(store.nodes(run.id)),
+        "edges": records(run_table(store, run.id, "edges")),
+        "nodes": records(run_table(store, run.id, "nodes")),
     }
+    details["n_edges"], details["n_nodes"] = len(details["edges"]), len(details["nodes"])
     return details
 
 
@@ -122,6 +129,41 @@ def show(
     console.print(f"[bold]artifacts[/bold]: {', '.join(a['name'] for a in details['artifacts'])}")
     if details["summary"]:
         console.print_json(data=to_jsonable(details["summary"]))
+
+
+@app.command()
+def results(
+    run_id: int = typer.Argument(..., metavar="RUN"),
+    table: str | None = typer.Option(
+        None, "--table", help="heads, edges or nodes (default: edges for a circuit, else heads)."
+    ),
+    fmt: str = typer.Option("csv", "--format", help="csv, json or parquet."),
+    out: Path | None = typer.Option(None, "--out", help="File to write (default: stdout)."),
+) -> None:
+    """Print or write one result table of a run (per-head rows, circuit edges or nodes)."""
+    store = open_store()
+    with store_errors():
+        if table is None:
+            table = "edges" if len(store.edges(run_id)) else "heads"
+        frame = run_table(store, store.get_run(run_id).id, table)
+        data = results_bytes(frame, fmt)
+        if out is not None:
+            write_bytes_atomic(check_output_path(out), data)
+        elif fmt == "parquet":
+            raise CliError("parquet is binary: give --out FILE.parquet, or use --format csv/json")
+    if out is None:
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        typer.echo(f"wrote {len(frame)} {table} rows of run {run_id} to {out}", err=True)
+
+
+def results_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
+    """One table as CSV/Parquet (``table_bytes``) or as a JSON list of rows."""
+    if fmt == "json":
+        return (json.dumps(records(frame), allow_nan=False) + "\n").encode("utf-8")
+    if fmt not in ("csv", "parquet"):
+        raise CliError(f"--format {fmt!r}: choose one of csv, json, parquet")
+    return table_bytes(frame, fmt)
 
 
 @app.command()

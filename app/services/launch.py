@@ -15,8 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from analysis.configs import parse_run_config, run_kinds, unwrap_optional
-from analysis.provenance import code_version, package_versions
-from storage.errors import NotFound
+from app.launching import LaunchRefused, enqueue_config
 from storage.records import RunRecord
 from storage.store import ResultStore
 
@@ -128,18 +127,12 @@ def build_config(kind: str, form_values: dict[str, Any]) -> dict[str, Any]:
 
 def enqueue(store: ResultStore, kind: str, form_values: dict[str, Any]) -> RunRecord:
     """Validate the form and enqueue the run; raises ``LaunchError`` naming the bad fields."""
-    config = build_config(kind, form_values)
-    prompt_set_id = None
-    if config.get("prompt_set"):
-        try:
-            prompt_set_id = store.get_prompt_set(config["prompt_set"]).id
-        except NotFound:
-            raise LaunchError(
-                {"prompt_set": f"no prompt set named {config['prompt_set']!r}; import one first"}
-            ) from None
-    return store.enqueue_run(
-        kind, config, config["model"], prompt_set_id, package_versions(), code_version()
-    )
+    config = parse_run_config(build_config(kind, form_values))
+    try:
+        return enqueue_config(store, config)
+    except LaunchRefused as exc:
+        field, _, message = str(exc).partition(": ")
+        raise LaunchError({field: message}) from None
 
 
 def choices(store: ResultStore) -> tuple[list[str], list[str]]:

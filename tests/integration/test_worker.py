@@ -164,11 +164,11 @@ def test_bad_config_fails_run_with_message_not_worker(store, headlab_env):
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
-        (("runs", "show", "999"), 2, "run 999 does not exist"),
-        (("runs", "cancel", "999"), 2, "run 999 does not exist"),
+        (("runs", "show", "999"), 1, "run 999 does not exist"),
+        (("runs", "cancel", "999"), 1, "run 999 does not exist"),
         (("runs", "list", "--status", "bogus"), 1, "unknown status"),
         (("run", "throughput", "--model", MODEL, "--steps", "0"), 1, "steps"),
-        (("run", "throughput", "--model", MODEL, "--prompts", "nope"), 2, "nope"),
+        (("run", "throughput", "--model", MODEL, "--prompts", "nope"), 1, "nope"),
     ],
 )
 def test_cli_errors_are_clear(store, headlab_env, args, code, needle):
