@@ -9,17 +9,23 @@ PORT ?= 8050
 export HEADLAB_HOME ?= $(CURDIR)/headlab-data
 export TORCH_NUM_THREADS ?= 2
 
-.PHONY: run test install system-deps lint bench demo clean
+.PHONY: run test install lock system-deps lint bench demo clean
 
-$(STAMP): pyproject.toml
+# The tested dependency set is requirements.lock (torch pinned to its CPU wheel); the project
+# itself installs on top of it without resolving anything again.
+$(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch first, pinned: the CPU wheel; an unpinned resolve would pull CUDA builds
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve the lock from pyproject.toml's bounds (then run `make test` before committing it).
+lock: install
+	$(BIN)/pip-compile -q --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock pyproject.toml
 
 # Debian packages: Chromium for browser tests and kaleido figure export.
 system-deps:

@@ -24,6 +24,7 @@ from app.api.errors import HeadlabError, api_errors
 from app.api.run import Run
 from app.figures import compare as compare_figures
 from storage import migrate
+from storage.errors import NotFound
 from storage.records import ModelRecord, PromptSetRecord, RunRecord
 from storage.settings import load_settings
 from storage.store import ResultStore
@@ -122,13 +123,26 @@ class Lab:
         return pd.DataFrame([dataclasses.asdict(p) for p in pairs])
 
     def generate_prompts(
-        self, task: str, model: str, n: int = 20, *, seed: int = 0, name: str | None = None
+        self,
+        task: str,
+        model: str,
+        n: int = 20,
+        *,
+        seed: int = 0,
+        name: str | None = None,
+        exist_ok: bool = False,
     ) -> PromptSetRecord:
         """Generate a seeded task prompt set valid for the model's tokenizer and store it.
+        With ``exist_ok`` a stored set of that name is returned as it is (notebook re-runs).
 
         Example: ``lab.generate_prompts("induction-contrast", "zoo:induction-2l", n=16)``
         """
         with api_errors():
+            if exist_ok and name is not None:
+                try:
+                    return self.store.get_prompt_set(name)
+                except NotFound:
+                    pass
             return catalog.generate_prompt_set(self.store, task, model, n, seed, name)
 
     def import_prompts(
@@ -265,6 +279,8 @@ class Lab:
 
     def compare_figure(self, a: int, b: int, metric: str, *, difference: bool = False) -> go.Figure:
         """The Compare page's figure: both grids side by side, or their difference."""
-        grids = (self.get_run(a).heads(metric), self.get_run(b).heads(metric), metric)
-        draw = compare_figures.difference_heatmap if difference else compare_figures.side_by_side
-        return draw(*(g.dropna(subset=["head"]) for g in grids[:2]), metric)
+        left = self.get_run(a).heads(metric).dropna(subset=["head"])
+        right = self.get_run(b).heads(metric).dropna(subset=["head"])
+        if difference:
+            return compare_figures.difference_heatmap(left, right, metric)
+        return compare_figures.side_by_side(left, right, metric, titles=(f"run {a}", f"run {b}"))
