@@ -211,7 +211,7 @@ def test_unknown_run_and_bad_output_folder(run_id, tmp_path, monkeypatch, capsys
         "--out",
         str(tmp_path / "f.pdf"),
     )
-    assert code == 2 and "999" in err
+    assert code == 1 and "999" in err  # not found: a domain error, exit 1
     code, _, err = cli(
         monkeypatch,
         capsys,
