@@ -40,6 +40,24 @@ def test_every_declared_dependency_is_pinned_within_its_bounds() -> None:
         )
 
 
+def test_the_lock_pins_nothing_for_a_dependency_pyproject_dropped() -> None:
+    declared = {canonicalize_name(r.name) for r in _declared()}
+    lines = (ROOT / "requirements.lock").read_text().splitlines()
+    stale = []
+    for i, line in enumerate(lines):
+        match = re.match(r"^([A-Za-z0-9_.\-]+)==", line)
+        if not match:
+            continue
+        vias = []
+        for comment in lines[i + 1 :]:
+            if not comment.startswith("    #"):
+                break
+            vias.append(comment.removeprefix("    #").strip().removeprefix("via").strip())
+        if vias == ["headlab (pyproject.toml)"] and canonicalize_name(match[1]) not in declared:
+            stale.append(match[1])
+    assert not stale, f"requirements.lock still pins {stale}: run `make lock`"
+
+
 def test_torch_is_the_pinned_cpu_build() -> None:
     torch = _locked()["torch"]
     assert torch.public == "2.13.0" and torch.local in (None, "cpu")
