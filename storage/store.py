@@ -26,6 +26,7 @@ from storage.artifacts import ArtifactFiles
 from storage.columns import checked_json, utc_now
 from storage.engine import Database
 from storage.errors import Conflict, InvalidInput
+from storage.grids import HeadGrid, PositionGrid, ResultTables, split_results
 from storage.records import (
     ArtifactRecord,
     ModelRecord,
@@ -271,6 +272,20 @@ class ResultStore:
         with self._db.read() as conn:
             runs_repo.get(conn, run_id)
             return results_repo.head_frame(conn, run_id, metric)
+
+    def result_tables(self, run_id: int) -> ResultTables:
+        """The run's per-head rows sorted into aggregate / layer-level / per-position tables."""
+        return split_results(run_id, self.head_results(run_id))
+
+    def head_grid(self, run_id: int, metric: str) -> HeadGrid:
+        """One metric's aggregate value per head; NotFound when the run has no such metric."""
+        return self.result_tables(run_id).head_grid(metric)
+
+    def position_grid(
+        self, run_id: int, metric: str, head: tuple[int, int] | None = None
+    ) -> PositionGrid:
+        """One per-position metric per layer × position, for one head or summed over heads."""
+        return self.result_tables(run_id).position_grid(metric, head)
 
     def artifacts(self, run_id: int) -> list[ArtifactRecord]:
         with self._db.read() as conn:

@@ -2,8 +2,8 @@
 
 ``Run`` is a thin handle over the store: every table comes from the same store reads as
 ``headlab runs results`` and ``headlab export data``, every figure from the same builders as
-``headlab export figure`` (``app.export.run_figures``), and attention patterns from the same
-reader as the Heads page (``app.services.results``).
+``headlab export figure`` (the figure kinds of ``app.services.figures``), and attention
+patterns from the same reader as the Heads page (``app.services.results``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from app.export.bundle import write_bundle
 from app.export.data import run_table
 from app.export.figure import write_figure
 from app.export.presets import DEFAULT_DPI, resolve_size
-from app.export.run_figures import FIGURE_KINDS, FigureRequest, run_figure
 from app.services import sae
+from app.services.figures import EXPORT_KINDS as FIGURE_KINDS
+from app.services.figures import FigureRequest, run_figure
 from app.services.results import ResultsReader
 from storage.errors import NotFound
+from storage.grids import aggregate_rows, position_rows
 from storage.records import RunRecord, RunStatus
 
 if TYPE_CHECKING:
@@ -126,7 +128,7 @@ class Run:
         Example: ``run.heads("induction_score").nlargest(3, "value")``
         """
         rows = self.table("heads")
-        rows = rows[rows["position"].isna() & rows["prompt"].isna()]
+        rows = aggregate_rows(rows)
         if metric is not None:
             self._require_metric(metric, rows)
             rows = rows[rows["metric"] == metric]
@@ -146,7 +148,7 @@ class Run:
         Example: ``run.positions("patch_z").groupby("position")["value"].sum()``
         """
         rows = self.table("heads")
-        rows = rows[rows["position"].notna()]
+        rows = position_rows(rows)
         if metric is not None:
             self._require_metric(metric, rows)
             rows = rows[rows["metric"] == metric]
@@ -212,25 +214,27 @@ class Run:
         Example: ``run.figure("heatmap", metric="induction_score").show()``
         """
         with api_errors():
-            return run_figure(self._lab.store, self.id, kind, _request(request))
+            return run_figure(ResultsReader(self._lab.store), self.id, kind, _request(request))
 
     def export_figure(
         self,
         path: str | Path,
         kind: str = "heatmap",
         *,
-        preset: str = "column",
+        preset: str | None = None,
         fmt: str | None = None,
         dpi: float = DEFAULT_DPI,
         **request: Any,
     ) -> Path:
-        """Write a paper figure (SVG, PDF or PNG from the suffix or ``fmt``) at a size preset.
+        """Write a paper figure (SVG, PDF or PNG from the suffix or ``fmt``) at a size preset
+        (default: the kind's own).
 
         Example: ``run.export_figure("fig.pdf", "heatmap", metric="patch_z")``
         """
         fig = self.figure(kind, **request)
         with api_errors():
-            return write_figure(fig, path, fmt=fmt, size=resolve_size(preset), dpi=dpi)
+            size = resolve_size(preset or FIGURE_KINDS[kind].preset)
+            return write_figure(fig, path, fmt=fmt, size=size, dpi=dpi)
 
     def export_bundle(self, path: str | Path) -> Path:
         """Write the run's bundle (figures, data tables, manifest) to a ``.zip``.

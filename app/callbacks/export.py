@@ -15,8 +15,9 @@ import dash
 from dash import MATCH, Input, Output, State, dcc
 
 from app import ids
+from app.export.errors import ExportError
 from app.services.context import WebContext
-from app.services.figures import SpecError, build_figure, spec_name
+from app.services.figures import build_figure, spec_name
 from storage.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def register(app: dash.Dash, ctx: WebContext) -> None:
             return dash.no_update, "nothing to export yet"
         try:
             data = figure_bytes(build_figure(ctx.reader, spec), fmt, preset)
-        except (SpecError, StoreError, ValueError, RuntimeError) as exc:
+        except (ExportError, StoreError, ValueError, RuntimeError) as exc:
             log.warning("export %s failed: %s", spec, exc)
             return dash.no_update, str(exc)
         return dcc.send_bytes(data, f"{spec_name(spec)}_{preset}.{fmt}"), ""

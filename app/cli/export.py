@@ -44,6 +44,14 @@ def _format_for(fmt: str | None, out: Path, allowed: tuple[str, ...]) -> str:
     return chosen
 
 
+def parse_head(text: str) -> tuple[int, int]:
+    """``"1.2"`` → ``(1, 2)``; raises :class:`ExportError` on anything else."""
+    parts = text.strip().split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ExportError(f"--head must be LAYER.HEAD such as 1.2, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def _size(
     preset: str, width_in: float | None, height_in: float | None, font_size: float | None, font: str
 ) -> PageSize:
@@ -56,10 +64,7 @@ def _size(
 def figure(
     run: int = typer.Argument(..., help="Run id."),
     kind: str = typer.Option(
-        ...,
-        "--kind",
-        help="heatmap, position, pattern, circuit, "
-        "faithfulness, roc, sae-training, sae-heads, sae-contexts",
+        ..., "--kind", help="Figure kind, e.g. heatmap, pattern, circuit (a wrong one lists all)."
     ),
     metric: str | None = typer.Option(None, help="Metric to draw (heatmap, position)."),
     head: str | None = typer.Option(None, help="LAYER.HEAD, e.g. 1.2 (pattern, position)."),
@@ -68,7 +73,9 @@ def figure(
     top_k: int | None = typer.Option(None, "--top-k", min=0, help="Circuit: k largest edges."),
     threshold: float | None = typer.Option(None, help="Circuit: edges with |score| >= this."),
     fmt: str | None = typer.Option(None, "--format", help="svg, pdf or png (default: --out)."),
-    preset: str = PRESET,
+    preset: str | None = typer.Option(
+        None, help="Paper size preset (default: the kind's own, column or text); see bundle."
+    ),
     width_in: float | None = WIDTH,
     height_in: float | None = HEIGHT,
     font_size: float | None = FONT_SIZE,
@@ -79,16 +86,14 @@ def figure(
     json_out: bool = JSON,
 ) -> None:
     """Write one figure of a run as SVG, PDF or PNG at a paper size."""
-    from app.export.figure import write_figure
-    from app.export.run_figures import FIGURE_KINDS, FigureRequest, parse_head, run_figure
+    from app.export.figure import check_output_path, write_figure
+    from app.services.figures import FigureRequest, export_kind, run_figure
+    from app.services.results import ResultsReader
 
     with store_errors():
         chosen = check_format(_format_for(fmt, out, ("svg", "pdf", "png")))
-        size = _size(preset, width_in, height_in, font_size, font)
-        if kind not in FIGURE_KINDS:
-            raise ExportError(
-                f"unknown figure kind {kind!r}; choose one of: " + ", ".join(FIGURE_KINDS)
-            )
+        figure_kind = export_kind(kind)
+        size = _size(preset or figure_kind.preset, width_in, height_in, font_size, font)
         request = FigureRequest(
             metric=metric,
             head=parse_head(head) if head else None,
@@ -97,11 +102,8 @@ def figure(
             top_k=top_k,
             threshold=threshold,
         )
-        from app.export.figure import check_output_path
-
         check_output_path(out, suffixes=(chosen,))
-        store = open_store()
-        fig = run_figure(store, run, kind, request)
+        fig = run_figure(ResultsReader(open_store()), run, kind, request)
         path = write_figure(fig, out, fmt=chosen, size=size, dpi=dpi, keep_title=title)
     if json_out:
         emit_json(

@@ -16,6 +16,7 @@ from app.cli.context import open_store, store_errors
 from app.cli.output import CliError, emit_json, to_jsonable
 from app.export.data import records, run_table, table_bytes
 from app.export.figure import check_output_path, write_bytes_atomic
+from storage.grids import aggregate_rows
 from storage.records import RunRecord, RunStatus
 from storage.store import ResultStore
 
@@ -80,7 +81,7 @@ def list_runs(
 def run_details(store: ResultStore, run: RunRecord, all_rows: bool) -> dict[str, Any]:
     frame = store.head_results(run.id)
     if not all_rows:
-        frame = frame[frame["position"].isna() & frame["prompt"].isna()]
+        frame = aggregate_rows(frame)
     results: dict[str, list[dict[str, Any]]] = {}
     for metric, group in frame.groupby("metric", sort=True):
         rows = group.drop(columns=["metric"]).astype(object)

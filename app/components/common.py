@@ -51,12 +51,16 @@ def message(text: str | None, kind: str = "info", id: str | None = None) -> html
 
 
 def export_menu(figure: str, spec: dict[str, Any] | None = None) -> ExportMenu:
-    """A figure's export menu (format and paper preset; the server rebuilds the figure from
-    ``spec``, which the page's callbacks keep current)."""
+    """A figure's export menu (format and paper preset, first the kind's own preset; the server
+    rebuilds the figure from ``spec``, which the page's callbacks keep current)."""
+    from app.services.figures import KINDS
+
+    kind = KINDS.get(str(spec.get("kind"))) if spec else None
     return ExportMenu(
         id=ids.export_id(figure),
         formats=list(FORMATS),
         presets=list(export_presets()),
+        preset=kind.preset if kind else None,
         spec=spec,
     )
 

@@ -25,56 +25,17 @@ import zipfile
 from pathlib import Path
 
 from app.export.data import records, run_document, run_table, table_bytes
-from app.export.errors import ExportError
 from app.export.figure import check_output_path, render_paper_figure
 from app.export.manifest import build_manifest, file_entry
 from app.export.presets import DEFAULT_DPI, PageSize, check_format, resolve_size
 from app.export.render import FigureRenderer, shared_renderer
-from app.export.run_figures import PATTERNS, FigureRequest, run_figure
+from app.services.figures import build_figure, bundle_specs, safe_stem
+from app.services.results import ResultsReader
 from storage.errors import NotFound
 from storage.records import RunRecord
 from storage.store import ResultStore
 
 log = logging.getLogger(__name__)
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:100]
-
-
-def bundle_figures(store: ResultStore, run: RunRecord) -> list[tuple[str, str, FigureRequest]]:
-    """``(file stem, figure kind, request)`` for every figure the run's data supports."""
-    df = store.head_results(run.id)
-    plain = df["position"].isna() & df["prompt"].isna()
-    head_rows = df[df["head"].notna() & plain]
-    wanted = [
-        (f"heatmap_{_safe(m)}", "heatmap", FigureRequest(metric=m))
-        for m in sorted(head_rows["metric"].unique())
-    ]
-    wanted += [
-        (f"position_{_safe(m)}", "position", FigureRequest(metric=m))
-        for m in sorted(df.loc[df["position"].notna(), "metric"].unique())
-    ]
-    if not head_rows.empty and PATTERNS in {a.name for a in store.artifacts(run.id)}:
-        top = head_rows.loc[head_rows["value"].abs().idxmax()]
-        layer, head = int(top["layer"]), int(top["head"])
-        wanted.append(
-            (
-                f"pattern_{layer}.{head}_prompt0",
-                "pattern",
-                FigureRequest(head=(layer, head), prompt=0),
-            )
-        )
-    if not store.edges(run.id).empty:
-        wanted.append(("circuit", "circuit", FigureRequest()))
-    for key, kind in (
-        ("faithfulness_curve", "faithfulness"),
-        ("roc", "roc"),
-        ("training_curve", "sae-training"),
-    ):
-        if isinstance(run.summary.get(key), dict):
-            wanted.append((kind, kind, FigureRequest()))
-    return wanted
 
 
 def _prompt_set_json(store: ResultStore, run: RunRecord) -> bytes | None:
@@ -123,14 +84,15 @@ def _figure_files(
     renderer: FigureRenderer,
 ) -> tuple[dict[str, bytes], list[str]]:
     files, failed = {}, []
-    for stem, kind, request in bundle_figures(store, run):
+    reader = ResultsReader(store)
+    for stem, spec in bundle_specs(reader, run):
         try:
-            fig = run_figure(store, run.id, kind, request)
+            fig = build_figure(reader, spec)
             for fmt in formats:
                 files[f"figures/{stem}.{fmt}"] = render_paper_figure(
                     fig, fmt, size, dpi=dpi, renderer=renderer
                 )
-        except ExportError as exc:
+        except (ValueError, NotFound) as exc:  # ExportError is a ValueError
             log.warning("bundle of run %s: skipped figure %s: %s", run.id, stem, exc)
             failed.append(f"{stem}: {exc}")
     return files, failed
@@ -160,7 +122,7 @@ def write_bundle(
         if artifact.size > max_artifact_mb * 1e6:
             skipped.append(f"{artifact.name} ({artifact.size} bytes, sha256 {artifact.sha256})")
         else:
-            artifacts[f"artifacts/{_safe(artifact.name)}"] = Path(artifact.path).read_bytes()
+            artifacts[f"artifacts/{safe_stem(artifact.name)}"] = Path(artifact.path).read_bytes()
     files.update(artifacts)
     manifest = build_manifest(store, run, [file_entry(n, b) for n, b in files.items()], skipped)
     manifest["figures_failed"] = failed

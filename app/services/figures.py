@@ -1,105 +1,180 @@
-"""Figure specs: small JSON dicts naming a figure of stored results, and how to build each.
+"""Figure kinds: every figure headlab draws, declared once for the pages, export and bundles.
 
-The page callbacks and the export menu build figures through the same spec, so an exported
-figure is exactly the one on screen, rebuilt on the server from the store (the client only
-sends ids and names, never a path). A spec is ``{"kind": <name>, ...}`` with these kinds:
+A figure is named by a *spec*, a small JSON dict ``{"kind": <name>, ...}`` of ids and names
+(never a path): the pages keep it next to the figure, the export menu sends it back, and
+``headlab export figure RUN --kind K`` and bundles build it with :func:`export_spec`. So an
+exported figure is exactly the one on screen, rebuilt on the server from the store.
 
-- ``head_heatmap`` run, metric · ``pattern`` run, layer, head, prompt
-- ``position_heatmap`` run, metric, [layer, head]
-- ``circuit_graph`` run, top_k | threshold · ``faithfulness`` runs · ``roc`` runs
-- ``sae_training`` run · ``sae_shares`` run, feature · ``sae_contexts`` run, feature
-- ``sae_dfa`` run, feature · ``compare_side`` / ``compare_diff`` a, b, metric
+Each :class:`FigureKind` in :data:`FIGURES` says what its spec holds, its builder (stored data →
+one pure builder of :mod:`app.figures`), its ``headlab export`` name, its default paper preset,
+and which specs of a run a bundle draws. Adding a figure kind is one entry and one builder.
+Missing inputs raise :class:`ExportError` naming what is missing and the valid choices.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from _plotly_utils.utils import to_typed_array_spec
 
+from app.export.errors import ExportError
 from app.figures import circuits as circuit_figures
 from app.figures import compare as compare_figures
 from app.figures import heads as head_figures
 from app.figures import patterns as pattern_figures
 from app.figures import sae as sae_figures
 from app.services import circuits, sae
-from app.services.results import ResultsReader
+from app.services.results import PATTERNS, ResultsReader
+from storage.records import RunRecord
 
 Spec = dict[str, Any]
 Builder = Callable[[ResultsReader, Spec], go.Figure]
+BundleSpecs = Callable[[ResultsReader, RunRecord], list[Spec]]
 
 
-class SpecError(ValueError):
-    """A figure spec names an unknown kind or lacks a field."""
+@dataclass(frozen=True)
+class FigureKind:
+    """One figure kind. ``fields`` are the spec keys it reads (besides ``kind``)."""
+
+    name: str
+    fields: str
+    build: Builder
+    help: str
+    export_name: str | None = None  # `headlab export figure --kind`; None: not a one-run figure
+    preset: str = "column"
+    bundle: BundleSpecs | None = None
+
+
+# -- reading and checking inputs ------------------------------------------------------------
+
+
+def _run(reader: ResultsReader, spec: Spec, key: str = "run") -> RunRecord:
+    return reader.store.get_run(int(spec[key]))
+
+
+def _choose_metric(run: RunRecord, metric: str | None, available: list[str], what: str) -> str:
+    if not available:
+        raise ExportError(f"run {run.id} ({run.kind}) has no {what} results to draw")
+    if metric is None:
+        if len(available) == 1:
+            return available[0]
+        raise ExportError(
+            f"run {run.id} has several {what} metrics; pass --metric, one of: "
+            + ", ".join(available)
+        )
+    if metric not in available:
+        raise ExportError(
+            f"run {run.id} has no {what} metric {metric!r}; choose one of: " + ", ".join(available)
+        )
+    return metric
+
+
+def _head(spec: Spec) -> tuple[int, int] | None:
+    if spec.get("head") is None or spec.get("layer") is None:
+        return None
+    return int(spec["layer"]), int(spec["head"])
+
+
+def _feature(run: RunRecord, spec: Spec, available: list[int]) -> int:
+    if spec.get("feature") is None:
+        raise ExportError("this figure needs --feature N (an SAE feature index)")
+    feature = int(spec["feature"])
+    if feature not in available:
+        shown = ", ".join(map(str, available[:20])) + (" …" if len(available) > 20 else "")
+        raise ExportError(f"run {run.id} has no data for feature {feature}; try: {shown}")
+    return feature
+
+
+def _summary_curves(reader: ResultsReader, spec: Spec, key: str) -> dict[str, dict[str, Any]]:
+    runs = [int(r) for r in spec["runs"]]
+    found = circuits.curves(reader.store, runs, key)
+    if not found:
+        named = ", ".join(f"run {r}" for r in runs)
+        raise ExportError(f"{named}: no {key!r} in the run summary to draw")
+    return found
+
+
+# -- builders ---------------------------------------------------------------------------------
 
 
 def _head_heatmap(reader: ResultsReader, spec: Spec) -> go.Figure:
-    run = reader.store.get_run(int(spec["run"]))
-    title = f"run #{run.id} {run.kind} · {spec['metric']}"
-    return head_figures.head_heatmap(
-        reader.head_grid(run.id, spec["metric"]), spec["metric"], title=title
-    )
-
-
-def _pattern(reader: ResultsReader, spec: Spec) -> go.Figure:
-    layer, head = int(spec["layer"]), int(spec["head"])
-    matrix, tokens = reader.pattern(int(spec["run"]), int(spec["prompt"]), layer, head)
-    return pattern_figures.attention_pattern(matrix, tokens, layer=layer, head=head)
+    run = _run(reader, spec)
+    metric = _choose_metric(run, spec.get("metric"), reader.metrics(run.id), "per-head")
+    title = f"run #{run.id} {run.kind} · {metric}"
+    grid = reader.head_grid(run.id, metric)
+    return head_figures.head_heatmap(grid.frame, metric, title=title)
 
 
 def _position_heatmap(reader: ResultsReader, spec: Spec) -> go.Figure:
-    run_id = int(spec["run"])
-    head = (int(spec["layer"]), int(spec["head"])) if spec.get("head") is not None else None
-    grid = reader.position_grid(run_id, spec["metric"], head)
+    run = _run(reader, spec)
+    available = reader.position_metrics(run.id)
+    metric = _choose_metric(run, spec.get("metric"), available, "per-position")
+    grid = reader.position_grid(run.id, metric, _head(spec))
     tokens = spec.get("tokens") or None
-    if tokens is not None and len(tokens) <= int(grid["position"].max()):
+    if tokens is None and spec.get("prompt") is not None:
+        stored = reader.prompt_tokens(run.id)
+        prompt = int(spec["prompt"])
+        tokens = stored[prompt] if 0 <= prompt < len(stored) else None
+    if tokens is not None and len(tokens) <= int(grid.frame["position"].max()):
         tokens = None
-    return head_figures.position_heatmap(grid, spec["metric"], tokens=tokens)
+    return head_figures.position_heatmap(grid.frame, metric, tokens=tokens)
+
+
+def _pattern(reader: ResultsReader, spec: Spec) -> go.Figure:
+    head = _head(spec)
+    if head is None:
+        raise ExportError("the pattern figure needs --head LAYER.HEAD")
+    layer, h = head
+    matrix, tokens = reader.pattern(int(spec["run"]), int(spec.get("prompt") or 0), layer, h)
+    return pattern_figures.attention_pattern(matrix, tokens, layer=layer, head=h)
 
 
 def _circuit_graph(reader: ResultsReader, spec: Spec) -> go.Figure:
-    run_id = int(spec["run"])
-    top_k = spec.get("top_k")
-    threshold = spec.get("threshold")
-    run = reader.store.get_run(run_id)
+    run = _run(reader, spec)
+    edges = reader.store.edges(run.id)
+    if edges.empty:
+        raise ExportError(f"run {run.id} ({run.kind}) has no circuit edges")
     return circuit_figures.circuit_graph(
-        reader.store.edges(run_id),
-        reader.store.nodes(run_id),
-        top_k=top_k,
-        threshold=threshold,
+        edges,
+        reader.store.nodes(run.id),
+        top_k=spec.get("top_k"),
+        threshold=spec.get("threshold"),
         title=circuits.method_label(run),
     )
 
 
 def _faithfulness(reader: ResultsReader, spec: Spec) -> go.Figure:
-    runs = [int(r) for r in spec["runs"]]
-    return circuit_figures.faithfulness_curves(
-        circuits.curves(reader.store, runs, "faithfulness_curve")
-    )
+    return circuit_figures.faithfulness_curves(_summary_curves(reader, spec, "faithfulness_curve"))
 
 
 def _roc(reader: ResultsReader, spec: Spec) -> go.Figure:
-    runs = [int(r) for r in spec["runs"]]
-    return circuit_figures.roc_curves(circuits.curves(reader.store, runs, "roc"))
+    return circuit_figures.roc_curves(_summary_curves(reader, spec, "roc"))
 
 
 def _sae_training(reader: ResultsReader, spec: Spec) -> go.Figure:
-    run = reader.store.get_run(int(spec["run"]))
-    return sae_figures.training_curves(run.summary.get("training_curve") or {})
+    run = _run(reader, spec)
+    curve = run.summary.get("training_curve")
+    if not isinstance(curve, dict):
+        raise ExportError(f"run {run.id} ({run.kind}) has no 'training_curve' in its summary")
+    return sae_figures.training_curves(curve)
 
 
 def _sae_shares(reader: ResultsReader, spec: Spec) -> go.Figure:
-    shares = sae.head_shares(reader.store, int(spec["run"]))
-    return sae_figures.head_share_bars(shares, int(spec["feature"]))
+    run = _run(reader, spec)
+    shares = sae.head_shares(reader.store, run.id)
+    feature = _feature(run, spec, sorted(int(f) for f in shares["feature"].unique()))
+    return sae_figures.head_share_bars(shares, feature)
 
 
 def _sae_contexts(reader: ResultsReader, spec: Spec) -> go.Figure:
-    contexts = sae.top_contexts(reader.store, int(spec["run"]), int(spec["feature"]))
-    return sae_figures.top_contexts(contexts)
+    run = _run(reader, spec)
+    feature = _feature(run, spec, sae.context_features(reader.store, run.id))
+    return sae_figures.top_contexts(sae.top_contexts(reader.store, run.id, feature))
 
 
 def _sae_dfa(reader: ResultsReader, spec: Spec) -> go.Figure:
@@ -110,11 +185,8 @@ def _sae_dfa(reader: ResultsReader, spec: Spec) -> go.Figure:
 
 def _compare_grids(reader: ResultsReader, spec: Spec) -> tuple[Any, Any, str]:
     metric = spec["metric"]
-    return (
-        reader.head_grid(int(spec["a"]), metric),
-        reader.head_grid(int(spec["b"]), metric),
-        metric,
-    )
+    a, b = (reader.head_grid(int(spec[k]), metric).frame for k in ("a", "b"))
+    return a, b, metric
 
 
 def _compare_side(reader: ResultsReader, spec: Spec) -> go.Figure:
@@ -125,30 +197,209 @@ def _compare_diff(reader: ResultsReader, spec: Spec) -> go.Figure:
     return compare_figures.difference_heatmap(*_compare_grids(reader, spec))
 
 
-BUILDERS: dict[str, Builder] = {
-    "head_heatmap": _head_heatmap,
-    "pattern": _pattern,
-    "position_heatmap": _position_heatmap,
-    "circuit_graph": _circuit_graph,
-    "faithfulness": _faithfulness,
-    "roc": _roc,
-    "sae_training": _sae_training,
-    "sae_shares": _sae_shares,
-    "sae_contexts": _sae_contexts,
-    "sae_dfa": _sae_dfa,
-    "compare_side": _compare_side,
-    "compare_diff": _compare_diff,
-}
+# -- what a bundle draws of a run ---------------------------------------------------------------
+
+
+def _bundle_heatmaps(reader: ResultsReader, run: RunRecord) -> list[Spec]:
+    return [{"kind": "head_heatmap", "run": run.id, "metric": m} for m in reader.metrics(run.id)]
+
+
+def _bundle_positions(reader: ResultsReader, run: RunRecord) -> list[Spec]:
+    return [
+        {"kind": "position_heatmap", "run": run.id, "metric": m, "prompt": 0}
+        for m in reader.position_metrics(run.id)
+    ]
+
+
+def _bundle_pattern(reader: ResultsReader, run: RunRecord) -> list[Spec]:
+    """The pattern of the head with the largest |value| in any metric, on prompt 0."""
+    tables = reader.tables(run.id)
+    if not tables.aggregate or PATTERNS not in {a.name for a in reader.store.artifacts(run.id)}:
+        return []
+    best = max(
+        (grid.loc[grid["value"].abs().idxmax()] for grid in tables.aggregate.values()),
+        key=lambda row: abs(float(row["value"])),
+    )
+    layer, head = int(best["layer"]), int(best["head"])
+    return [{"kind": "pattern", "run": run.id, "layer": layer, "head": head, "prompt": 0}]
+
+
+def _bundle_circuit(reader: ResultsReader, run: RunRecord) -> list[Spec]:
+    return [] if reader.store.edges(run.id).empty else [{"kind": "circuit_graph", "run": run.id}]
+
+
+def _bundle_summary(kind: str, key: str, *, runs: bool) -> BundleSpecs:
+    def specs(reader: ResultsReader, run: RunRecord) -> list[Spec]:
+        if not isinstance(run.summary.get(key), dict):
+            return []
+        return [{"kind": kind, "runs": [run.id]} if runs else {"kind": kind, "run": run.id}]
+
+    return specs
+
+
+FIGURES: tuple[FigureKind, ...] = (
+    FigureKind(
+        "head_heatmap",
+        "run, metric",
+        _head_heatmap,
+        "layer × head heatmap of --metric",
+        "heatmap",
+        bundle=_bundle_heatmaps,
+    ),
+    FigureKind(
+        "position_heatmap",
+        "run, metric, [layer, head], [prompt | tokens]",
+        _position_heatmap,
+        "layer × position heatmap of a per-position --metric",
+        "position",
+        bundle=_bundle_positions,
+    ),
+    FigureKind(
+        "pattern",
+        "run, layer, head, prompt",
+        _pattern,
+        "attention pattern of --head L.H on --prompt i",
+        "pattern",
+        bundle=_bundle_pattern,
+    ),
+    FigureKind(
+        "circuit_graph",
+        "run, [top_k | threshold]",
+        _circuit_graph,
+        "circuit graph (--top-k / --threshold prune it)",
+        "circuit",
+        preset="text",
+        bundle=_bundle_circuit,
+    ),
+    FigureKind(
+        "faithfulness",
+        "runs",
+        _faithfulness,
+        "faithfulness curve from the run summary",
+        "faithfulness",
+        bundle=_bundle_summary("faithfulness", "faithfulness_curve", runs=True),
+    ),
+    FigureKind(
+        "roc",
+        "runs",
+        _roc,
+        "ROC against the ground truth from the run summary",
+        "roc",
+        bundle=_bundle_summary("roc", "roc", runs=True),
+    ),
+    FigureKind(
+        "sae_training",
+        "run",
+        _sae_training,
+        "SAE training curves",
+        "sae-training",
+        bundle=_bundle_summary("sae_training", "training_curve", runs=False),
+    ),
+    FigureKind(
+        "sae_shares",
+        "run, feature",
+        _sae_shares,
+        "per-head attribution shares of SAE --feature",
+        "sae-heads",
+    ),
+    FigureKind(
+        "sae_contexts",
+        "run, feature",
+        _sae_contexts,
+        "top-activating contexts of SAE --feature",
+        "sae-contexts",
+    ),
+    FigureKind(
+        "sae_dfa",
+        "run, feature",
+        _sae_dfa,
+        "per-head direct feature attribution over a top context of SAE --feature",
+        "sae-dfa",
+    ),
+    FigureKind("compare_side", "a, b, metric", _compare_side, "two runs' grids side by side"),
+    FigureKind("compare_diff", "a, b, metric", _compare_diff, "difference of two runs' grids"),
+)
+KINDS: dict[str, FigureKind] = {k.name: k for k in FIGURES}
+EXPORT_KINDS: dict[str, FigureKind] = {k.export_name: k for k in FIGURES if k.export_name}
+
+
+@dataclass(frozen=True)
+class FigureRequest:
+    """The options of ``headlab export figure`` (and ``Run.figure``); a kind ignores the rest."""
+
+    metric: str | None = None
+    head: tuple[int, int] | None = None
+    prompt: int = 0
+    feature: int | None = None
+    top_k: int | None = None
+    threshold: float | None = None
+
+
+def export_kind(export_name: str) -> FigureKind:
+    if export_name not in EXPORT_KINDS:
+        raise ExportError(
+            f"unknown figure kind {export_name!r}; choose one of: " + ", ".join(EXPORT_KINDS)
+        )
+    return EXPORT_KINDS[export_name]
+
+
+def export_spec(export_name: str, run_id: int, request: FigureRequest) -> Spec:
+    """The spec of ``headlab export figure RUN --kind export_name`` with its options."""
+    kind = export_kind(export_name).name
+    spec: Spec = {"kind": kind, "prompt": request.prompt}
+    spec |= {"runs": [run_id]} if kind in ("faithfulness", "roc") else {"run": run_id}
+    if request.head is not None:
+        spec |= {"layer": request.head[0], "head": request.head[1]}
+    options = {
+        "metric": request.metric,
+        "feature": request.feature,
+        "top_k": request.top_k,
+        "threshold": request.threshold,
+    }
+    return spec | {k: v for k, v in options.items() if v is not None}
+
+
+def run_figure(
+    reader: ResultsReader, run_id: int, export_name: str, request: FigureRequest
+) -> go.Figure:
+    """The figure ``export_name`` of run ``run_id``; raises ExportError or NotFound."""
+    spec = export_spec(export_name, run_id, request)
+    reader.store.get_run(run_id)
+    try:
+        return build_figure(reader, spec)
+    except ExportError:
+        raise
+    except (ValueError, KeyError) as exc:
+        raise ExportError(f"run {run_id}: cannot draw {export_name}: {exc}") from exc
+
+
+def bundle_specs(reader: ResultsReader, run: RunRecord) -> list[tuple[str, Spec]]:
+    """``(file stem, spec)`` of every figure a bundle of ``run`` draws, in ``FIGURES`` order."""
+    out = []
+    for kind in FIGURES:
+        for spec in kind.bundle(reader, run) if kind.bundle else []:
+            out.append((bundle_stem(kind, spec), spec))
+    return out
+
+
+def bundle_stem(kind: FigureKind, spec: Spec) -> str:
+    """``heatmap_induction_score``, ``pattern_1.2_prompt0``, ``circuit``…"""
+    name = str(kind.export_name)
+    if spec.get("metric") is not None:
+        return safe_stem(f"{name}_{spec['metric']}")
+    if kind.name == "pattern":
+        return f"{name}_{spec['layer']}.{spec['head']}_prompt{spec.get('prompt', 0)}"
+    return name
 
 
 def build_figure(reader: ResultsReader, spec: Spec) -> go.Figure:
     kind = spec.get("kind") if isinstance(spec, dict) else None
-    if kind not in BUILDERS:
-        raise SpecError(f"unknown figure kind {kind!r}; known: {', '.join(sorted(BUILDERS))}")
+    if kind not in KINDS:
+        raise ExportError(f"unknown figure kind {kind!r}; known: {', '.join(sorted(KINDS))}")
     try:
-        return BUILDERS[kind](reader, spec)
+        return KINDS[kind].build(reader, spec)
     except KeyError as exc:
-        raise SpecError(f"figure spec {kind!r} lacks field {exc.args[0]!r}") from None
+        raise ExportError(f"figure spec {kind!r} lacks field {exc.args[0]!r}") from None
 
 
 def page_figure(reader: ResultsReader, spec: Spec) -> dict[str, Any]:
@@ -201,11 +452,15 @@ def pattern_for_head(
     return {**first, "data": [{**trace, "z": z}], "layout": {**layout, "title": title}}
 
 
+def safe_stem(name: str) -> str:
+    """``name`` with every character but letters, digits and ``._-`` replaced by ``-``."""
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:120]
+
+
 def spec_name(spec: Spec) -> str:
     """A file-name stem for a spec, e.g. ``run12_head_heatmap_induction_score``."""
     parts = [str(spec.get("kind", "figure"))]
     for key in ("run", "a", "b", "metric", "layer", "head", "prompt", "feature"):
         if spec.get(key) is not None:
             parts.append(f"{key}{spec[key]}" if key not in ("metric",) else str(spec[key]))
-    safe = "_".join(parts)
-    return "".join(c if c.isalnum() or c in "._-" else "-" for c in safe)[:120]
+    return safe_stem("_".join(parts))

@@ -198,7 +198,7 @@ def move(selected: list[int] | None, key: str, n_layers: int, n_heads: int) -> l
 
 
 def grid_shape(ctx: WebContext, run_id: int, metric: str) -> tuple[int, int]:
-    grid = ctx.reader.head_grid(run_id, metric)
+    grid = ctx.reader.head_grid(run_id, metric).frame
     return int(grid["layer"].max()) + 1, int(grid["head"].max()) + 1
 
 

@@ -3,11 +3,10 @@
 A finished run never changes, so its per-head rows are read once and kept (a few runs at a
 time, least recently used first out); reads of unfinished runs always go to the store.
 
-Conventions: an *aggregate* per-head value is a row with ``position`` and ``prompt`` both null;
-per-position rows have ``position`` set. ``head`` null means a layer-level component (e.g.
-``patch_resid``). Attention patterns come from the ``patterns.safetensors`` artifact of the run
-or, for runs that have none (DLA, patching…), of the newest finished ``heads`` run on the same
-model, read with safetensors' numpy API (one prompt at a time).
+The row convention (aggregate, layer-level, per-position rows) lives in :mod:`storage.grids`;
+this module only caches its tables. Attention patterns come from the ``patterns.safetensors``
+artifact of the run or, for runs that have none (DLA, patching…), of the newest finished
+``heads`` run on the same model, read with safetensors' numpy API (one prompt at a time).
 """
 
 from __future__ import annotations
@@ -16,14 +15,13 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from safetensors import safe_open
 
 from storage.errors import NotFound
+from storage.grids import HeadGrid, PositionGrid, ResultTables
 from storage.records import RunRecord, RunStatus
 from storage.store import ResultStore
 
@@ -31,56 +29,24 @@ PATTERNS = "patterns.safetensors"
 TOKENS = "tokens.json"
 
 
-@dataclass(frozen=True)
-class RunTables:
-    """One run's per-head rows, split for fast lookups."""
-
-    aggregate: dict[str, pd.DataFrame]  # metric -> (layer, head, value), head not null
-    layer_level: dict[str, pd.DataFrame]  # metric -> (layer, value), head null, aggregate
-    per_position: dict[str, pd.DataFrame]  # metric -> (layer, head, position, value)
-
-
-def split_results(df: pd.DataFrame) -> RunTables:
-    aggregate: dict[str, pd.DataFrame] = {}
-    layer_level: dict[str, pd.DataFrame] = {}
-    per_position: dict[str, pd.DataFrame] = {}
-    if df.empty:
-        return RunTables(aggregate, layer_level, per_position)
-    plain = df["position"].isna() & df["prompt"].isna()
-    for metric, rows in df[plain].groupby("metric", sort=True):
-        heads = rows[rows["head"].notna()]
-        if not heads.empty:
-            grid = heads[["layer", "head", "value"]].astype({"layer": int, "head": int})
-            aggregate[str(metric)] = grid.reset_index(drop=True)
-        layers = rows[rows["head"].isna()]
-        if not layers.empty:
-            layer_level[str(metric)] = layers[["layer", "value"]].reset_index(drop=True)
-    positioned = df["position"].notna() & df["prompt"].isna()
-    for metric, rows in df[positioned].groupby("metric", sort=True):
-        per_position[str(metric)] = rows[["layer", "head", "position", "value"]].reset_index(
-            drop=True
-        )
-    return RunTables(aggregate, layer_level, per_position)
-
-
 class ResultsReader:
     """Reads and caches what the pages show. Thread-safe (Flask serves requests in threads)."""
 
     def __init__(self, store: ResultStore, cache_runs: int = 8) -> None:
         self.store = store
-        self._cache: OrderedDict[int, RunTables] = OrderedDict()
+        self._cache: OrderedDict[int, ResultTables] = OrderedDict()
         self._size = cache_runs
         self._lock = threading.Lock()
         self._related: dict[int, tuple[float, list[RunRecord]]] = {}
         self._memo: OrderedDict[str, Any] = OrderedDict()
 
-    def tables(self, run_id: int) -> RunTables:
+    def tables(self, run_id: int) -> ResultTables:
         with self._lock:
             if run_id in self._cache:
                 self._cache.move_to_end(run_id)
                 return self._cache[run_id]
         run = self.store.get_run(run_id)
-        tables = split_results(self.store.head_results(run_id))
+        tables = self.store.result_tables(run_id)
         if run.status == RunStatus.FINISHED:
             with self._lock:
                 self._cache[run_id] = tables
@@ -107,31 +73,19 @@ class ResultsReader:
                 self._memo.popitem(last=False)
         return value
 
-    def head_grid(self, run_id: int, metric: str) -> pd.DataFrame:
-        tables = self.tables(run_id)
-        if metric not in tables.aggregate:
-            raise NotFound(f"run {run_id} has no per-head metric {metric!r}")
-        return tables.aggregate[metric]
+    def head_grid(self, run_id: int, metric: str) -> HeadGrid:
+        return self.tables(run_id).head_grid(metric)
 
     def metrics(self, run_id: int) -> list[str]:
-        return sorted(self.tables(run_id).aggregate)
+        return self.tables(run_id).head_metrics()
 
     def position_metrics(self, run_id: int) -> list[str]:
-        return sorted(self.tables(run_id).per_position)
+        return self.tables(run_id).position_metrics()
 
-    def position_grid(self, run_id: int, metric: str, head: tuple[int, int] | None) -> pd.DataFrame:
-        """(layer, position, value) rows: layer-level values, or one head's row when given."""
-        rows = self.tables(run_id).per_position.get(metric)
-        if rows is None:
-            raise NotFound(f"run {run_id} has no per-position metric {metric!r}")
-        if rows["head"].isna().all():
-            return rows[["layer", "position", "value"]].astype({"layer": int, "position": int})
-        if head is None:
-            summed = rows.groupby(["layer", "position"], as_index=False)["value"].sum()
-            return summed.astype({"layer": int, "position": int})
-        layer, h = head
-        one = rows[(rows["layer"] == layer) & (rows["head"] == h)]
-        return one[["layer", "position", "value"]].astype({"layer": int, "position": int})
+    def position_grid(
+        self, run_id: int, metric: str, head: tuple[int, int] | None = None
+    ) -> PositionGrid:
+        return self.tables(run_id).position_grid(metric, head)
 
     def position_grid_has_heads(self, run_id: int, metric: str) -> bool:
         rows = self.tables(run_id).per_position.get(metric)
@@ -140,13 +94,13 @@ class ResultsReader:
     def head_scores(self, run_id: int, layer: int, head: int) -> list[dict[str, Any]]:
         """The head's aggregate value in every metric of the run, with its rank by |value|."""
         out = []
-        for metric, grid in self.tables(run_id).aggregate.items():
-            hit = grid[(grid["layer"] == layer) & (grid["head"] == head)]
-            if hit.empty:
-                continue
-            value = float(hit["value"].iloc[0])
-            rank = int((grid["value"].abs() > abs(value)).sum()) + 1
-            out.append({"metric": metric, "value": value, "rank": f"{rank} / {len(grid)}"})
+        tables = self.tables(run_id)
+        for metric in tables.head_metrics():
+            grid = tables.head_grid(metric)
+            value = grid.value(layer, head)
+            if value is not None:
+                rank = f"{grid.rank(value)} / {len(grid.frame)}"
+                out.append({"metric": metric, "value": value, "rank": rank})
         return out
 
     def related_runs(self, run: RunRecord, ttl_s: float = 5.0) -> list[RunRecord]:
@@ -215,15 +169,23 @@ class ResultsReader:
         artifact = self.store.get_artifact(run_id, PATTERNS)
         key = f"prompt{prompt}"
         with safe_open(artifact.path, framework="np") as fh:
-            if key not in fh.keys():  # noqa: SIM118 — safe_open has keys(), not __contains__
-                raise NotFound(f"run {run_id} stores no attention pattern for prompt {prompt}")
-            block = fh.get_slice(key)[layer : layer + 1, head : head + 1]
+            keys = list(fh.keys())
+            if key not in keys:
+                raise NotFound(
+                    f"run {run_id} has no pattern for --prompt {prompt}; "
+                    f"stored prompts: 0..{len(keys) - 1}"
+                )
+            stored = fh.get_slice(key)
+            n_layers, n_heads = stored.get_shape()[:2]
+            if not (0 <= layer < n_layers and 0 <= head < n_heads):
+                raise NotFound(
+                    f"no head {layer}.{head}: the model has layers 0..{n_layers - 1} "
+                    f"and heads 0..{n_heads - 1}"
+                )
+            block = stored[layer : layer + 1, head : head + 1]
         matrix = np.asarray(block, dtype=np.float32)[0, 0]
         tokens = self.prompt_tokens(run_id)
         labels = tokens[prompt] if prompt < len(tokens) else []
         if len(labels) != matrix.shape[0]:
             labels = [str(i) for i in range(matrix.shape[0])]
         return matrix, labels
-
-    def artifact_path(self, run_id: int, name: str) -> str:
-        return self.store.get_artifact(run_id, name).path

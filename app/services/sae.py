@@ -66,6 +66,11 @@ def top_contexts(store: ResultStore, run_id: int, feature: int) -> list[dict[str
     return list(contexts.get(str(feature), contexts.get(feature, [])))  # JSON keys are strings
 
 
+def context_features(store: ResultStore, run_id: int) -> list[int]:
+    """The SAE features whose top contexts the run stores."""
+    return sorted(int(f) for f in _read(store, run_id, CONTEXTS))
+
+
 def dfa_rows(store: ResultStore, run_id: int, feature: int) -> tuple[pd.DataFrame, int, list[str]]:
     """The DFA rows of a feature, the context shown (its first stored one) and its tokens."""
     dfa = _read(store, run_id, DFA)
