@@ -21,7 +21,7 @@ from analysis.configs.catalog import (
     PromptsImportConfig,
     row_error_text,
 )
-from analysis.jobs import JobContext, JobError, register_job
+from analysis.jobs import JobContext, JobError
 from analysis.model_specs import parse_model_spec
 from storage.errors import NotFound
 from storage.records import ModelIn, PromptSetIn, RunOutput
@@ -57,7 +57,6 @@ def _upload_path(ctx: JobContext, cfg: PromptsImportConfig) -> Path:
     return path
 
 
-@register_job("prompts-import")
 def prompts_import_job(ctx: JobContext) -> RunOutput:
     from analysis.prompts.files import PromptFileError, read_prompt_file
     from analysis.prompts.validate import PromptValidationError, TokenizerView, validate_pairs
@@ -84,7 +83,6 @@ def prompts_import_job(ctx: JobContext) -> RunOutput:
     return RunOutput(summary=summary, prompt_set=new_set)
 
 
-@register_job("prompts-generate")
 def prompts_generate_job(ctx: JobContext) -> RunOutput:
     from analysis.prompts.generators import GeneratorError, generate_pairs
 
@@ -105,7 +103,6 @@ def prompts_generate_job(ctx: JobContext) -> RunOutput:
     return RunOutput(summary=summary, prompt_set=new_set)
 
 
-@register_job("model-add")
 def model_add_job(ctx: JobContext) -> RunOutput:
     from analysis.models import model_facts
 

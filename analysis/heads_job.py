@@ -23,7 +23,7 @@ from analysis.ablation import ablate_heads
 from analysis.configs.heads import AblateConfig, DlaConfig, HeadsConfig, PatchConfig
 from analysis.dla import direct_logit_attribution
 from analysis.hooks import IneffectiveHook, MissingHook, require_effective_hook
-from analysis.jobs import JobContext, JobError, register_job
+from analysis.jobs import JobContext, JobError
 from analysis.metrics import MetricUndefined
 from analysis.patching.attribution import attribution_patch_z, pearson
 from analysis.patching.exact import ActivationNotFinite, exact_patch, prepare
@@ -109,7 +109,6 @@ def _save_patterns(ctx: JobContext, model: Any, patterns, prompts) -> list[Artif
     ]
 
 
-@register_job("heads")
 def heads_job(ctx: JobContext) -> RunOutput:
     t0 = time.perf_counter()
     model = ctx.model()
@@ -147,7 +146,6 @@ def heads_job(ctx: JobContext) -> RunOutput:
 # --- dla -----------------------------------------------------------------------------------
 
 
-@register_job("dla")
 def dla_job(ctx: JobContext) -> RunOutput:
     t0 = time.perf_counter()
     model = ctx.model()
@@ -239,7 +237,6 @@ def _replay_mode(replay: BlockReplay) -> str:
     return f"from patched layer ({suffix.reason})"
 
 
-@register_job("patch")
 def patch_job(ctx: JobContext) -> RunOutput:
     t0, cfg = time.perf_counter(), ctx.config_as(PatchConfig)
     model = ctx.model()
@@ -284,7 +281,6 @@ def patch_job(ctx: JobContext) -> RunOutput:
 # --- ablate --------------------------------------------------------------------------------
 
 
-@register_job("ablate")
 def ablate_job(ctx: JobContext) -> RunOutput:
     t0, cfg = time.perf_counter(), ctx.config_as(AblateConfig)
     model = ctx.model()

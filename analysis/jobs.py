@@ -1,4 +1,5 @@
-"""The job registry: one function per run kind, called by the worker with a ``JobContext``.
+"""What a job gets and returns: one function per run kind (listed in ``analysis.job_table``),
+called by the worker with a ``JobContext``.
 
 A job reads its validated config and inputs from the context, reports progress through
 ``ctx.progress`` (which also raises ``Cancelled`` when the user cancelled the run), writes any
@@ -9,7 +10,6 @@ dies half way leaves no partial results.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +22,6 @@ if TYPE_CHECKING:
     from storage.store import ResultStore
 
 ConfigT = TypeVar("ConfigT", bound=RunConfigBase)
-
-# Modules that register job functions with @register_job.
-JOB_MODULES: tuple[str, ...] = (
-    "analysis.heads_job",
-    "analysis.circuits.job",
-    "analysis.sae.job",
-    "analysis.throughput",
-    "analysis.catalog_job",
-)
 
 
 class Cancelled(Exception):
@@ -73,24 +64,3 @@ class JobContext:
 
 
 JobFn = Callable[[JobContext], RunOutput]
-_JOBS: dict[str, JobFn] = {}
-
-
-def register_job(kind: str) -> Callable[[JobFn], JobFn]:
-    def wrap(fn: JobFn) -> JobFn:
-        _JOBS[kind] = fn
-        return fn
-
-    return wrap
-
-
-def job_for(kind: str) -> JobFn:
-    for name in JOB_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    if kind not in _JOBS:
-        raise JobError(f"no job is registered for run kind {kind!r}")
-    return _JOBS[kind]

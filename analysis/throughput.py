@@ -11,11 +11,10 @@ import time
 import torch
 
 from analysis.configs.throughput import ThroughputConfig
-from analysis.jobs import JobContext, JobError, register_job
+from analysis.jobs import JobContext, JobError
 from storage.records import RunOutput
 
 
-@register_job("throughput")
 def run_throughput(ctx: JobContext) -> RunOutput:
     config = ctx.config_as(ThroughputConfig)
     model = ctx.model()

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from analysis.configs import ConfigError, RunConfigBase, parse_run_config
-from analysis.jobs import Cancelled, JobContext, JobError, job_for
+from analysis.job_table import job_for
+from analysis.jobs import Cancelled, JobContext, JobError
 from storage.errors import Conflict, StoreError
 from storage.records import RunRecord
 from storage.store import ResultStore

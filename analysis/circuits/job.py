@@ -32,7 +32,7 @@ from analysis.circuits.ground_truth import (
     resolve_ground_truth_path,
 )
 from analysis.configs.circuits import CircuitConfig
-from analysis.jobs import JobContext, JobError, register_job
+from analysis.jobs import JobContext, JobError
 from analysis.metrics import MetricUndefined
 from analysis.prompt_batch import PromptBatchError, build_pair_batch
 from storage.records import ArtifactIn, EdgeIn, NodeIn, RunOutput
@@ -99,7 +99,6 @@ def _output(d: Discovery, artifacts: list[ArtifactIn]) -> RunOutput:
     return RunOutput(edges=edges, nodes=nodes, artifacts=artifacts, summary=d.summary)
 
 
-@register_job("circuit")
 def circuit_job(ctx: JobContext) -> RunOutput:
     cfg = ctx.config
     assert isinstance(cfg, CircuitConfig)

@@ -7,7 +7,6 @@ is written; errors name the field and the fix.
 
 from __future__ import annotations
 
-import importlib
 import types
 import typing
 from typing import Any, Literal
@@ -15,17 +14,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from analysis.model_specs import ModelSpecError, parse_model_spec
-
-# Modules that define run kinds. Each registers its config classes with @register_config.
-KIND_MODULES: tuple[str, ...] = (
-    "analysis.configs.heads",
-    "analysis.configs.circuits",
-    "analysis.configs.sae",
-    "analysis.configs.throughput",
-    "analysis.configs.catalog",
-)
-
-_REGISTRY: dict[str, type[RunConfigBase]] = {}
 
 
 class ConfigError(ValueError):
@@ -62,43 +50,9 @@ def unwrap_optional(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def register_config(cls: type[RunConfigBase]) -> type[RunConfigBase]:
-    kind = cls.model_fields["kind"].default
-    if not isinstance(kind, str):
-        raise TypeError(f"{cls.__name__}.kind needs a string default")
-    _REGISTRY[kind] = cls
-    return cls
-
-
-def _load_kind_modules() -> None:
-    for name in KIND_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-
-
-def run_kinds() -> dict[str, type[RunConfigBase]]:
-    _load_kind_modules()
-    return dict(_REGISTRY)
-
-
 def format_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "config"
         parts.append(f"{field}: {err['msg'].removeprefix('Value error, ')}")
     return "; ".join(parts)
-
-
-def parse_run_config(data: dict[str, Any]) -> RunConfigBase:
-    kinds = run_kinds()
-    kind = data.get("kind")
-    if kind not in kinds:
-        known = ", ".join(sorted(kinds))
-        raise ConfigError(f"kind: unknown run kind {kind!r}; choose one of: {known}")
-    try:
-        return kinds[kind].model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None

@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from analysis.configs.base import RunConfigBase, register_config
+from analysis.configs.base import RunConfigBase
 from analysis.model_specs import parse_model_spec
 
 CATALOG_KINDS = ("prompts-import", "prompts-generate", "model-add")
@@ -91,7 +91,6 @@ class _CatalogConfig(RunConfigBase):
         return value
 
 
-@register_config
 class PromptsImportConfig(_CatalogConfig):
     """Check a prompt file against the model's tokenizer and store it as a prompt set."""
 
@@ -118,7 +117,6 @@ class PromptsImportConfig(_CatalogConfig):
         return content
 
 
-@register_config
 class PromptsGenerateConfig(_CatalogConfig):
     """Generate a seeded task prompt set that is valid for the model's tokenizer."""
 
@@ -138,7 +136,6 @@ class PromptsGenerateConfig(_CatalogConfig):
         return self.name or default_set_name(self.task, self.model, self.n, self.seed)
 
 
-@register_config
 class ModelAddConfig(_CatalogConfig):
     """Load a model to check it, measure its architecture facts and register it."""
 

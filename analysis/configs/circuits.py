@@ -24,10 +24,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from analysis.configs.base import RunConfigBase, register_config
+from analysis.configs.base import RunConfigBase
 
 
-@register_config
 class CircuitConfig(RunConfigBase):
     """Find the circuit behind a behaviour and score it (faithfulness, ROC vs ground truth)."""
 

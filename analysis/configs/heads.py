@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from analysis.configs.base import RunConfigBase, register_config
+from analysis.configs.base import RunConfigBase
 
 PATCH_SITES = ("z", "q", "k", "v", "pattern", "resid")
 ABLATIONS = ("zero", "mean", "resample")
@@ -33,7 +33,6 @@ def _check_choices(values: list[str], allowed: tuple[str, ...], field: str) -> l
     return list(dict.fromkeys(values))
 
 
-@register_config
 class HeadsConfig(RunConfigBase):
     """Per-head attention statistics and head-type scores."""
 
@@ -47,7 +46,6 @@ class HeadsConfig(RunConfigBase):
     save_patterns: bool = Field(default=True, description="Save attention patterns as artifacts")
 
 
-@register_config
 class DlaConfig(RunConfigBase):
     """Direct logit attribution and logit lens."""
 
@@ -56,7 +54,6 @@ class DlaConfig(RunConfigBase):
     per_prompt: bool = Field(default=True, description="Also store per-prompt values")
 
 
-@register_config
 class PatchConfig(RunConfigBase):
     """Activation patching of heads and the residual stream."""
 
@@ -88,7 +85,6 @@ class PatchConfig(RunConfigBase):
         return _check_choices(v, PATCH_SITES, "sites")
 
 
-@register_config
 class AblateConfig(RunConfigBase):
     """Zero, mean and resample ablation of each head."""
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from analysis.configs.base import RunConfigBase, register_config
+from analysis.configs.base import RunConfigBase
 
 TokenSourceName = Literal["auto", "zoo", "repeat", "text", "prompts"]
 
@@ -45,7 +45,6 @@ class _TokenSourceFields(RunConfigBase):
         return self
 
 
-@register_config
 class SAETrainConfig(_TokenSourceFields):
     """Train attention-output (hook_z) SAEs with sae-lens, one per layer, then evaluate them."""
 
@@ -74,7 +73,6 @@ class SAETrainConfig(_TokenSourceFields):
         return self
 
 
-@register_config
 class SAEEvalConfig(_TokenSourceFields):
     """Evaluate and attribute an existing attention SAE: from a run, a folder or the registry."""
 
@@ -102,7 +100,6 @@ class SAEEvalConfig(_TokenSourceFields):
         return self
 
 
-@register_config
 class SAECircuitConfig(RunConfigBase):
     """O'Neill & Bui (2024): find circuit heads from discretised SAE codes of each head's
     output on positive (clean) vs negative (corrupted) prompts."""

@@ -6,10 +6,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from analysis.configs.base import RunConfigBase, register_config
+from analysis.configs.base import RunConfigBase
 
 
-@register_config
 class ThroughputConfig(RunConfigBase):
     """Measure forward-pass throughput (tokens/s) of a model on this worker's device."""
 

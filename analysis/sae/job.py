@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from sae_lens.saes.sae import SAE
 
-from analysis.jobs import JobContext, JobError, register_job
+from analysis.jobs import JobContext, JobError
 from analysis.sae.activations import (
     FixedTokens,
     PromptTokens,
@@ -96,7 +96,6 @@ def _train_settings(cfg: Any) -> TrainSettings:
     )
 
 
-@register_job("sae-train")
 def sae_train_job(ctx: JobContext) -> RunOutput:
     cfg: Any = ctx.config
     model = ctx.model()
@@ -175,7 +174,6 @@ def _load_eval_sae(ctx: JobContext, model: Any) -> SAE[Any]:
     return load_sae_pretrained(cfg.sae_release, cfg.sae_id, model=model, device=device)
 
 
-@register_job("sae-eval")
 def sae_eval_job(ctx: JobContext) -> RunOutput:
     cfg: Any = ctx.config
     model = ctx.model()
@@ -200,7 +198,6 @@ def sae_eval_job(ctx: JobContext) -> RunOutput:
     return RunOutput(head_results=report.head_results, artifacts=report.artifacts, summary=summary)
 
 
-@register_job("sae-circuit")
 def sae_circuit_job(ctx: JobContext) -> RunOutput:
     from analysis.circuits.ground_truth import GroundTruthError
     from analysis.prompt_batch import PromptBatchError, build_pair_batch

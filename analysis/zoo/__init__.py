@@ -19,11 +19,8 @@ from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
-# Zoo name -> module that defines its training recipe (``RECIPE``).
-ZOO_RECIPES: dict[str, str] = {
-    "induction-2l": "analysis.zoo.induction",
-    "greater-than-3l": "analysis.zoo.greater_than",
-}
+# The zoo's models; each has a training recipe in ``analysis.zoo.train.RECIPES``.
+ZOO_NAMES: tuple[str, ...] = ("greater-than-3l", "induction-2l")
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -33,7 +30,7 @@ GROUND_TRUTH_FILE = "ground_truth.json"
 
 def zoo_names() -> list[str]:
     """Names of the zoo models headlab knows how to build."""
-    return sorted(ZOO_RECIPES)
+    return sorted(ZOO_NAMES)
 
 
 def zoo_folder(name: str) -> Path:

@@ -16,7 +16,7 @@ import string
 
 import torch
 
-from analysis.zoo.train import Recipe, TaskBatch
+from analysis.zoo.task import Recipe, TaskBatch
 
 ALPHABET = string.ascii_lowercase + string.digits + ">"
 MAX_FILLER = 6

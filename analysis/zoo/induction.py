@@ -14,7 +14,7 @@ import string
 
 import torch
 
-from analysis.zoo.train import Recipe, TaskBatch
+from analysis.zoo.task import Recipe, TaskBatch
 
 LETTERS = string.ascii_lowercase
 ALPHABET = LETTERS + " .,;:!?-'"

@@ -1,65 +1,44 @@
 """Training the zoo models: a seeded next-token loop over a synthetic task.
 
 Rebuild one with ``python -m analysis.zoo.train <name> [--out DIR]`` (default: the shipped folder
-``analysis/zoo/models/<name>/``). A recipe (``analysis.zoo.<task>.RECIPE``) gives the tokenizer
-alphabet, the TransformerLens-native config, the optimiser settings and a batch sampler. Training
-uses the bare ``NativeModel`` (no hooks) with AdamW, on ``threads`` CPU threads; the weights, the
-torch RNG for init and the data generator are all seeded, so a rebuild on the same machine and
-thread count reproduces the shipped weights.
+``analysis/zoo/models/<name>/``). A recipe (``analysis.zoo.<task>.RECIPE``, all listed in
+``RECIPES``) gives the tokenizer alphabet, the TransformerLens-native config, the optimiser
+settings and a batch sampler. Training uses the bare ``NativeModel`` (no hooks) with AdamW, on
+``threads`` CPU threads; the weights, the torch RNG for init and the data generator are all
+seeded, so a rebuild on the same machine and thread count reproduces the shipped weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Int
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge.sources.native.init import initialize_native_model
 from transformer_lens.model_bridge.sources.native.model import NativeModel
 
-from analysis.zoo import MODELS_DIR, TOKENIZER_DIR, ZOO_RECIPES, zoo_names
+from analysis.zoo import MODELS_DIR, TOKENIZER_DIR, greater_than, induction, zoo_names
 from analysis.zoo.checkpoint import bridge_state_dict, save_zoo_model
+from analysis.zoo.task import Recipe, TaskBatch
 from analysis.zoo.tokenizer import build_char_tokenizer, char_vocab
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TaskBatch:
-    """Token rows (BOS first) and which next-token predictions count in the loss."""
-
-    tokens: Int[torch.Tensor, "batch pos"]
-    loss_mask: Bool[torch.Tensor, "batch pos_minus_1"]  # loss on predicting tokens[:, 1:]
-
-
-Sampler = Callable[[torch.Generator, int, dict[str, int]], TaskBatch]
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    alphabet: str
-    tl_config: dict[str, Any]
-    sample: Sampler  # (generator, batch_size, vocab) -> TaskBatch
-    steps: int
-    batch_size: int
-    lr: float
-    weight_decay: float = 0.01
-    seed: int = 0
+RECIPES: dict[str, Recipe] = {
+    "induction-2l": induction.RECIPE,
+    "greater-than-3l": greater_than.RECIPE,
+}
 
 
 def load_recipe(name: str) -> Recipe:
-    if name not in ZOO_RECIPES:
+    if name not in RECIPES:
         raise ValueError(f"unknown zoo model {name!r}; the zoo has: {', '.join(zoo_names())}")
-    return importlib.import_module(ZOO_RECIPES[name]).RECIPE
+    return RECIPES[name]
 
 
 def full_tl_config(recipe: Recipe) -> dict[str, Any]:

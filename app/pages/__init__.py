@@ -1,26 +1,14 @@
-"""Routes of the web workbench. Each page module registers one route whose builder turns the
-query string into a layout by calling the page's layout builder (``app.components``)."""
+"""Routes of the web workbench, listed in navigation order. A route's builder turns the query
+string into a layout by calling the page's layout builder (``app.components``)."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.pages import circuits, compare, heads, home, launch, models, prompts, runs, sae
 from app.services.context import WebContext
-
-PAGE_MODULES: tuple[str, ...] = (
-    "app.pages.home",
-    "app.pages.heads",
-    "app.pages.runs",
-    "app.pages.launch",
-    "app.pages.circuits",
-    "app.pages.sae",
-    "app.pages.compare",
-    "app.pages.models",
-    "app.pages.prompts",
-)
 
 Builder = Callable[[WebContext, dict[str, str]], Any]
 
@@ -32,20 +20,24 @@ class Route:
     build: Builder
 
 
-_ROUTES: dict[str, Route] = {}
-
-
-def register_route(path: str, title: str, build: Builder) -> None:
-    _ROUTES[path] = Route(path, title, build)
+ROUTES: tuple[Route, ...] = (
+    Route("/", "Home", home.build),
+    Route("/heads", "Heads", heads.build),
+    Route("/runs", "Runs", runs.build),
+    Route("/launch", "Launch", launch.build),
+    Route("/circuits", "Circuits", circuits.build),
+    Route("/sae", "SAEs", sae.build),
+    Route("/compare", "Compare", compare.build),
+    Route("/models", "Models", models.build),
+    Route("/prompts", "Prompt sets", prompts.build),
+)
+_BY_PATH = {route.path: route for route in ROUTES}
 
 
 def routes() -> list[Route]:
     """All routes, in navigation order."""
-    for name in PAGE_MODULES:
-        importlib.import_module(name)
-    return list(_ROUTES.values())  # modules register in PAGE_MODULES order
+    return list(ROUTES)
 
 
 def route_for(path: str | None) -> Route | None:
-    routes()
-    return _ROUTES.get((path or "/").rstrip("/") or "/")
+    return _BY_PATH.get((path or "/").rstrip("/") or "/")

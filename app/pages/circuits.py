@@ -1,7 +1,6 @@
 """Route: /circuits?run=ID — discovered circuits side by side."""
 
 from app.components.analysis_pages import circuits_layout
-from app.pages import register_route
 from app.services import circuits
 from app.services.context import WebContext
 
@@ -10,6 +9,3 @@ def build(ctx: WebContext, query: dict[str, str]) -> object:
     options, chosen = circuits.picker(ctx.store, query.get("run"))
     n_edges, max_score = circuits.score_range(ctx.store, chosen)
     return circuits_layout(options, chosen, n_edges, max_score)
-
-
-register_route("/circuits", "Circuits", build)

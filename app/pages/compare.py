@@ -1,7 +1,6 @@
 """Route: /compare?a=ID&b=ID — two runs of the same kind."""
 
 from app.components.analysis_pages import compare_layout
-from app.pages import register_route
 from app.services import compare
 from app.services.context import WebContext
 
@@ -13,6 +12,3 @@ def build(ctx: WebContext, query: dict[str, str]) -> object:
     return compare_layout(
         compare.run_options(ctx), a, b, metrics, metric or (metrics[0] if metrics else None)
     )
-
-
-register_route("/compare", "Compare", build)

@@ -1,7 +1,6 @@
 """Route: /heads?run=ID&metric=NAME — the layer × head browser."""
 
 from app.components.heads import heads_layout
-from app.pages import register_route
 from app.services import heads_view
 from app.services.context import WebContext
 
@@ -9,6 +8,3 @@ from app.services.context import WebContext
 def build(ctx: WebContext, query: dict[str, str]) -> object:
     run = int(query["run"]) if query.get("run", "").isdigit() else None
     return heads_layout(heads_view.initial(ctx, run, query.get("metric")))
-
-
-register_route("/heads", "Heads", build)

@@ -1,7 +1,6 @@
 """Route: / — what is in the store, and the heads of the newest run."""
 
 from app.components.catalog import home_layout
-from app.pages import register_route
 from app.services import catalog
 from app.services.context import WebContext
 
@@ -9,6 +8,3 @@ from app.services.context import WebContext
 def build(ctx: WebContext, query: dict[str, str]) -> object:
     data = catalog.home(ctx)
     return home_layout(data["counts"], data["recent"], data["heatmap"], data["href"], data["title"])
-
-
-register_route("/", "Home", build)

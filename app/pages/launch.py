@@ -3,7 +3,6 @@
 from analysis.configs import run_kinds
 from analysis.configs.catalog import CATALOG_KINDS
 from app.components.launch import form, launch_layout
-from app.pages import register_route
 from app.services import launch
 from app.services.context import WebContext
 
@@ -16,6 +15,3 @@ def build(ctx: WebContext, query: dict[str, str]) -> object:
     models, sets = launch.choices(ctx.store)
     body = form(launch.form_fields(kind), models, sets) if kind else "No run kinds are installed."
     return launch_layout(kinds, kind, body)
-
-
-register_route("/launch", "Launch", build)

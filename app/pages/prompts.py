@@ -2,7 +2,6 @@
 
 from analysis.configs.catalog import TASKS
 from app.components.catalog import prompts_layout
-from app.pages import register_route
 from app.services import catalog
 from app.services.context import WebContext
 
@@ -11,6 +10,3 @@ def build(ctx: WebContext, query: dict[str, str]) -> object:
     rows = catalog.prompt_set_rows(ctx.store)
     specs = catalog.model_specs(ctx.store)
     return prompts_layout(rows, catalog.set_options(rows), specs, list(TASKS))
-
-
-register_route("/prompts", "Prompt sets", build)

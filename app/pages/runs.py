@@ -2,12 +2,8 @@
 
 from analysis.configs import run_kinds
 from app.components.runs import runs_layout
-from app.pages import register_route
 from app.services.context import WebContext
 
 
 def build(ctx: WebContext, query: dict[str, str]) -> object:
     return runs_layout(sorted(run_kinds()), query.get("kind"), query.get("status"))
-
-
-register_route("/runs", "Runs", build)

@@ -1,7 +1,6 @@
 """Route: /sae?run=ID&feature=N — features of a trained attention-output SAE."""
 
 from app.components.analysis_pages import sae_layout
-from app.pages import register_route
 from app.services import sae_view
 from app.services.context import WebContext
 
@@ -16,6 +15,3 @@ def build(ctx: WebContext, query: dict[str, str]) -> object:
         state["training_spec"],
         state["note"],
     )
-
-
-register_route("/sae", "SAEs", build)

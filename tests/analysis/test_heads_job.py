@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from analysis.configs import parse_run_config
-from analysis.jobs import Cancelled, JobContext, JobError, job_for
+from analysis.job_table import job_for
+from analysis.jobs import Cancelled, JobContext, JobError
 from storage.records import PairIn
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"

@@ -13,7 +13,7 @@ from analysis.circuits.discover import DiscoverySettings, discover
 from analysis.circuits.ground_truth import load_ground_truth
 from analysis.circuits.job import checkpoint_path, circuit_job
 from analysis.circuits.zoo_tasks import induction_pairs
-from analysis.configs.base import parse_run_config
+from analysis.configs import parse_run_config
 from analysis.jobs import Cancelled, JobContext
 from analysis.prompt_batch import build_pair_batch
 from analysis.zoo import is_built, zoo_folder

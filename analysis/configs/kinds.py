@@ -1,0 +1,51 @@
+"""Every run kind and its config class, listed explicitly.
+
+A run kind exists when it is in ``RUN_KINDS`` (and its job in ``analysis.job_table.JOBS``);
+nothing registers itself on import, so a config module that fails to import fails loudly.
+Torch-free, like every ``analysis.configs`` module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from analysis.configs.base import ConfigError, RunConfigBase, format_validation_error
+from analysis.configs.catalog import ModelAddConfig, PromptsGenerateConfig, PromptsImportConfig
+from analysis.configs.circuits import CircuitConfig
+from analysis.configs.heads import AblateConfig, DlaConfig, HeadsConfig, PatchConfig
+from analysis.configs.sae import SAECircuitConfig, SAEEvalConfig, SAETrainConfig
+from analysis.configs.throughput import ThroughputConfig
+
+RUN_KINDS: dict[str, type[RunConfigBase]] = {
+    "heads": HeadsConfig,
+    "dla": DlaConfig,
+    "patch": PatchConfig,
+    "ablate": AblateConfig,
+    "circuit": CircuitConfig,
+    "sae-train": SAETrainConfig,
+    "sae-eval": SAEEvalConfig,
+    "sae-circuit": SAECircuitConfig,
+    "throughput": ThroughputConfig,
+    "prompts-import": PromptsImportConfig,
+    "prompts-generate": PromptsGenerateConfig,
+    "model-add": ModelAddConfig,
+}
+
+
+def run_kinds() -> dict[str, type[RunConfigBase]]:
+    """Run kind → config class, in the order the launch form lists them."""
+    return dict(RUN_KINDS)
+
+
+def parse_run_config(data: dict[str, Any]) -> RunConfigBase:
+    """Validate a run config dict in full; a ``ConfigError`` names the field and the fix."""
+    kind = data.get("kind")
+    if kind not in RUN_KINDS:
+        known = ", ".join(sorted(RUN_KINDS))
+        raise ConfigError(f"kind: unknown run kind {kind!r}; choose one of: {known}")
+    try:
+        return RUN_KINDS[kind].model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
