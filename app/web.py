@@ -2,8 +2,8 @@
 
 The web process only reads the store and enqueues runs; it never imports torch (a test checks
 ``sys.modules``). Layout: one shell (navigation + URL + page container); the router callback
-renders the page registered for the path (``app.pages``); each ``app.callbacks`` module attaches
-its callbacks to this app instance. The layout is a function: the first page is built into it
+renders the page listed for the path (``app.pages.ROUTES``); ``app.callbacks.CALLBACKS`` are
+attached to this app instance. The layout is a function: the first page is built into it
 (``app.callbacks.router.initial_page``), so a full load needs no router round trip. When an
 auth setting is present every request must carry it (``app.services.auth``); serving on a
 non-loopback address without one is refused.
@@ -11,7 +11,6 @@ non-loopback address without one is refused.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import dash
 import flask
 
-from app.callbacks import CALLBACK_MODULES
+from app.callbacks import attach_callbacks
 from app.callbacks.router import initial_page
 from app.components.shell import shell
 from app.pages import routes
@@ -117,8 +116,7 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> dash.Das
     cache_assets(app.server)
     nav = [(r.path, r.title) for r in routes()]
     app.layout = lambda: shell(nav, *initial_page(ctx))
-    for name in CALLBACK_MODULES:
-        importlib.import_module(name).register(app, ctx)
+    attach_callbacks(app, ctx)
     return app
 
 

@@ -1,17 +1,51 @@
 """Thin callbacks: parse the inputs, make one store/service call, build with one pure builder.
 
-Each module has ``register(app, ctx)`` which attaches its callbacks to one Dash app instance
-(never to Dash's global callback list), so several apps can live in one process.
+Each callback is a module-level function (``app.callbacks.wiring.callback``), callable and
+unit-tested as a plain function; ``CALLBACKS`` lists every one, and ``attach_callbacks`` wires
+them all to one Dash app instance.
 """
 
-CALLBACK_MODULES: tuple[str, ...] = (
-    "app.callbacks.router",
-    "app.callbacks.export",
-    "app.callbacks.runs",
-    "app.callbacks.launch",
-    "app.callbacks.catalog",
-    "app.callbacks.heads",
-    "app.callbacks.circuits",
-    "app.callbacks.sae",
-    "app.callbacks.compare",
+from __future__ import annotations
+
+import dash
+
+from app.callbacks import catalog, circuits, compare, export, heads, launch, router, runs, sae
+from app.callbacks.wiring import Callback, ClientsideCallback
+from app.services.context import WebContext
+
+CALLBACKS: tuple[Callback | ClientsideCallback, ...] = (
+    router.gate_url,
+    router.render_page,
+    export.export_figure,
+    runs.refresh_table,
+    runs.change_page,
+    runs.cancel_run,
+    runs.ask_delete,
+    runs.delete_run,
+    runs.runs_csv,
+    launch.pick_kind,
+    launch.submit,
+    catalog.preview,
+    catalog.add_model,
+    catalog.upload,
+    catalog.generate,
+    heads.pick_run,
+    heads.show_metric,
+    heads.select_head,
+    heads.outline_head,
+    heads.show_positions,
+    circuits.slider_limits,
+    circuits.show_circuits,
+    circuits.show_curves,
+    sae.pick_run,
+    sae.pick_feature,
+    sae.show_feature,
+    compare.pick_runs,
+    compare.show,
 )
+
+
+def attach_callbacks(app: dash.Dash, ctx: WebContext) -> None:
+    """Wire every callback to ``app``; each server callback gets ``ctx`` first."""
+    for one in CALLBACKS:
+        one.attach(app, ctx)

@@ -8,6 +8,7 @@ import dash
 from dash import Input, Output
 
 from app import ids
+from app.callbacks.wiring import callback
 from app.components.analysis_pages import circuit_cards
 from app.components.common import data_table, empty_figure
 from app.services import circuits
@@ -27,62 +28,63 @@ def selection(mode: str, top_k: int | None, threshold: float | None) -> dict:
     return {"top_k": None, "threshold": None}
 
 
-def register(app: dash.Dash, ctx: WebContext) -> None:
-    @app.callback(
-        Output(ids.CIRCUITS_TOPK, "max"),
-        Output(ids.CIRCUITS_THRESHOLD, "max"),
-        Input(ids.CIRCUITS_RUNS, "value"),
-        prevent_initial_call=True,
-    )
-    def slider_limits(run_ids: list[int] | None) -> tuple:
-        n_edges, max_score = circuits.score_range(ctx.store, [int(r) for r in run_ids or []])
-        return max(n_edges, 1), max(max_score, 1e-9)
+@callback(
+    Output(ids.CIRCUITS_TOPK, "max"),
+    Output(ids.CIRCUITS_THRESHOLD, "max"),
+    Input(ids.CIRCUITS_RUNS, "value"),
+    prevent_initial_call=True,
+)
+def slider_limits(ctx: WebContext, run_ids: list[int] | None) -> tuple:
+    n_edges, max_score = circuits.score_range(ctx.store, [int(r) for r in run_ids or []])
+    return max(n_edges, 1), max(max_score, 1e-9)
 
-    @app.callback(
-        Output(ids.CIRCUITS_GRAPHS, "children"),
-        Output(ids.CIRCUITS_EDGES, "children"),
-        Input(ids.CIRCUITS_RUNS, "value"),
-        Input(ids.CIRCUITS_MODE, "value"),
-        Input(ids.CIRCUITS_TOPK, "value"),
-        Input(ids.CIRCUITS_THRESHOLD, "value"),
-    )
-    def show_circuits(run_ids: list[int] | None, mode: str, top_k: int, threshold: float) -> tuple:
-        chosen = selection(mode, top_k, threshold)
-        items: list[tuple[int, str, Any, dict[str, Any] | None]] = []
-        for run_id in [int(r) for r in run_ids or []]:
-            spec = {"kind": "circuit_graph", "run": run_id, **chosen}
-            exportable: dict[str, Any] | None = spec
-            try:
-                figure = page_figure(ctx.reader, spec)
-            except (StoreError, ValueError) as exc:
-                figure, exportable = empty_figure(str(exc)), None
-            items.append((run_id, f"Circuit #{run_id}", figure, exportable))
-        if not items:
-            return [
-                dash.html.P("No circuit runs yet: launch a `circuit` run.", className="muted")
-            ], ""
-        rows = circuits.edge_rows(ctx.store, items[0][0], chosen["top_k"], chosen["threshold"])
-        return circuit_cards(items), data_table(
-            "circuit-edges-table", rows, ["source", "target", "score", "in_circuit"]
-        )
 
-    @app.callback(
-        Output(ids.CIRCUITS_FAITH, "figure"),
-        Output(FAITH_SPEC, "spec"),
-        Output(ids.CIRCUITS_ROC, "figure"),
-        Output(ROC_SPEC, "spec"),
-        Input(ids.CIRCUITS_RUNS, "value"),
+@callback(
+    Output(ids.CIRCUITS_GRAPHS, "children"),
+    Output(ids.CIRCUITS_EDGES, "children"),
+    Input(ids.CIRCUITS_RUNS, "value"),
+    Input(ids.CIRCUITS_MODE, "value"),
+    Input(ids.CIRCUITS_TOPK, "value"),
+    Input(ids.CIRCUITS_THRESHOLD, "value"),
+)
+def show_circuits(
+    ctx: WebContext, run_ids: list[int] | None, mode: str, top_k: int, threshold: float
+) -> tuple:
+    chosen = selection(mode, top_k, threshold)
+    items: list[tuple[int, str, Any, dict[str, Any] | None]] = []
+    for run_id in [int(r) for r in run_ids or []]:
+        spec = {"kind": "circuit_graph", "run": run_id, **chosen}
+        exportable: dict[str, Any] | None = spec
+        try:
+            figure = page_figure(ctx.reader, spec)
+        except (StoreError, ValueError) as exc:
+            figure, exportable = empty_figure(str(exc)), None
+        items.append((run_id, f"Circuit #{run_id}", figure, exportable))
+    if not items:
+        return [dash.html.P("No circuit runs yet: launch a `circuit` run.", className="muted")], ""
+    rows = circuits.edge_rows(ctx.store, items[0][0], chosen["top_k"], chosen["threshold"])
+    return circuit_cards(items), data_table(
+        "circuit-edges-table", rows, ["source", "target", "score", "in_circuit"]
     )
-    def show_curves(run_ids: list[int] | None) -> tuple:
-        runs = [int(r) for r in run_ids or []]
-        out: list = []
-        for kind, key, what in (
-            ("faithfulness", "faithfulness_curve", "faithfulness curve"),
-            ("roc", "roc", "ROC (needs a ground truth)"),
-        ):
-            if not circuits.curves(ctx.store, runs, key):
-                out += [empty_figure(f"The chosen runs store no {what}"), None]
-                continue
-            spec = {"kind": kind, "runs": runs}
-            out += [page_figure(ctx.reader, spec), spec]
-        return tuple(out)
+
+
+@callback(
+    Output(ids.CIRCUITS_FAITH, "figure"),
+    Output(FAITH_SPEC, "spec"),
+    Output(ids.CIRCUITS_ROC, "figure"),
+    Output(ROC_SPEC, "spec"),
+    Input(ids.CIRCUITS_RUNS, "value"),
+)
+def show_curves(ctx: WebContext, run_ids: list[int] | None) -> tuple:
+    runs = [int(r) for r in run_ids or []]
+    out: list = []
+    for kind, key, what in (
+        ("faithfulness", "faithfulness_curve", "faithfulness curve"),
+        ("roc", "roc", "ROC (needs a ground truth)"),
+    ):
+        if not circuits.curves(ctx.store, runs, key):
+            out += [empty_figure(f"The chosen runs store no {what}"), None]
+            continue
+        spec = {"kind": kind, "runs": runs}
+        out += [page_figure(ctx.reader, spec), spec]
+    return tuple(out)

@@ -15,6 +15,7 @@ import dash
 from dash import MATCH, Input, Output, State, dcc
 
 from app import ids
+from app.callbacks.wiring import callback
 from app.export.errors import ExportError
 from app.services.context import WebContext
 from app.services.figures import build_figure, spec_name
@@ -37,24 +38,24 @@ def figure_bytes(figure: Any, fmt: str, preset: str) -> bytes:
     )
 
 
-def register(app: dash.Dash, ctx: WebContext) -> None:
-    menu = ids.export_id(MATCH)
+menu = ids.export_id(MATCH)
 
-    @app.callback(
-        Output(menu, "download"),
-        Output(menu, "error"),
-        Input(menu, "n_clicks"),
-        State(menu, "format"),
-        State(menu, "preset"),
-        State(menu, "spec"),
-        prevent_initial_call=True,
-    )
-    def export_figure(_clicks: int, fmt: str, preset: str, spec: dict | None) -> tuple:
-        if not spec:
-            return dash.no_update, "nothing to export yet"
-        try:
-            data = figure_bytes(build_figure(ctx.reader, spec), fmt, preset)
-        except (ExportError, StoreError, ValueError, RuntimeError) as exc:
-            log.warning("export %s failed: %s", spec, exc)
-            return dash.no_update, str(exc)
-        return dcc.send_bytes(data, f"{spec_name(spec)}_{preset}.{fmt}"), ""
+
+@callback(
+    Output(menu, "download"),
+    Output(menu, "error"),
+    Input(menu, "n_clicks"),
+    State(menu, "format"),
+    State(menu, "preset"),
+    State(menu, "spec"),
+    prevent_initial_call=True,
+)
+def export_figure(ctx: WebContext, _clicks: int, fmt: str, preset: str, spec: dict | None) -> tuple:
+    if not spec:
+        return dash.no_update, "nothing to export yet"
+    try:
+        data = figure_bytes(build_figure(ctx.reader, spec), fmt, preset)
+    except (ExportError, StoreError, ValueError, RuntimeError) as exc:
+        log.warning("export %s failed: %s", spec, exc)
+        return dash.no_update, str(exc)
+    return dcc.send_bytes(data, f"{spec_name(spec)}_{preset}.{fmt}"), ""

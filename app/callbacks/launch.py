@@ -2,54 +2,53 @@
 
 from __future__ import annotations
 
-import dash
 from dash import ALL, Input, Output, State, dcc, html
 
 from app import ids
+from app.callbacks.wiring import Fired, callback
 from app.components.launch import form
 from app.services import launch
 from app.services.context import WebContext
 from storage.errors import StoreError
 
 
-def register(app: dash.Dash, ctx: WebContext) -> None:
-    @app.callback(
-        Output(ids.LAUNCH_FORM, "children"),
-        Output(ids.LAUNCH_STATUS, "children", allow_duplicate=True),
-        Input(ids.LAUNCH_KIND, "value"),
-        prevent_initial_call=True,
-    )
-    def pick_kind(kind: str) -> tuple:
-        models, sets = launch.choices(ctx.store)
-        return form(launch.form_fields(kind), models, sets), ""
+@callback(
+    Output(ids.LAUNCH_FORM, "children"),
+    Output(ids.LAUNCH_STATUS, "children", allow_duplicate=True),
+    Input(ids.LAUNCH_KIND, "value"),
+    prevent_initial_call=True,
+)
+def pick_kind(ctx: WebContext, kind: str) -> tuple:
+    models, sets = launch.choices(ctx.store)
+    return form(launch.form_fields(kind), models, sets), ""
 
-    @app.callback(
-        Output(ids.launch_error_id(ALL), "children"),
-        Output(ids.LAUNCH_STATUS, "children"),
-        Output(ids.LAUNCH_STATUS, "className"),
-        Input(ids.LAUNCH_SUBMIT, "n_clicks"),
-        State(ids.LAUNCH_KIND, "value"),
-        State(ids.launch_field_id(ALL), "value"),
-        prevent_initial_call=True,
+
+@callback(
+    Output(ids.launch_error_id(ALL), "children"),
+    Output(ids.LAUNCH_STATUS, "children"),
+    Output(ids.LAUNCH_STATUS, "className"),
+    Input(ids.LAUNCH_SUBMIT, "n_clicks"),
+    State(ids.LAUNCH_KIND, "value"),
+    State(ids.launch_field_id(ALL), "value"),
+    prevent_initial_call=True,
+    fired=True,
+)
+def submit(ctx: WebContext, fired: Fired, _n: int, kind: str, values: list) -> tuple:
+    names = [field_id["field"] for field_id in fired.state_ids[1]]
+    error_fields = [error_id["field"] for error_id in fired.output_ids[0]]
+    try:
+        run = launch.enqueue(ctx.store, kind, dict(zip(names, values, strict=True)))
+    except launch.LaunchError as exc:
+        errors = [exc.fields.get(name, "") for name in error_fields]
+        other = {k: v for k, v in exc.fields.items() if k not in error_fields}
+        text = "Fix the fields marked in red." + "".join(f" {k}: {v}." for k, v in other.items())
+        return errors, text, "message error"
+    except StoreError as exc:
+        return [""] * len(error_fields), str(exc), "message error"
+    status = html.Span(
+        [
+            f"Run #{run.id} ({run.kind}) queued. ",
+            dcc.Link("Watch it on the Runs page →", href="/runs"),
+        ]
     )
-    def submit(_n: int, kind: str, values: list) -> tuple:
-        names = [s["id"]["field"] for s in dash.ctx.states_list[1]]
-        error_fields = [o["id"]["field"] for o in dash.ctx.outputs_list[0]]
-        try:
-            run = launch.enqueue(ctx.store, kind, dict(zip(names, values, strict=True)))
-        except launch.LaunchError as exc:
-            errors = [exc.fields.get(name, "") for name in error_fields]
-            other = {k: v for k, v in exc.fields.items() if k not in error_fields}
-            text = "Fix the fields marked in red." + "".join(
-                f" {k}: {v}." for k, v in other.items()
-            )
-            return errors, text, "message error"
-        except StoreError as exc:
-            return [""] * len(error_fields), str(exc), "message error"
-        status = html.Span(
-            [
-                f"Run #{run.id} ({run.kind}) queued. ",
-                dcc.Link("Watch it on the Runs page →", href="/runs"),
-            ]
-        )
-        return [""] * len(error_fields), status, "message ok"
+    return [""] * len(error_fields), status, "message ok"

@@ -17,6 +17,7 @@ import flask
 from dash import Input, Output, State, html
 
 from app import ids
+from app.callbacks.wiring import ClientsideCallback, callback
 from app.components.shell import not_found
 from app.pages import route_for
 from app.services.context import WebContext
@@ -71,19 +72,19 @@ def initial_page(ctx: WebContext) -> tuple[object, str | None]:
     return render(ctx, url), url
 
 
-def register(app: dash.Dash, ctx: WebContext) -> None:
-    app.clientside_callback(
-        GATE_JS,
+gate_url = ClientsideCallback(
+    GATE_JS,
+    (
         Output(ids.PAGE_URL, "data"),
         Input(ids.URL, "pathname"),
         Input(ids.URL, "search"),
         State(ids.PAGE_URL, "data"),
-    )
+    ),
+)
 
-    @app.callback(
-        Output(ids.PAGE, "children"), Input(ids.PAGE_URL, "data"), prevent_initial_call=True
-    )
-    def render_page(url: str | None) -> object:
-        if url is None:
-            raise dash.exceptions.PreventUpdate
-        return render(ctx, url)
+
+@callback(Output(ids.PAGE, "children"), Input(ids.PAGE_URL, "data"), prevent_initial_call=True)
+def render_page(ctx: WebContext, url: str | None) -> object:
+    if url is None:
+        raise dash.exceptions.PreventUpdate
+    return render(ctx, url)
