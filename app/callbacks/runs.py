@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import dash
 import pandas as pd
@@ -23,6 +24,15 @@ def clicked_run(fired: Fired) -> int | None:
     if not fired.id or not fired.clicked:
         return None
     return int(fired.id["run"])
+
+
+def run_action(act: Callable[[], object], done: str, counter: int | None) -> tuple[str, int]:
+    """(status line, bumped refresh counter) after ``act``: ``done``, or the store's error."""
+    try:
+        act()
+    except StoreError as exc:
+        return str(exc), (counter or 0) + 1
+    return done, (counter or 0) + 1
 
 
 @callback(
@@ -79,12 +89,9 @@ def cancel_run(ctx: WebContext, fired: Fired, _c: list, counter: int) -> tuple:
     run_id = clicked_run(fired)
     if run_id is None:
         return dash.no_update, dash.no_update  # buttons re-rendered, not clicked
-    try:
-        ctx.store.request_cancel(run_id)
-        text = f"Cancel requested for run #{run_id}."
-    except StoreError as exc:
-        text = str(exc)
-    return text, (counter or 0) + 1
+    return run_action(
+        lambda: ctx.store.request_cancel(run_id), f"Cancel requested for run #{run_id}.", counter
+    )
 
 
 @callback(
@@ -114,13 +121,12 @@ def ask_delete(ctx: WebContext, fired: Fired, _d: list) -> tuple:
 def delete_run(ctx: WebContext, _s: int, run_id: int | None, counter: int) -> tuple:
     if run_id is None:
         return dash.no_update, dash.no_update
-    try:
+
+    def delete() -> None:
         ctx.store.delete_run(int(run_id))
         ctx.reader.forget(int(run_id))
-        text = f"Deleted run #{run_id}."
-    except StoreError as exc:
-        text = str(exc)
-    return text, (counter or 0) + 1
+
+    return run_action(delete, f"Deleted run #{run_id}.", counter)
 
 
 @callback(
