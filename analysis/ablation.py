@@ -18,7 +18,7 @@ full forwards.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
@@ -29,6 +29,9 @@ from analysis.patching.exact import PatchSetup, check_finite
 from analysis.patching.fast import fast_patch
 from analysis.patching.strategies import PatchTarget
 from analysis.prompt_batch import PairBatch
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 ABLATION_METHODS: tuple[str, ...] = ("zero", "mean", "resample")
 
@@ -48,7 +51,7 @@ def ablation_source(method: str, z: torch.Tensor, batch: PairBatch) -> torch.Ten
 
 
 def ablate_heads(
-    model: Any,
+    model: TransformerBridge,
     batch: PairBatch,
     method: str,
     metric: str = "logit_diff",
@@ -70,7 +73,7 @@ def ablate_heads(
 
 
 def ablate_heads_exact(
-    model: Any, batch: PairBatch, method: str, metric: str = "logit_diff"
+    model: TransformerBridge, batch: PairBatch, method: str, metric: str = "logit_diff"
 ) -> Float[torch.Tensor, "layer head"]:
     """Reference: one hooked full forward per head."""
     from analysis.patching.exact import exact_patch

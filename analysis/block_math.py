@@ -14,10 +14,13 @@ edge interventions, the QK fix) shares these pieces, so that each matches the mo
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 
 def folded_norm(
@@ -39,7 +42,7 @@ def attention_scale(cfg: Any) -> float:
     return scale if scale > 0 else math.sqrt(float(cfg.d_head))
 
 
-def model_param(model: Any, name: str) -> torch.Tensor | None:
+def model_param(model: TransformerBridge, name: str) -> torch.Tensor | None:
     """The model's stacked parameter ``name`` (e.g. ``W_Q``, ``b_O``), detached; None if absent."""
     try:
         value = getattr(model, name)

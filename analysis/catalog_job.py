@@ -13,7 +13,7 @@ back (``analysis.configs.catalog``, torch-free), so the web page shows each next
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from analysis.configs.catalog import (
     ModelAddConfig,
@@ -26,8 +26,11 @@ from analysis.model_specs import parse_model_spec
 from storage.errors import NotFound
 from storage.records import ModelIn, PromptSetIn, RunOutput
 
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
-def _model(ctx: JobContext) -> Any:
+
+def _model(ctx: JobContext) -> TransformerBridge:
     from analysis.models import ModelLoadError, ModelSpecError
 
     ctx.progress(0.1, f"loading {ctx.config.model}")

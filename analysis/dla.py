@@ -16,7 +16,7 @@ position through ``ln_final`` + ``unembed`` (a fresh norm per layer) and reports
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -24,6 +24,9 @@ from jaxtyping import Float
 from analysis.hooks import HookSite, hook_names
 from analysis.metrics import metric_per_prompt
 from analysis.prompt_batch import PairBatch
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 
 @dataclass(frozen=True)
@@ -40,14 +43,16 @@ def _at_last(act: torch.Tensor, batch: PairBatch) -> torch.Tensor:
     return act[rows, batch.last.to(act.device)]
 
 
-def _ln_final_stack(model: Any, stack: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def _ln_final_stack(
+    model: TransformerBridge, stack: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
     """[components, batch, d_model] through the final norm as TransformerLens applies it."""
     if getattr(model.cfg, "normalization_type", None) in ("LN", "LNPre"):
         stack = stack - stack.mean(-1, keepdim=True)
     return stack / scale
 
 
-def direct_logit_attribution(model: Any, batch: PairBatch) -> DlaResult:
+def direct_logit_attribution(model: TransformerBridge, batch: PairBatch) -> DlaResult:
     """DLA of every component on the clean prompts, per prompt; plus the logit lens."""
     n_layers = int(model.cfg.n_layers)
     with torch.no_grad():
@@ -82,7 +87,7 @@ def direct_logit_attribution(model: Any, batch: PairBatch) -> DlaResult:
     )
 
 
-def _logit_lens(model: Any, cache: Any, batch: PairBatch) -> torch.Tensor:
+def _logit_lens(model: TransformerBridge, cache: Any, batch: PairBatch) -> torch.Tensor:
     n_layers = int(model.cfg.n_layers)
     resid = [_at_last(cache[HookSite("resid_pre", i).name], batch) for i in range(n_layers)]
     resid.append(_at_last(cache[HookSite("resid_post", n_layers - 1).name], batch))

@@ -28,12 +28,15 @@ Weight-based scores (no prompts):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
 
 from analysis.hooks import HookSite
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 LOCAL_WINDOW = 3
 ORDINAL_SEQUENCES: tuple[tuple[str, ...], ...] = (
@@ -83,7 +86,7 @@ def pattern_statistics(
 
 
 def prompt_patterns(
-    model: Any, tokens: Int[torch.Tensor, "batch pos"], lengths: Sequence[int]
+    model: TransformerBridge, tokens: Int[torch.Tensor, "batch pos"], lengths: Sequence[int]
 ) -> list[Float[torch.Tensor, "layer head q k"]]:
     """Clean attention patterns of each prompt, cut to its real length."""
     names = [HookSite("pattern", layer).name for layer in range(model.cfg.n_layers)]
@@ -104,14 +107,14 @@ def average_statistics(
     return {k: torch.stack([s[k] for s in per_prompt if k in s]).mean(0) for k in sorted(names)}
 
 
-def _expanded_ov(model: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _expanded_ov(model: TransformerBridge) -> tuple[torch.Tensor, torch.Tensor]:
     w_v, w_o = model.W_V.float(), model.W_O.float()
     if w_v.shape[1] != w_o.shape[1]:  # GQA: each query head reads its key/value head
         w_v = w_v.repeat_interleave(w_o.shape[1] // w_v.shape[1], dim=1)
     return w_v, w_o
 
 
-def ov_copying_scores(model: Any) -> Float[torch.Tensor, "layer head"]:
+def ov_copying_scores(model: TransformerBridge) -> Float[torch.Tensor, "layer head"]:
     """sum(eigenvalues) / sum(|eigenvalues|) of each head's full OV circuit."""
     with torch.no_grad():
         w_v, w_o = _expanded_ov(model)
@@ -121,7 +124,7 @@ def ov_copying_scores(model: Any) -> Float[torch.Tensor, "layer head"]:
     return (eig.sum(-1).real / eig.abs().sum(-1).clamp(min=1e-30)).float()
 
 
-def ordinal_token_sequences(model: Any) -> list[list[int]]:
+def ordinal_token_sequences(model: TransformerBridge) -> list[list[int]]:
     """Ordinal sequences (>= 3 members) whose members are single tokens of the model."""
     if getattr(model, "tokenizer", None) is None:
         return []
@@ -137,7 +140,7 @@ def ordinal_token_sequences(model: Any) -> list[list[int]]:
     return [s for s in found if len(s) >= 3]
 
 
-def successor_scores(model: Any) -> Float[torch.Tensor, "layer head"] | None:
+def successor_scores(model: TransformerBridge) -> Float[torch.Tensor, "layer head"] | None:
     """Fraction of ordinal tokens whose OV logits (within their sequence) peak at the successor."""
     seqs = ordinal_token_sequences(model)
     if not seqs:

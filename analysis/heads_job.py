@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_file
@@ -33,6 +33,9 @@ from analysis.patching.strategies import PatchTarget
 from analysis.prompt_batch import PairBatch, PromptBatchError, build_pair_batch
 from storage.records import ArtifactIn, HeadResultIn, RunOutput
 
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
 
 @contextmanager
 def input_errors() -> Iterator[None]:
@@ -45,7 +48,7 @@ def input_errors() -> Iterator[None]:
         raise JobError(str(exc)) from None
 
 
-def _pair_batch(ctx: JobContext, model: Any, max_pairs: int) -> PairBatch:
+def _pair_batch(ctx: JobContext, model: TransformerBridge, max_pairs: int) -> PairBatch:
     pairs = ctx.pairs()[:max_pairs]
     with input_errors():
         return build_pair_batch(model, pairs)
@@ -66,7 +69,7 @@ def _stage(ctx: JobContext, lo: float, hi: float) -> Callable[[float, str], None
 # --- heads ---------------------------------------------------------------------------------
 
 
-def _repeated_sequences(model: Any, n: int, half: int, seed: int) -> list[list[int]]:
+def _repeated_sequences(model: TransformerBridge, n: int, half: int, seed: int) -> list[list[int]]:
     g = torch.Generator().manual_seed(seed)
     tok = getattr(model, "tokenizer", None)
     special = {getattr(tok, a, None) for a in ("bos_token_id", "pad_token_id", "eos_token_id")}
@@ -79,7 +82,7 @@ def _repeated_sequences(model: Any, n: int, half: int, seed: int) -> list[list[i
     return out
 
 
-def _heads_prompts(ctx: JobContext, model: Any) -> list[list[int]]:
+def _heads_prompts(ctx: JobContext, model: TransformerBridge) -> list[list[int]]:
     cfg = ctx.config_as(HeadsConfig)
     prompts: list[list[int]] = []
     if cfg.prompt_set is not None:
@@ -94,7 +97,9 @@ def _heads_prompts(ctx: JobContext, model: Any) -> list[list[int]]:
     return prompts
 
 
-def _save_patterns(ctx: JobContext, model: Any, patterns, prompts) -> list[ArtifactIn]:
+def _save_patterns(
+    ctx: JobContext, model: TransformerBridge, patterns, prompts
+) -> list[ArtifactIn]:
     tensors = {f"prompt{i}": p.to(torch.float16).contiguous() for i, p in enumerate(patterns)}
     pat_path, tok_path = ctx.workdir / "patterns.safetensors", ctx.workdir / "tokens.json"
     save_file(tensors, str(pat_path))
@@ -208,7 +213,7 @@ def _check_positions(batch: PairBatch, positions: list[int]) -> list[int] | None
     return sorted(set(positions))
 
 
-def _metric_name(model: Any, target: PatchTarget) -> str:
+def _metric_name(model: TransformerBridge, target: PatchTarget) -> str:
     kv = getattr(model.cfg, "n_key_value_heads", None)
     name = target.metric_name
     if target.kind in ("k", "v") and kv and int(kv) != int(model.cfg.n_heads):
@@ -216,7 +221,7 @@ def _metric_name(model: Any, target: PatchTarget) -> str:
     return name
 
 
-def _patch_rows(model: Any, target: PatchTarget, result) -> list[HeadResultIn]:
+def _patch_rows(model: TransformerBridge, target: PatchTarget, result) -> list[HeadResultIn]:
     name = _metric_name(model, target)
     rows = []
     for layer in range(result.normalised.shape[0]):

@@ -14,9 +14,13 @@ name that the TransformerBridge exposes as an alias in compatibility mode (e.g.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 SiteKind = Literal[
     "z", "q", "k", "v", "pattern", "attn_scores", "result",
@@ -96,14 +100,25 @@ def site(kind: str, layer: int | None = None) -> HookSite:
     return HookSite(kind, layer)  # type: ignore[arg-type]
 
 
-def hook_names(model: Any) -> set[str]:
+# z's name in compatibility mode (blocks.L.attn.hook_z) or the bridge's canonical one
+# (blocks.L.attn.o.hook_in), as SAE configs name the hook they read
+_Z_NAME = re.compile(r"^blocks\.(\d+)\.attn\.(?:hook_z|o\.hook_in)$")
+
+
+def hook_z_layer(hook_name: str | None) -> int | None:
+    """The layer of a ``z`` hook name, or None when it names another site."""
+    match = _Z_NAME.match(hook_name or "")
+    return int(match.group(1)) if match else None
+
+
+def hook_names(model: TransformerBridge) -> set[str]:
     """Every hook name the model accepts (canonical names and legacy aliases)."""
     names = set(getattr(model, "hook_dict", {}).keys())
     names |= set(getattr(model, "hook_aliases", {}) or {})
     return names
 
 
-def require_hooks(model: Any, sites: Iterable[HookSite]) -> None:
+def require_hooks(model: TransformerBridge, sites: Iterable[HookSite]) -> None:
     """Raise ``MissingHook`` naming every site the model lacks."""
     names = hook_names(model)
     missing = sorted({s.name for s in sites if s.name not in names})
@@ -116,7 +131,7 @@ def require_hooks(model: Any, sites: Iterable[HookSite]) -> None:
         )
 
 
-def n_heads_at(model: Any, kind: str) -> int:
+def n_heads_at(model: TransformerBridge, kind: str) -> int:
     """Heads on a site's head axis: key/value heads for k and v under GQA, else query heads."""
     kv = getattr(model.cfg, "n_key_value_heads", None)
     if kind in KV_KINDS and kv:
@@ -128,7 +143,7 @@ class IneffectiveHook(ValueError):
     """Editing this hook does not change the model's output (an observation-only hook)."""
 
 
-def require_effective_hook(model: Any, site: HookSite, tokens: Any) -> None:
+def require_effective_hook(model: TransformerBridge, site: HookSite, tokens: Any) -> None:
     """Raise ``IneffectiveHook`` if zeroing ``site`` leaves the logits unchanged.
 
     Some bridge architectures compute attention in fused code and only *report* the pattern

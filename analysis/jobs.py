@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from analysis.configs import RunConfigBase
 from storage.records import PairRecord, RunOutput
 
 if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
     from storage.store import ResultStore
 
 ConfigT = TypeVar("ConfigT", bound=RunConfigBase)
@@ -38,7 +40,7 @@ class JobContext:
     config: RunConfigBase
     store: ResultStore
     workdir: Path
-    model_loader: Callable[[RunConfigBase], Any]
+    model_loader: Callable[[RunConfigBase], TransformerBridge]
     _on_progress: Callable[[float, str], bool] = field(repr=False, default=lambda f, m: False)
 
     def progress(self, fraction: float, message: str = "") -> None:
@@ -52,7 +54,7 @@ class JobContext:
             raise JobError(f"run {self.run_id}: expected a {cls.__name__}, got {self.config!r}")
         return self.config
 
-    def model(self) -> Any:
+    def model(self) -> TransformerBridge:
         """The run's model, loaded once per worker and kept resident between jobs."""
         return self.model_loader(self.config)
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Int
 
 from storage.records import PairIn
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 
 class PromptBatchError(ValueError):
@@ -70,7 +73,7 @@ class PairBatch:
         )
 
 
-def pad_id_of(model: Any) -> int:
+def pad_id_of(model: TransformerBridge) -> int:
     """The id used for right padding: the tokenizer's pad id, else its eos id, else 0."""
     tok = getattr(model, "tokenizer", None)
     for attr in ("pad_token_id", "eos_token_id"):
@@ -120,11 +123,13 @@ def pair_batch_from_tokens(
     ).to(device)
 
 
-def _prompt_ids(model: Any, text: str) -> list[int]:
+def _prompt_ids(model: TransformerBridge, text: str) -> list[int]:
     return [int(t) for t in model.to_tokens(text, truncate=False)[0].tolist()]
 
 
-def _answer_id(model: Any, text: str, given: int | None, index: int, which: str) -> int:
+def _answer_id(
+    model: TransformerBridge, text: str, given: int | None, index: int, which: str
+) -> int:
     if given is not None:
         vocab = int(model.cfg.d_vocab)
         if not 0 <= given < vocab:
@@ -139,7 +144,7 @@ def _answer_id(model: Any, text: str, given: int | None, index: int, which: str)
     return int(ids[0])
 
 
-def build_pair_batch(model: Any, pairs: Sequence[PairIn]) -> PairBatch:
+def build_pair_batch(model: TransformerBridge, pairs: Sequence[PairIn]) -> PairBatch:
     """Tokenize prompt pairs with the model's tokenizer into a right-padded ``PairBatch``."""
     if getattr(model, "tokenizer", None) is None:
         raise PromptBatchError(

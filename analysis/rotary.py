@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 RotaryTables = tuple[torch.Tensor, torch.Tensor]
 
@@ -55,9 +58,9 @@ def apply_rotary(
 
 
 @contextmanager
-def record_position_embeddings(model: Any) -> Iterator[list[RotaryTables]]:
+def record_position_embeddings(model: TransformerBridge | None) -> Iterator[list[RotaryTables]]:
     """Inside the block, forwards of ``model`` append the (cos, sin) their first block was
-    given to the yielded list (nothing for models without rotary tables)."""
+    given to the yielded list (nothing for models without rotary tables, or for None)."""
     seen: list[RotaryTables] = []
     blocks = getattr(model, "blocks", None)
     if blocks is None or len(blocks) == 0:

@@ -18,7 +18,7 @@ import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from analysis.configs import ConfigError, RunConfigBase, parse_run_config
 from analysis.job_table import job_for
@@ -26,6 +26,9 @@ from analysis.jobs import Cancelled, JobContext, JobError
 from storage.errors import Conflict, StoreError
 from storage.records import RunRecord
 from storage.store import ResultStore
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +42,20 @@ class ModelCache:
 
     def __init__(self) -> None:
         self._key: tuple[str, str, str] | None = None
-        self._model: Any = None
+        self._model: TransformerBridge | None = None
         self._lock = threading.Lock()
 
-    def get(self, config: RunConfigBase) -> Any:
+    def get(self, config: RunConfigBase) -> TransformerBridge:
         key = (config.model, config.device, config.dtype)
         with self._lock:
             if self._key != key:
                 from analysis.models import load_model
 
-                self._model = None  # free the old model before loading the next
+                # free the old model before loading the next; a failed load leaves none
+                self._model, self._key = None, None
                 self._model = load_model(config.model, device=config.device, dtype=config.dtype)
                 self._key = key
+            assert self._model is not None  # loaded for ``key``, now or by an earlier call
             return self._model
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from analysis.circuits.ground_truth import GroundTruth, score_against
 from analysis.circuits.intervention import check_decomposition
 from analysis.circuits.task import CircuitTask, build_task
 from analysis.prompt_batch import PairBatch
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 METHODS = ("eap", "eap-ig", "acdc", "exact")
 Progress = Callable[[float, str], None]
@@ -123,7 +126,7 @@ def _select_edges(
 
 
 def discover(
-    model: Any,
+    model: TransformerBridge,
     batch: PairBatch,
     settings: DiscoverySettings,
     *,

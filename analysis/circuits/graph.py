@@ -26,9 +26,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 ChannelKind = Literal["q", "k", "v", "mlp", "logits"]
 INPUT, LOGITS = "input", "logits"
@@ -170,7 +173,7 @@ def node_layer_head(name: str) -> tuple[int | None, int | None]:
     raise CircuitGraphError(f"{name!r} is not a node name (input, a{{L}}.h{{H}}, m{{L}}, logits)")
 
 
-def graph_for_model(model: Any) -> CircuitGraph:
+def graph_for_model(model: TransformerBridge) -> CircuitGraph:
     """The graph of a TransformerBridge (or any model with a TransformerLens-style ``cfg``)."""
     cfg = model.cfg
     if getattr(cfg, "parallel_attn_mlp", False):

@@ -27,7 +27,7 @@ per mask, copy c using ``ablate[c]``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
@@ -36,6 +36,9 @@ from analysis import hooks
 from analysis.block_math import folded_norm, model_param
 from analysis.circuits.graph import CircuitGraph, CircuitGraphError
 from analysis.rotary import RotaryTables, record_position_embeddings
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 NodeValues = Float[torch.Tensor, "batch pos node d_model"]
 AblateMask = Float[torch.Tensor, "copies node channel"]
@@ -66,7 +69,7 @@ class _RunState:
     patterns: list[torch.Tensor] = field(default_factory=list)
 
 
-def _stack_param(model: Any, name: str, shape_like: torch.Tensor) -> torch.Tensor:
+def _stack_param(model: TransformerBridge, name: str, shape_like: torch.Tensor) -> torch.Tensor:
     value = model_param(model, name)
     return torch.zeros_like(shape_like) if value is None else value
 
@@ -74,7 +77,7 @@ def _stack_param(model: Any, name: str, shape_like: torch.Tensor) -> torch.Tenso
 class EdgePatcher:
     """Runs a model with per-edge ablations on a fixed graph."""
 
-    def __init__(self, model: Any, graph: CircuitGraph) -> None:
+    def __init__(self, model: TransformerBridge, graph: CircuitGraph) -> None:
         self.model, self.graph = model, graph
         cfg = model.cfg
         w_q, w_k = model.W_Q.detach(), model.W_K.detach()

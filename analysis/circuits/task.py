@@ -18,7 +18,7 @@ c forwards (``n_calls`` counts model calls).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from jaxtyping import Bool, Float
@@ -28,6 +28,9 @@ from analysis.circuits.intervention import EdgePatcher, NodeValues, PatchedRun
 from analysis.metrics import last_logits, metric_per_prompt
 from analysis.prompt_batch import PairBatch
 from analysis.rotary import RotaryTables
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 Ablation = Literal["corrupted", "mean", "zero"]
 ABLATIONS: tuple[str, ...] = ("corrupted", "mean", "zero")
@@ -144,7 +147,7 @@ def _position_mean(values: NodeValues, lengths: torch.Tensor) -> NodeValues:
 
 
 def build_task(
-    model: Any,
+    model: TransformerBridge,
     batch: PairBatch,
     *,
     metric: str = "logit_diff",

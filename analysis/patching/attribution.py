@@ -11,7 +11,7 @@ correlation with the exact numbers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -20,10 +20,13 @@ from analysis.hooks import HookSite
 from analysis.metrics import last_logits, metric_fn
 from analysis.patching.exact import PatchSetup, check_finite
 
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
 
 def attribution_patch_z(setup: PatchSetup) -> Float[torch.Tensor, "layer head"]:
     """Normalised attribution-patching estimate of ``patch_z`` (all positions) per head."""
-    model: Any = setup.model
+    model: TransformerBridge = setup.model
     n_layers = int(model.cfg.n_layers)
     names = [HookSite("z", i).name for i in range(n_layers)]
     kept: dict[str, torch.Tensor] = {}

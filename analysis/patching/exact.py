@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from jaxtyping import Float
@@ -22,6 +22,9 @@ from jaxtyping import Float
 from analysis.metrics import MetricBaseline, last_logits, metric_baseline, metric_fn
 from analysis.patching.strategies import PatchTarget, Variant, patch_hook
 from analysis.prompt_batch import PairBatch
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 Direction = Literal["denoising", "noising"]
 
@@ -43,7 +46,7 @@ def check_finite(t: torch.Tensor, what: str) -> None:
 class PatchSetup:
     """Everything both patching paths share: tokens, source activations and the baseline."""
 
-    model: Any
+    model: TransformerBridge
     batch: PairBatch
     metric: str
     direction: Direction
@@ -59,7 +62,7 @@ class PatchSetup:
 
 
 def prepare(
-    model: Any, batch: PairBatch, metric: str, direction: Direction = "denoising"
+    model: TransformerBridge, batch: PairBatch, metric: str, direction: Direction = "denoising"
 ) -> PatchSetup:
     """Run clean and corrupted once, cache the source run, compute the baseline."""
     if direction not in ("denoising", "noising"):

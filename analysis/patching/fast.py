@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -38,6 +38,9 @@ from analysis.patching.exact import (
 )
 from analysis.patching.replay import BlockReplay, full_forward_last
 from analysis.patching.strategies import PatchTarget, Variant, patch_hook
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ def available_bytes(device: torch.device | str) -> int:
     return 2 * 1024**3
 
 
-def bytes_per_row(model: Any, n_pos: int) -> int:
+def bytes_per_row(model: TransformerBridge, n_pos: int) -> int:
     """Peak activation bytes of one prompt row in a no-grad forward (generous estimate)."""
     cfg = model.cfg
     d_mlp = int(getattr(cfg, "d_mlp", None) or 4 * cfg.d_model)
@@ -71,7 +74,9 @@ def bytes_per_row(model: Any, n_pos: int) -> int:
     return int(floats * itemsize)
 
 
-def chunk_size(model: Any, n_batch: int, n_pos: int, device: torch.device | str) -> int:
+def chunk_size(
+    model: TransformerBridge, n_batch: int, n_pos: int, device: torch.device | str
+) -> int:
     """Variants per forward so that ``copies * batch`` rows fit in a fraction of free memory."""
     rows = int(MEMORY_FRACTION * available_bytes(device)) // max(1, bytes_per_row(model, n_pos))
     if torch.device(device).type != "cuda":

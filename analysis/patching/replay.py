@@ -19,13 +19,16 @@ Otherwise ``supported`` is False and callers fall back to full forwards of the s
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
 
 from analysis import hooks
 from analysis.metrics import last_logits
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 log = logging.getLogger(__name__)
 REPLAY_TOLERANCE = 1e-4
@@ -57,7 +60,9 @@ def _stack(value: Any, n_batch: int, copies: int) -> Any:
 class BlockReplay:
     """Recorded block inputs of one target run, replayable from any layer."""
 
-    def __init__(self, model: Any, tokens: Int[torch.Tensor, "batch pos"], last: torch.Tensor):
+    def __init__(
+        self, model: TransformerBridge, tokens: Int[torch.Tensor, "batch pos"], last: torch.Tensor
+    ):
         self.model = model
         self.tokens = tokens
         self.last = last
@@ -146,7 +151,7 @@ class BlockReplay:
 
 
 def full_forward_last(
-    model: Any, tokens: torch.Tensor, last: torch.Tensor, copies: int
+    model: TransformerBridge, tokens: torch.Tensor, last: torch.Tensor, copies: int
 ) -> Float[torch.Tensor, "rows d_vocab"]:
     """Fallback: a full forward of ``copies`` stacked copies, logits at the last positions."""
     stacked = tokens.repeat(copies, 1)

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from jaxtyping import Bool, Float
 
 from analysis.hooks import HookSite, n_heads_at
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 PatchKind = Literal["z", "q", "k", "v", "pattern", "resid_pre"]
 PATCH_KINDS: tuple[str, ...] = ("z", "q", "k", "v", "pattern", "resid_pre")
@@ -52,10 +55,12 @@ class PatchTarget:
     def site(self, layer: int) -> HookSite:
         return HookSite(self.kind, layer)
 
-    def n_heads(self, model: Any) -> int:
+    def n_heads(self, model: TransformerBridge) -> int:
         return 0 if self.kind == "resid_pre" else n_heads_at(model, self.kind)
 
-    def variants(self, model: Any, n_pos: int, positions: Sequence[int] | None = None) -> list:
+    def variants(
+        self, model: TransformerBridge, n_pos: int, positions: Sequence[int] | None = None
+    ) -> list:
         """Variants at one layer, in TransformerLens' iteration order."""
         pos = list(range(n_pos)) if positions is None else list(positions)
         heads = range(self.n_heads(model))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -38,6 +38,9 @@ from analysis import hooks
 from analysis.block_math import attention_scale, folded_norm, model_param
 from analysis.patching.replay import BlockReplay
 from analysis.rotary import apply_rotary
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 log = logging.getLogger(__name__)
 SUFFIX_TOLERANCE = 1e-4
@@ -65,7 +68,7 @@ def _flat(w: torch.Tensor) -> torch.Tensor:
 class SuffixReplay:
     """Blocks ``L..`` at positions ``p..`` with the target run's cached prefix keys/values."""
 
-    def __init__(self, model: Any, replay: BlockReplay) -> None:
+    def __init__(self, model: TransformerBridge, replay: BlockReplay) -> None:
         self.model, self.replay = model, replay
         cfg = model.cfg
         self.n_layers, self.n_batch = int(cfg.n_layers), replay.n_batch

@@ -23,10 +23,13 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from analysis.prompts.validate import TokenizerView, pairs_as_raw, validate_pairs
 from storage.records import PairIn
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 NAMES = [
     "Mary",
@@ -280,7 +283,7 @@ GENERATORS: dict[str, Callable[[TokenizerView, int, random.Random], list[PairIn]
 }
 
 
-def generate_pairs(model: Any, task: str, n: int, seed: int = 0) -> list[PairIn]:
+def generate_pairs(model: TransformerBridge, task: str, n: int, seed: int = 0) -> list[PairIn]:
     """``n`` seeded pairs of ``task`` for ``model``, validated against its tokenizer."""
     if task not in GENERATORS:
         raise GeneratorError(f"unknown task {task!r}; choose one of: {', '.join(GENERATORS)}")

@@ -11,10 +11,13 @@ All problems are collected and reported together (up to ``MAX_REPORTED``), each 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analysis.prompts.files import Answer, RawPair
 from storage.records import PairIn
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 MAX_REPORTED = 10
 
@@ -37,10 +40,10 @@ class TokenizerView:
     ``model.to_tokens(text)`` (the model's BOS convention), answers with
     ``model.to_tokens(text, prepend_bos=False)``."""
 
-    model: Any
+    model: TransformerBridge
 
     @classmethod
-    def of(cls, model: Any) -> TokenizerView:
+    def of(cls, model: TransformerBridge) -> TokenizerView:
         if getattr(model, "tokenizer", None) is None:
             raise ValueError("the model has no tokenizer; load it with its tokenizer files")
         return cls(model)

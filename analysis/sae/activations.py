@@ -27,12 +27,15 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from jaxtyping import Bool, Float, Int
 
 from analysis import hooks
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 
 class TokenSourceError(ValueError):
@@ -63,7 +66,7 @@ def _special_ids(tokenizer: Any) -> set[int]:
     return {int(i) for i in getattr(tokenizer, "all_special_ids", []) or []}
 
 
-def bos_id(model: Any) -> int | None:
+def bos_id(model: TransformerBridge) -> int | None:
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None or tokenizer.bos_token_id is None:
         return None
@@ -85,7 +88,7 @@ class RepeatedTokens:
     max_period: int = 20
 
     @classmethod
-    def for_model(cls, model: Any, seq_len: int, **kwargs: Any) -> RepeatedTokens:
+    def for_model(cls, model: TransformerBridge, seq_len: int, **kwargs: Any) -> RepeatedTokens:
         if seq_len > model.cfg.n_ctx:
             raise TokenSourceError(
                 f"context_size {seq_len} exceeds the model's context {model.cfg.n_ctx}; "
@@ -125,7 +128,7 @@ class ZooTaskTokens:
     vocab: dict[str, int]
 
     @classmethod
-    def for_spec(cls, spec: str, model: Any) -> ZooTaskTokens:
+    def for_spec(cls, spec: str, model: TransformerBridge) -> ZooTaskTokens:
         from analysis.zoo.train import load_recipe
 
         if not spec.startswith("zoo:"):
@@ -167,7 +170,7 @@ class FixedTokens:
                 yield TokenBatch(self.tokens[idx], self.mask[idx])
 
 
-def TextFileTokens(model: Any, path: str | Path, context_size: int) -> FixedTokens:  # noqa: N802
+def TextFileTokens(model: TransformerBridge, path: str | Path, context_size: int) -> FixedTokens:  # noqa: N802
     """Tokenise a local text file and cut it into BOS-prefixed windows of ``context_size``."""
     path = Path(path)
     if not path.is_file():
@@ -195,7 +198,9 @@ def TextFileTokens(model: Any, path: str | Path, context_size: int) -> FixedToke
     return FixedTokens(body, torch.ones_like(body, dtype=torch.bool), f"text file {path.name}")
 
 
-def PromptTokens(model: Any, pairs: Sequence[Any], corrupted: bool = True) -> FixedTokens:  # noqa: N802
+def PromptTokens(
+    model: TransformerBridge, pairs: Sequence[Any], corrupted: bool = True
+) -> FixedTokens:  # noqa: N802
     """The clean prompts of a prompt set (and the corrupted ones when ``corrupted``), tokenised
     and right-padded by the shared ``build_pair_batch``; padding is masked out."""
     from analysis.prompt_batch import PromptBatchError, build_pair_batch
@@ -216,7 +221,7 @@ class _Captured(Exception):
 
 @torch.no_grad()
 def hook_z(
-    model: Any, tokens: Int[torch.Tensor, "batch pos"], layers: Sequence[int]
+    model: TransformerBridge, tokens: Int[torch.Tensor, "batch pos"], layers: Sequence[int]
 ) -> dict[int, Float[torch.Tensor, "batch pos n_heads d_head"]]:
     """``hook_z`` of each layer in ``layers``, running the model only as far as needed.
 
@@ -259,7 +264,7 @@ class ActivationStream:
 
     def __init__(
         self,
-        model: Any,
+        model: TransformerBridge,
         source: TokenSource,
         layers: Sequence[int],
         batch_tokens: int,

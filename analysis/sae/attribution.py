@@ -20,7 +20,7 @@ Conventions (d_in = n_heads * d_head, head h owns columns ``h*d_head : (h+1)*d_h
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ from jaxtyping import Float, Int
 from sae_lens.saes.sae import SAE
 
 from analysis import hooks
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 LINEAR_ARCHITECTURES = ("standard", "topk", "jumprelu", "batchtopk")
 
@@ -133,7 +136,7 @@ def feature_pre_activation(
 
 @torch.no_grad()
 def direct_feature_attribution(
-    model: Any,
+    model: TransformerBridge,
     sae: SAE[Any],
     layer: int,
     tokens: Int[torch.Tensor, "batch pos"],

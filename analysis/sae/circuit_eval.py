@@ -17,7 +17,7 @@ ROC (edge and node) against the ground truth come from ``analysis.circuits.evalu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from analysis.circuits.task import build_task
 from analysis.metrics import MetricUndefined
 from analysis.prompt_batch import PairBatch
 from storage.records import EdgeIn, NodeIn
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 ENDPOINTS = ("input", "logits")
 
@@ -88,7 +91,7 @@ def output_rows(
 
 
 def evaluate_head_circuit(
-    model: Any,
+    model: TransformerBridge,
     batch: PairBatch,
     head_scores: dict[str, float],
     chosen: set[str],

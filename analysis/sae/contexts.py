@@ -13,7 +13,7 @@ Source positions before the window (only when the prefix was cut) are left out o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -23,6 +23,9 @@ from sae_lens.saes.sae import SAE
 from analysis.sae.activations import TokenBatch, flatten_heads, hook_z
 from analysis.sae.attribution import direct_feature_attribution
 from analysis.sae.evaluate import reconstruct
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class TopActivations:
 
 @torch.no_grad()
 def feature_acts(
-    model: Any, sae: SAE[Any], layer: int, tokens: Int[torch.Tensor, "batch pos"]
+    model: TransformerBridge, sae: SAE[Any], layer: int, tokens: Int[torch.Tensor, "batch pos"]
 ) -> Float[torch.Tensor, "batch pos d_sae"]:
     z = flatten_heads(hook_z(model, tokens, [layer])[layer])
     acts, _ = reconstruct(sae, z.reshape(-1, z.shape[-1]))
@@ -43,7 +46,12 @@ def feature_acts(
 
 @torch.no_grad()
 def top_activations(
-    model: Any, sae: SAE[Any], layer: int, tokens: TokenBatch, k: int = 5, chunk: int = 32
+    model: TransformerBridge,
+    sae: SAE[Any],
+    layer: int,
+    tokens: TokenBatch,
+    k: int = 5,
+    chunk: int = 32,
 ) -> TopActivations:
     """The ``k`` largest activations of every feature over the real positions of ``tokens``."""
     d_sae, width = sae.cfg.d_sae, tokens.tokens.shape[1]
@@ -60,7 +68,7 @@ def top_activations(
     return TopActivations(best_v.clamp_min(0.0), best_i // width, best_i % width)
 
 
-def _token_strings(model: Any, ids: list[int]) -> list[str]:
+def _token_strings(model: TransformerBridge, ids: list[int]) -> list[str]:
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
         return [str(i) for i in ids]
@@ -73,7 +81,7 @@ def _window(pos: int, length: int, max_prefix: int, after: int) -> tuple[int, in
 
 @torch.no_grad()
 def top_contexts(
-    model: Any,
+    model: TransformerBridge,
     sae: SAE[Any],
     layer: int,
     tokens: TokenBatch,
@@ -123,7 +131,7 @@ def top_contexts(
 
 @torch.no_grad()
 def dfa_table(
-    model: Any,
+    model: TransformerBridge,
     sae: SAE[Any],
     layer: int,
     tokens: TokenBatch,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -30,6 +30,9 @@ from sae_lens.saes.sae import SAE
 from analysis import hooks
 from analysis.sae.activations import TokenBatch, flatten_heads, hook_z
 from analysis.sae.load import sae_layer
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 SpliceMode = Literal["sae", "sae_error", "zero"]
 
@@ -106,7 +109,9 @@ def next_token_loss(
 
 
 @torch.no_grad()
-def spliced_losses(model: Any, sae: SAE[Any], batch: TokenBatch) -> dict[str, tuple[float, int]]:
+def spliced_losses(
+    model: TransformerBridge, sae: SAE[Any], batch: TokenBatch
+) -> dict[str, tuple[float, int]]:
     """Summed next-token loss and count of ``batch`` clean and with each splice of the SAE."""
     device = next(model.parameters()).device
     tokens, mask = batch.tokens.to(device), batch.mask.to(device)
@@ -157,7 +162,7 @@ def _loss_recovered(clean: float, sae: float, zero: float) -> float | None:
 
 @torch.no_grad()
 def evaluate_sae(
-    model: Any,
+    model: TransformerBridge,
     sae: SAE[Any],
     tokens: TokenBatch,
     *,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from sae_lens.saes.sae import SAE
@@ -35,6 +35,9 @@ from analysis.sae.sae_circuit import CodeSettings, HeadCodes, head_codes
 from analysis.sae.train import TrainSettings, train_attention_saes
 from storage.records import RunOutput, RunStatus
 
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
 INPUT_ERRORS = (TokenSourceError, SAELoadError, ValueError)
 
 
@@ -49,7 +52,9 @@ def resolve_layers(layers: list[int], n_layers: int) -> list[int]:
     return sorted(set(out))
 
 
-def token_sources(ctx: JobContext, model: Any) -> tuple[TokenSource, TokenSource, bool]:
+def token_sources(
+    ctx: JobContext, model: TransformerBridge
+) -> tuple[TokenSource, TokenSource, bool]:
     """(training source, evaluation source, whether evaluation is held out) of the config."""
     cfg: Any = ctx.config
     name = cfg.source
@@ -140,7 +145,9 @@ def sae_train_job(ctx: JobContext) -> RunOutput:
     return RunOutput(head_results=report.head_results, artifacts=report.artifacts, summary=summary)
 
 
-def sae_from_run(ctx: JobContext, model: Any, run_id: int, layer: int | None) -> SAE[Any]:
+def sae_from_run(
+    ctx: JobContext, model: TransformerBridge, run_id: int, layer: int | None
+) -> SAE[Any]:
     """The SAE of a finished ``sae-train``/``sae-eval`` run, copied out of the store and loaded."""
     run = ctx.store.get_run(run_id)
     if run.kind not in ("sae-train", "sae-eval") or run.status != RunStatus.FINISHED:
@@ -164,7 +171,7 @@ def sae_from_run(ctx: JobContext, model: Any, run_id: int, layer: int | None) ->
     return load_sae_folder(folder, model=model, device=str(next(model.parameters()).device))
 
 
-def _load_eval_sae(ctx: JobContext, model: Any) -> SAE[Any]:
+def _load_eval_sae(ctx: JobContext, model: TransformerBridge) -> SAE[Any]:
     cfg: Any = ctx.config
     device = str(next(model.parameters()).device)
     if cfg.sae_run is not None:

@@ -22,31 +22,26 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from sae_lens.saes.sae import SAE
 from safetensors import SafetensorError, safe_open
 
 from analysis import hooks
+from analysis.hooks import hook_z_layer
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 CFG_FILE = "cfg.json"
-# blocks.L.attn.hook_z (legacy) or blocks.L.attn.o.hook_in (the bridge's canonical name)
-_HOOK_Z = re.compile(r"^blocks\.(\d+)\.attn\.(?:hook_z|o\.hook_in)$")
 WEIGHTS_FILE = "sae_weights.safetensors"
 
 
 class SAELoadError(ValueError):
     """An SAE cannot be loaded or does not fit the model; the message says why and what to do."""
-
-
-def hook_z_layer(hook_name: str | None) -> int | None:
-    """The layer of a ``hook_z`` hook name, or None when it names another site."""
-    match = _HOOK_Z.match(hook_name or "")
-    return int(match.group(1)) if match else None
 
 
 def _hook_name(cfg: dict[str, Any]) -> str | None:
@@ -98,13 +93,15 @@ def _check_weights(folder: Path, cfg: dict[str, Any]) -> None:
             )
 
 
-def check_sae_fits_model(hook_name: str | None, d_in: int, model: Any | None, where: str) -> int:
+def check_sae_fits_model(
+    hook_name: str | None, d_in: int, model: TransformerBridge | None, where: str
+) -> int:
     """The SAE's layer; raises ``SAELoadError`` if the hook or ``d_in`` does not fit ``model``."""
     layer = hook_z_layer(hook_name)
     if layer is None:
         raise SAELoadError(
             f"{where} reads hook {hook_name!r}, not an attention output; headlab's attention "
-            "SAEs read blocks.L.attn.hook_z"
+            f"SAEs read each layer's z ({hooks.z(0).name} for layer 0)"
         )
     if model is None:
         return layer
@@ -130,7 +127,7 @@ def _prepare(sae: SAE[Any], layer: int) -> SAE[Any]:
 
 
 def load_sae_folder(
-    folder: str | Path, *, model: Any | None = None, device: str = "cpu"
+    folder: str | Path, *, model: TransformerBridge | None = None, device: str = "cpu"
 ) -> SAE[Any]:
     """Load an sae-lens SAE folder, validated (and, given ``model``, checked against it)."""
     folder = Path(folder)
@@ -179,7 +176,7 @@ def _registry_entry(release: str, sae_id: str) -> None:
 
 
 def load_sae_pretrained(
-    release: str, sae_id: str, *, model: Any | None = None, device: str = "cpu"
+    release: str, sae_id: str, *, model: TransformerBridge | None = None, device: str = "cpu"
 ) -> SAE[Any]:
     """Load ``release``/``sae_id`` from sae-lens' pretrained registry (needs the hub)."""
     _registry_entry(release, sae_id)

@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -30,6 +30,9 @@ from analysis.sae import attribution, contexts
 from analysis.sae.activations import TokenBatch
 from analysis.sae.evaluate import SAEEvaluation, evaluate_sae
 from storage.records import ArtifactIn, HeadResultIn
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 Progress = Callable[[float, str], None]
 
@@ -69,7 +72,7 @@ def _head_rows(layer: int, values: dict[str, torch.Tensor]) -> list[HeadResultIn
 
 
 def analyse_saes(
-    model: Any,
+    model: TransformerBridge,
     saes: dict[int, SAE[Any]],
     tokens: TokenBatch,
     workdir: Path,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -31,6 +31,9 @@ from sae_lens.training.sae_trainer import SAETrainer
 
 from analysis.prompt_batch import PairBatch
 from analysis.sae.activations import hook_z
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 Position = Literal["last", "all"]
 
@@ -56,7 +59,7 @@ class HeadCodes:
 
 
 def head_examples(
-    model: Any, batch: PairBatch, position: Position
+    model: TransformerBridge, batch: PairBatch, position: Position
 ) -> tuple[
     Float[torch.Tensor, "n_pos layer head d_head"], Float[torch.Tensor, "n_neg layer head d_head"]
 ]:
@@ -116,7 +119,7 @@ def unique_positive_fraction(positive: torch.Tensor, negative: torch.Tensor) -> 
 
 
 def head_codes(
-    model: Any,
+    model: TransformerBridge,
     batch: PairBatch,
     settings: CodeSettings,
     progress: Callable[[float, str], None] | None = None,

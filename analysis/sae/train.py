@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from sae_lens import (
@@ -39,6 +39,9 @@ from sae_lens.training.sae_trainer import SAETrainer
 from analysis import hooks
 from analysis.sae.activations import ActivationStream, TokenSource
 from analysis.sae.load import load_sae_folder
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +173,7 @@ def _record(curve: TrainingCurve, trainer: SAETrainer[Any, Any], out: TrainStepO
 
 
 def train_attention_saes(
-    model: Any,
+    model: TransformerBridge,
     source: TokenSource,
     layers: Sequence[int],
     settings: TrainSettings,

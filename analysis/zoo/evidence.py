@@ -17,6 +17,7 @@ from jaxtyping import Float, Int
 from transformer_lens.head_detector import detect_head
 from transformer_lens.model_bridge import TransformerBridge
 
+from analysis.hooks import HookSite
 from analysis.zoo.probes import head_ablation, mlp_ablation, path_ablation
 
 HEAD_KINDS = ("previous_token_head", "induction_head", "duplicate_token_head")
@@ -74,7 +75,7 @@ def _group_ablation(model: TransformerBridge, tokens: torch.Tensor, metric, laye
 
     with torch.no_grad():
         base = float(metric(model(tokens)))
-        with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", hook)]):
+        with model.hooks(fwd_hooks=[(HookSite("z", layer).name, hook)]):
             return float(metric(model(tokens))) - base
 
 

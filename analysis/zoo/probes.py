@@ -24,6 +24,8 @@ import torch
 from jaxtyping import Float, Int
 from transformer_lens.model_bridge import TransformerBridge
 
+from analysis.hooks import HookSite, site
+
 Metric = Callable[[Float[torch.Tensor, "batch pos d_vocab"]], torch.Tensor]
 
 
@@ -57,7 +59,7 @@ def head_ablation(
                 z[:, :, head] = _mean_ablate(z[:, :, head], (0, 1))
                 return z
 
-            hooks = [(f"blocks.{layer}.attn.hook_z", hook)]
+            hooks = [(HookSite("z", layer).name, hook)]
             out[layer, head] = run_metric(model, tokens, metric, hooks) - base
     return out
 
@@ -70,7 +72,7 @@ def mlp_ablation(
     base = run_metric(model, tokens, metric)
     out = torch.zeros(model.cfg.n_layers)
     for layer in range(model.cfg.n_layers):
-        hooks = [(f"blocks.{layer}.hook_mlp_out", lambda x, hook=None: _mean_ablate(x, (0, 1)))]
+        hooks = [(HookSite("mlp_out", layer).name, lambda x, hook=None: _mean_ablate(x, (0, 1)))]
         out[layer] = run_metric(model, tokens, metric, hooks) - base
     return out
 
@@ -81,9 +83,9 @@ def _ablate_sender_hooks(sender: str) -> list:
     in distribution; positional embeddings are the same in every row and stay), or for
     "input.pos" the positional embeddings (mean over positions)."""
     if sender == "input":
-        return [("hook_embed", lambda x, hook=None: x.roll(1, dims=0))]
+        return [(HookSite("embed").name, lambda x, hook=None: x.roll(1, dims=0))]
     if sender == "input.pos":
-        return [("hook_pos_embed", lambda x, hook=None: _mean_ablate(x, (1,)))]
+        return [(HookSite("pos_embed").name, lambda x, hook=None: _mean_ablate(x, (1,)))]
     layer, head = (int(part[1:]) for part in sender.split("."))
 
     def ablate_head(z: torch.Tensor, hook=None) -> torch.Tensor:
@@ -91,16 +93,16 @@ def _ablate_sender_hooks(sender: str) -> list:
         z[:, :, head] = _mean_ablate(z[:, :, head], (0, 1))
         return z
 
-    return [(f"blocks.{layer}.attn.hook_z", ablate_head)]
+    return [(HookSite("z", layer).name, ablate_head)]
 
 
 def _between(model: TransformerBridge, receiver_layer: int, channel: str) -> list[str]:
     """Hook names of every component that runs before the receiver: heads of earlier layers
     (and of the receiver's own layer when the receiver is its MLP), MLPs of earlier layers."""
     heads_upto = receiver_layer + 1 if channel == "mlp" else receiver_layer
-    names = [f"blocks.{layer}.attn.hook_z" for layer in range(heads_upto)]
+    names = [HookSite("z", layer).name for layer in range(heads_upto)]
     if not model.cfg.attn_only:
-        names += [f"blocks.{layer}.hook_mlp_out" for layer in range(receiver_layer)]
+        names += [HookSite("mlp_out", layer).name for layer in range(receiver_layer)]
     return names
 
 
@@ -118,7 +120,7 @@ def _freeze_hooks(
     if sender.startswith("input"):
         return [(n, _replace_with(clean[n])) for n in names]
     layer, head = (int(part[1:]) for part in sender.split("."))
-    own = f"blocks.{layer}.attn.hook_z"
+    own = HookSite("z", layer).name
 
     def others_clean(z: torch.Tensor, hook=None) -> torch.Tensor:
         keep = clean[own].clone()
@@ -137,11 +139,11 @@ def _replace_with(value: torch.Tensor):
 def _receiver_sites(receiver: tuple[int, int | None], channel: str) -> list[str]:
     layer = receiver[0]
     if channel == "mlp":
-        return [f"blocks.{layer}.hook_mlp_out"]
+        return [HookSite("mlp_out", layer).name]
     parts = channel.split("+")
     if not parts or any(p not in ("q", "k", "v") for p in parts):
         raise ValueError(f"channel {channel!r}: use q, k, v, a '+' join of them, or mlp")
-    return [f"blocks.{layer}.attn.hook_{p}" for p in parts]
+    return [site(p, layer).name for p in parts]
 
 
 def _cache_hooks(names: list[str], store: dict[str, torch.Tensor]) -> list:

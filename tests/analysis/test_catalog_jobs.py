@@ -142,3 +142,18 @@ def test_model_add_records_facts_and_respects_replace(store, models):
     assert replaced.status is RunStatus.FINISHED
     assert run(store, models, "model-add").status is RunStatus.FINISHED  # default name
     assert store.get_model("induction-2l").spec == MODEL
+
+
+def test_a_failed_load_leaves_the_cache_empty_not_stale(tmp_path):
+    from analysis.configs import parse_run_config
+    from analysis.models import ModelLoadError
+
+    cache = ModelCache()
+    zoo = parse_run_config({"kind": "throughput", "model": MODEL})
+    (tmp_path / "not-a-model").mkdir()
+    (tmp_path / "not-a-model" / "config.json").write_text("{}")  # no architecture, no weights
+    broken = parse_run_config({"kind": "throughput", "model": f"hf:{tmp_path / 'not-a-model'}"})
+    assert cache.get(zoo) is not None
+    with pytest.raises(ModelLoadError):
+        cache.get(broken)
+    assert cache.get(zoo) is not None  # reloaded, not the None the failed load left
