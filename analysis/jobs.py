@@ -64,5 +64,11 @@ class JobContext:
         prompt_set = self.store.get_prompt_set(self.config.prompt_set)
         return self.store.get_pairs(prompt_set.id)
 
+    def task(self) -> str | None:
+        """The generator task of the run's prompt set (None when it names none)."""
+        if self.config.prompt_set is None:
+            return None
+        return self.store.get_prompt_set(self.config.prompt_set).task
+
 
 JobFn = Callable[[JobContext], RunOutput]

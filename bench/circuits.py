@@ -37,7 +37,11 @@ from analysis.prompt_batch import build_pair_batch, pair_batch_from_tokens
 from analysis.zoo import is_built, zoo_folder
 from analysis.zoo.checkpoint import load_zoo_bridge
 
-ZOO_TASKS = {"induction-2l": induction_pairs, "greater-than-3l": greater_than_pairs}
+# zoo model -> (pairs of the task its ground truth holds for, that task's name)
+ZOO_TASKS = {
+    "induction-2l": (induction_pairs, "induction-contrast"),
+    "greater-than-3l": (greater_than_pairs, "greater-than"),
+}
 METHODS = {
     "eap": DiscoverySettings(method="eap"),
     "eap linear": DiscoverySettings(method="eap", qk_fix=False),
@@ -68,7 +72,7 @@ def _fmt(value: Any) -> str:
 
 def zoo_rows(n_pairs: int) -> list[dict[str, Any]]:
     rows = []
-    for name, make_pairs in ZOO_TASKS.items():
+    for name, (make_pairs, task) in ZOO_TASKS.items():
         if not is_built(name):
             print(f"(zoo:{name} is not built; skipped)")
             continue
@@ -76,7 +80,7 @@ def zoo_rows(n_pairs: int) -> list[dict[str, Any]]:
         model.enable_compatibility_mode()
         batch = build_pair_batch(model, make_pairs(n_pairs, seed=1))
         try:
-            truth = load_ground_truth(None, f"zoo:{name}")
+            truth = load_ground_truth(None, f"zoo:{name}", task)
         except GroundTruthError as exc:
             print(f"(zoo:{name}: {exc}; no AUC)")
             truth = None

@@ -59,6 +59,12 @@ class PromptSetRecord:
     meta: dict[str, Any]
     created_at: datetime
 
+    @property
+    def task(self) -> str | None:
+        """The generator task the pairs were made by (None for imported sets)."""
+        task = self.meta.get("task")
+        return task if isinstance(task, str) else None
+
 
 @dataclass(frozen=True)
 class RunRecord:

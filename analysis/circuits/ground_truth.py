@@ -9,12 +9,19 @@ position-wise mean keeps them, so the ``corrupted`` and ``mean`` ablations canno
 such an edge carries: no method using them can see it. Scoring with those ablations therefore
 leaves positional edges out entirely (neither positives nor negatives); with ``zero`` ablation
 (which removes positions too) they are ordinary positives.
-It is found by ``ground_truth`` spec:
+A ground truth holds for one task: ``"task"`` is the prompt generator's task name
+(``analysis.prompts.generators.GENERATORS``), since a circuit found on one contrast is another
+circuit than one found on another. ``choose_ground_truth`` finds the one for a run from the
+``ground_truth`` spec and the prompt set's task:
 
-- empty / ``zoo``: the zoo model's own file, ``analysis/zoo/models/<name>/ground_truth.json``
-  (only for ``zoo:<name>`` models);
+- empty / ``zoo``: the zoo model's file for that task,
+  ``analysis/zoo/models/<name>/ground_truths/<task>.json`` (only for ``zoo:<name>`` models); a
+  prompt set of another task, or one that names no task (an imported file), gets none, and the
+  choice says why;
 - a reference name: ``analysis/reference/<name>.json`` (published GPT-2 circuits, node sets);
 - a path to a JSON file in the same format.
+
+A named ground truth of another task than the prompt set's is refused (``GroundTruthError``).
 
 Edge labels: an edge is positive when it is listed. A ground truth with nodes but no edges (the
 published circuits are node sets) labels an edge positive when its source and the node reading
@@ -84,7 +91,18 @@ def _edge_set(items: Any, origin: str, key: str) -> frozenset[tuple[str, str]]:
         raise GroundTruthError(message) from None
 
 
-def resolve_ground_truth_path(spec: str | None, model_spec: str) -> Path:
+def zoo_ground_truth_dir(model_spec: str) -> Path:
+    return ZOO_DIR / model_spec.removeprefix("zoo:") / "ground_truths"
+
+
+def zoo_ground_truth_tasks(model_spec: str) -> list[str]:
+    """The tasks a zoo model has a ground truth for (none for other models)."""
+    if not model_spec.startswith("zoo:"):
+        return []
+    return sorted(p.stem for p in zoo_ground_truth_dir(model_spec).glob("*.json"))
+
+
+def resolve_ground_truth_path(spec: str | None, model_spec: str, task: str | None) -> Path:
     """Where the ground truth named by ``spec`` lives (see the module docstring)."""
     if not spec or spec == "zoo":
         if not model_spec.startswith("zoo:"):
@@ -92,7 +110,18 @@ def resolve_ground_truth_path(spec: str | None, model_spec: str) -> Path:
                 f"model {model_spec} is not a zoo model, so it has no built-in ground truth; "
                 "pass --ground-truth with a reference name or a JSON file"
             )
-        path = ZOO_DIR / model_spec.removeprefix("zoo:") / "ground_truth.json"
+        known = ", ".join(zoo_ground_truth_tasks(model_spec)) or "none"
+        if task is None:
+            raise GroundTruthError(
+                f"the prompt set names no task, so none of {model_spec}'s ground truths "
+                f"(tasks: {known}) applies; generate the set with `headlab prompts generate` "
+                "or pass --ground-truth"
+            )
+        path = zoo_ground_truth_dir(model_spec) / f"{task}.json"
+        if not path.is_file():
+            raise GroundTruthError(
+                f"{model_spec} has no ground truth for task {task!r} (it has: {known})"
+            )
     elif (REFERENCE_DIR / f"{spec}.json").is_file():
         path = REFERENCE_DIR / f"{spec}.json"
     else:
@@ -106,13 +135,52 @@ def resolve_ground_truth_path(spec: str | None, model_spec: str) -> Path:
     return path
 
 
-def load_ground_truth(spec: str | None, model_spec: str) -> GroundTruth:
-    path = resolve_ground_truth_path(spec, model_spec)
+def load_ground_truth(spec: str | None, model_spec: str, task: str | None) -> GroundTruth:
+    """The ground truth ``spec`` names (or the zoo model's one for ``task``); a named one that
+    holds for another task than ``task`` is refused."""
+    path = resolve_ground_truth_path(spec, model_spec, task)
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise GroundTruthError(f"{path} is not valid JSON: {exc}") from None
-    return GroundTruth.from_json(data, str(path))
+    truth = GroundTruth.from_json(data, str(path))
+    if task is not None and truth.task is not None and truth.task != task:
+        raise GroundTruthError(
+            f"ground truth {spec} holds for task {truth.task!r}, but the prompt set is task "
+            f"{task!r}; pass a ground truth of that task, or none"
+        )
+    return truth
+
+
+@dataclass(frozen=True)
+class GroundTruthChoice:
+    """The ground truth a run is scored against, or why it has none."""
+
+    truth: GroundTruth | None
+    name: str | None  # "zoo:<model>/<task>", a reference name or a file name
+    reason: str | None = None  # why there is none
+
+    def summary(self) -> dict[str, Any]:
+        """What the run's summary records under ``ground_truth``."""
+        if self.truth is None:
+            return {"name": None, "reason": self.reason}
+        return {"name": self.name, "task": self.truth.task, "model": self.truth.model}
+
+
+def choose_ground_truth(spec: str | None, model_spec: str, task: str | None) -> GroundTruthChoice:
+    """The ground truth for a run on a prompt set of ``task``. With no ``spec`` a model without
+    a ground truth for that task gets none (and the reason); a named one must load and fit."""
+    if spec is None:
+        try:
+            resolve_ground_truth_path(None, model_spec, task)
+        except GroundTruthError as exc:
+            return GroundTruthChoice(None, None, str(exc))
+    truth = load_ground_truth(spec, model_spec, task)
+    if not spec or spec == "zoo":
+        name = f"{model_spec}/{truth.task}"
+    else:
+        name = spec if (REFERENCE_DIR / f"{spec}.json").is_file() else Path(spec).name
+    return GroundTruthChoice(truth, name)
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Stores every edge (source, target, score, in_circuit), every node, and the summary
 (faithfulness, faithfulness curve, ROC/AUC against the ground truth when there is one, pass
 counts, wall time, clean/corrupted metric). The ground truth is the config's ``ground_truth``
-or, for zoo models, the zoo's own file when it exists.
+or, for zoo models, the zoo's own one for the prompt set's task when it has one
+(``choose_ground_truth``); ``summary["ground_truth"]`` names it, or says why there is none.
 
 ACDC checkpoints: after each round (at most every ``CHECKPOINT_EVERY_S``) the state goes to
 ``<store home>/checkpoints/circuit-run<id>.json`` (the store home is the folder holding the
@@ -25,12 +26,7 @@ from typing import Any
 from analysis.circuits.acdc import AcdcProgress
 from analysis.circuits.discover import Discovery, DiscoverySettings, discover, edge_table
 from analysis.circuits.graph import CircuitGraphError, graph_for_model, node_layer_head
-from analysis.circuits.ground_truth import (
-    GroundTruth,
-    GroundTruthError,
-    load_ground_truth,
-    resolve_ground_truth_path,
-)
+from analysis.circuits.ground_truth import GroundTruthError, choose_ground_truth
 from analysis.configs.circuits import CircuitConfig
 from analysis.jobs import JobContext, JobError
 from analysis.metrics import MetricUndefined
@@ -81,15 +77,6 @@ def _load_resume(ctx: JobContext, cfg: CircuitConfig, signature: dict) -> AcdcPr
     return AcdcProgress.from_json(saved["state"])
 
 
-def _ground_truth(cfg: CircuitConfig) -> GroundTruth | None:
-    if cfg.ground_truth is None:
-        try:
-            resolve_ground_truth_path(None, cfg.model)
-        except GroundTruthError:
-            return None  # no ground truth given and none built in: evaluate without ROC
-    return load_ground_truth(cfg.ground_truth, cfg.model)
-
-
 def _output(d: Discovery, artifacts: list[ArtifactIn]) -> RunOutput:
     edges = [EdgeIn(s, t, v, k) for s, t, v, k in edge_table(d)]
     nodes = []
@@ -105,7 +92,7 @@ def circuit_job(ctx: JobContext) -> RunOutput:
     model = ctx.model()
     try:
         batch = build_pair_batch(model, ctx.pairs()[: cfg.max_pairs])
-        truth = _ground_truth(cfg)
+        choice = choose_ground_truth(cfg.ground_truth, cfg.model, ctx.task())
         signature = _signature(cfg, batch.n_pairs, graph_for_model(model).n_edges)
         resume = _load_resume(ctx, cfg, signature) if cfg.method == "acdc" else None
     except (PromptBatchError, GroundTruthError, CircuitGraphError) as exc:
@@ -122,7 +109,7 @@ def circuit_job(ctx: JobContext) -> RunOutput:
     )
     try:
         d = discover(
-            model, batch, settings, truth=truth, progress=ctx.progress, resume=resume,
+            model, batch, settings, truth=choice.truth, progress=ctx.progress, resume=resume,
             checkpoint=save if cfg.method == "acdc" else None,
         )  # fmt: skip
     except (MetricUndefined, CircuitGraphError, GroundTruthError) as exc:
@@ -133,6 +120,7 @@ def circuit_job(ctx: JobContext) -> RunOutput:
         _write_json(final, {"signature": signature, "state": d.acdc_state.to_json()})
         _write_json(ckpt, {"signature": signature, "state": d.acdc_state.to_json()})
         artifacts.append(ArtifactIn(STATE_ARTIFACT, "acdc-state", str(final), "application/json"))
+    d.summary["ground_truth"] = choice.summary()
     if resume is not None:
         d.summary["resumed_from"] = cfg.resume_from
     ctx.progress(1.0, "done")

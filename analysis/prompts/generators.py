@@ -25,6 +25,7 @@ import string
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from analysis.prompts.code_tasks import CODE_GENERATORS, CodeTaskError
 from analysis.prompts.validate import TokenizerView, pairs_as_raw, validate_pairs
 from storage.records import PairIn
 
@@ -280,6 +281,7 @@ GENERATORS: dict[str, Callable[[TokenizerView, int, random.Random], list[PairIn]
     "induction-contrast": induction_contrast,
     "ioi": ioi,
     "greater-than": greater_than,
+    **CODE_GENERATORS,
 }
 
 
@@ -290,5 +292,8 @@ def generate_pairs(model: TransformerBridge, task: str, n: int, seed: int = 0) -
     if n < 1:
         raise GeneratorError(f"--n must be at least 1 (got {n})")
     view = TokenizerView.of(model)
-    pairs = GENERATORS[task](view, n, random.Random(seed))
+    try:
+        pairs = GENERATORS[task](view, n, random.Random(seed))
+    except CodeTaskError as exc:
+        raise GeneratorError(str(exc)) from None
     return validate_pairs(view, pairs_as_raw(pairs))

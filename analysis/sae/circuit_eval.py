@@ -26,8 +26,6 @@ from analysis.circuits import evaluate
 from analysis.circuits.ground_truth import (
     GroundTruth,
     GroundTruthError,
-    load_ground_truth,
-    resolve_ground_truth_path,
     score_against,
 )
 from analysis.circuits.task import build_task
@@ -39,16 +37,6 @@ if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
 ENDPOINTS = ("input", "logits")
-
-
-def ground_truth_or_none(spec: str | None, model_spec: str) -> GroundTruth | None:
-    """The named ground truth; with no name, the zoo model's own or None when it has none."""
-    if spec is None:
-        try:
-            resolve_ground_truth_path(None, model_spec)
-        except GroundTruthError:
-            return None
-    return load_ground_truth(spec, model_spec)
 
 
 def _judged(graph: Any, head_scores: dict[str, float]) -> dict[str, float]:

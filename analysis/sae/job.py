@@ -206,15 +206,15 @@ def sae_eval_job(ctx: JobContext) -> RunOutput:
 
 
 def sae_circuit_job(ctx: JobContext) -> RunOutput:
-    from analysis.circuits.ground_truth import GroundTruthError
+    from analysis.circuits.ground_truth import GroundTruthError, choose_ground_truth
     from analysis.prompt_batch import PromptBatchError, build_pair_batch
-    from analysis.sae.circuit_eval import evaluate_head_circuit, ground_truth_or_none
+    from analysis.sae.circuit_eval import evaluate_head_circuit
 
     cfg: Any = ctx.config
     model = ctx.model()
     try:
         batch = build_pair_batch(model, ctx.pairs())
-        truth = ground_truth_or_none(cfg.ground_truth, cfg.model)
+        choice = choose_ground_truth(cfg.ground_truth, cfg.model, ctx.task())
     except (PromptBatchError, GroundTruthError) as exc:
         raise JobError(str(exc)) from None
     settings = CodeSettings(
@@ -234,7 +234,7 @@ def sae_circuit_job(ctx: JobContext) -> RunOutput:
     ctx.progress(0.85, "evaluating the circuit")
     try:
         nodes, edges, summary = evaluate_head_circuit(
-            model, batch, scores, chosen, metric=cfg.metric, ablation=cfg.ablation, truth=truth
+            model, batch, scores, chosen, metric=cfg.metric, ablation=cfg.ablation, truth=choice.truth
         )
     except GroundTruthError as exc:
         raise JobError(str(exc)) from None
@@ -246,6 +246,7 @@ def sae_circuit_job(ctx: JobContext) -> RunOutput:
         "n_nodes_in_circuit": len(chosen),
         "circuit_heads": sorted(chosen),
         "codes": {f"a{c.layer}.h{c.head}": _code_counts(c) for c in codes},
+        "ground_truth": choice.summary(),
     }
     return RunOutput(nodes=nodes, edges=edges, summary=summary)
 

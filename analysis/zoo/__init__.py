@@ -7,7 +7,8 @@ Each zoo model lives in ``analysis/zoo/models/<name>/``:
 - ``model.safetensors``: the TransformerBridge state dict (keys ``embed.weight``,
   ``blocks.{L}.attn.q.weight``, ..., ``unembed.weight``), float32
 - ``tokenizer/``: a saved ``PreTrainedTokenizerFast`` (character level, ``<bos>`` prepended)
-- ``ground_truth.json``: the known circuit (node/edge names as in docs: ``a{L}.h{H}``, ``m{L}``)
+- ``ground_truths/<task>.json``: the circuit of each task (node/edge names as in docs:
+  ``a{L}.h{H}``, ``m{L}``), named by the prompt generator's task
 - ``MECHANISM.md``: the evidence for that circuit
 
 Spec ``zoo:<name>`` loads one. This module is torch-free: it only names and locates models.
@@ -20,12 +21,12 @@ from pathlib import Path
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 # The zoo's models; each has a training recipe in ``analysis.zoo.train.RECIPES``.
-ZOO_NAMES: tuple[str, ...] = ("greater-than-3l", "induction-2l")
+ZOO_NAMES: tuple[str, ...] = ("code-6l", "greater-than-3l", "induction-2l")
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
-GROUND_TRUTH_FILE = "ground_truth.json"
+GROUND_TRUTH_DIR = "ground_truths"  # <task>.json: the known circuit of each task
 
 
 def zoo_names() -> list[str]:

@@ -21,21 +21,23 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge.sources.native.init import initialize_native_model
 from transformer_lens.model_bridge.sources.native.model import NativeModel
 
-from analysis.zoo import MODELS_DIR, TOKENIZER_DIR, greater_than, induction, zoo_names
+from analysis.zoo import MODELS_DIR, TOKENIZER_DIR, code_lm, greater_than, induction, zoo_names
 from analysis.zoo.checkpoint import bridge_state_dict, save_zoo_model
+from analysis.zoo.code_lm import TextRecipe, build_text_model
 from analysis.zoo.task import Recipe, TaskBatch
 from analysis.zoo.tokenizer import build_char_tokenizer, char_vocab
 
 log = logging.getLogger(__name__)
 
 
-RECIPES: dict[str, Recipe] = {
+RECIPES: dict[str, Recipe | TextRecipe] = {
     "induction-2l": induction.RECIPE,
     "greater-than-3l": greater_than.RECIPE,
+    "code-6l": code_lm.RECIPE,
 }
 
 
-def load_recipe(name: str) -> Recipe:
+def load_recipe(name: str) -> Recipe | TextRecipe:
     if name not in RECIPES:
         raise ValueError(f"unknown zoo model {name!r}; the zoo has: {', '.join(zoo_names())}")
     return RECIPES[name]
@@ -85,6 +87,8 @@ def build_zoo_model(name: str, out: Path | None = None, threads: int = 1) -> Pat
     """Train zoo model ``name`` and write its folder (config, weights, tokenizer)."""
     recipe = load_recipe(name)
     folder = out or MODELS_DIR / name
+    if isinstance(recipe, TextRecipe):
+        return build_text_model(recipe, folder, threads)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

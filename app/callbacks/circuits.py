@@ -83,7 +83,8 @@ def show_curves(ctx: WebContext, run_ids: list[int] | None) -> tuple:
         ("roc", "roc", "ROC (needs a ground truth)"),
     ):
         if not circuits.curves(ctx.store, runs, key):
-            out += [empty_figure(f"The chosen runs store no {what}"), None]
+            why = circuits.missing_ground_truths(ctx.store, runs) if kind == "roc" else []
+            out += [empty_figure("<br>".join([f"The chosen runs store no {what}", *why])), None]
             continue
         spec = {"kind": kind, "runs": runs}
         out += [page_figure(ctx.reader, spec), spec]

@@ -67,8 +67,8 @@ def ensure_prompt_sets(store: ResultStore) -> list[str]:
         except NotFound:
             pass
         pairs = generate_pairs(load_model(spec), task, n, seed=0)
-        meta = {"generator": task, "n": n, "seed": 0}
-        store.add_prompt_set(name, pairs, f"generated:{task}", spec, meta)
+        meta = {"task": task, "seed": 0}
+        store.add_prompt_set(name, pairs, f"generate:{task}", spec, meta)
         created.append(name)
     return created
 

@@ -58,11 +58,24 @@ def curves(store: ResultStore, run_ids: list[int], key: str) -> dict[str, dict[s
         if not value:
             continue
         if key == "roc":
+            against = (run.summary.get("ground_truth") or {}).get("name")
             for level, roc in value.items():
                 if isinstance(roc, dict) and "fpr" in roc:
-                    out[f"{method_label(run)} · {level}"] = roc
+                    vs = f" vs {against}" if against else ""
+                    out[f"{method_label(run)} · {level}{vs}"] = roc
         else:
             out[method_label(run)] = value
+    return out
+
+
+def missing_ground_truths(store: ResultStore, run_ids: list[int]) -> list[str]:
+    """Why each of these runs has no ROC: ``run #N: <reason>``."""
+    out = []
+    for run_id in run_ids:
+        run = store.get_run(run_id)
+        if not run.summary.get("roc"):
+            reason = (run.summary.get("ground_truth") or {}).get("reason")
+            out.append(f"run #{run_id}: {reason or 'no ground truth was given'}")
     return out
 
 

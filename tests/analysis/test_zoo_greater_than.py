@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from analysis.models import load_model, model_facts
-from analysis.zoo import GROUND_TRUTH_FILE, zoo_folder
+from analysis.zoo import GROUND_TRUTH_DIR, zoo_folder
 from analysis.zoo.evidence import comparison_batch, ideal_cross_entropy
 from analysis.zoo.probes import head_ablation, mlp_ablation
 
@@ -48,7 +48,7 @@ def test_ablations_match_ground_truth(model, batch):
     tokens, metric = batch
     heads = head_ablation(model, tokens, metric)
     mlps = mlp_ablation(model, tokens, metric)
-    truth = json.loads((zoo_folder("greater-than-3l") / GROUND_TRUTH_FILE).read_text())
+    truth = json.loads((zoo_folder("greater-than-3l") / GROUND_TRUTH_DIR / "greater-than.json").read_text())
     assert set(truth["nodes"]) == {"a0.h0", "a0.h1", "a0.h3", "m0"}
     for layer in range(3):
         for head in range(4):

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from analysis.models import load_model
-from analysis.zoo import GROUND_TRUTH_FILE, WEIGHTS_FILE, zoo_folder
+from analysis.zoo import GROUND_TRUTH_DIR, WEIGHTS_FILE, zoo_folder
 from analysis.zoo.evidence import _repeat_batch, detect_scores, masked_loss_metric, repeat_prompts
 from analysis.zoo.probes import head_ablation, path_ablation
 from analysis.zoo.tokenizer import load_char_tokenizer
@@ -64,7 +64,7 @@ def test_induction_heads_in_layer_1(scores):
 
 
 def test_ground_truth_matches_detected_heads(scores):
-    truth = json.loads((FOLDER / GROUND_TRUTH_FILE).read_text())
+    truth = json.loads((FOLDER / GROUND_TRUTH_DIR / "induction-contrast.json").read_text())
     assert truth["model"] == "zoo:induction-2l"
     assert set(truth["nodes"]) == {"a0.h2", "a0.h3", "a1.h0", "a1.h1", "a1.h2", "a1.h3"}
     assert ["input", "a0.h2<q>"] in truth["positional_edges"]

@@ -68,17 +68,17 @@ def test_roc_auc_is_the_mann_whitney_statistic() -> None:
 def test_ground_truth_files_and_node_sets(tmp_path) -> None:
     path = tmp_path / "gt.json"
     path.write_text(json.dumps({"nodes": ["a0.h1", "a1.h0"], "edges": []}))
-    truth = load_ground_truth(str(path), "hf:whatever")
+    truth = load_ground_truth(str(path), "hf:whatever", None)
     edges = [("input", "a0.h1<q>"), ("a0.h1", "a1.h0<k>"), ("a0.h0", "a1.h0<k>"),
              ("a1.h0", "logits"), ("a1.h1", "logits")]  # fmt: skip
     assert edge_labels(truth, edges).tolist() == [True, True, False, True, False]
     with pytest.raises(GroundTruthError, match="not in this model"):
         edge_labels(GroundTruth(frozenset(), frozenset({("a5.h0", "logits")})), edges)
     with pytest.raises(GroundTruthError, match="no ground truth"):
-        load_ground_truth(str(tmp_path / "missing.json"), "hf:x")
+        load_ground_truth(str(tmp_path / "missing.json"), "hf:x", None)
     with pytest.raises(GroundTruthError, match="not a zoo model"):
-        load_ground_truth(None, "hf:gpt2")
-    ioi = load_ground_truth("gpt2-small-ioi", "hf:gpt2")
+        load_ground_truth(None, "hf:gpt2", None)
+    ioi = load_ground_truth("gpt2-small-ioi", "hf:gpt2", None)
     assert "a9.h9" in ioi.nodes and ("a2.h2", "a5.h5<k>") in ioi.edges
 
 
@@ -89,7 +89,7 @@ def test_positional_edges_are_left_out_under_position_keeping_ablations(tmp_path
             "positional_edges": [["input", "a0.h0<q>"]]}  # fmt: skip
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(data))
-    truth = load_ground_truth(str(path), "hf:x")
+    truth = load_ground_truth(str(path), "hf:x", None)
     # the positional edge scores 0, as it does under corrupted/mean ablation
     scores, nodes = np.array([0.0, 2.0, 1.0, 0.5, 0.1]), {"a0.h0": 3.0, "a0.h1": 0.1}
     for ablation in ("corrupted", "mean"):
@@ -100,7 +100,7 @@ def test_positional_edges_are_left_out_under_position_keeping_ablations(tmp_path
     assert roc["n_excluded"] == 0
     path.write_text(json.dumps(data | {"positional_edges": [["input", "a0.h1<v>"]]}))
     with pytest.raises(GroundTruthError, match="also be listed in 'edges'"):
-        load_ground_truth(str(path), "hf:x")
+        load_ground_truth(str(path), "hf:x", None)
 
 
 def test_select_circuit_is_torch_free_and_rethresholds() -> None:

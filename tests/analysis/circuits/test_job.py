@@ -54,7 +54,7 @@ EDGE_AUC = {"exact": 0.95, "acdc": 0.95, "eap": 0.95, "eap-ig": 0.95}
 )
 def test_every_method_recovers_the_induction_circuit(zoo_model, settings) -> None:
     batch = build_pair_batch(zoo_model, induction_pairs(12, seed=1))
-    truth = load_ground_truth(None, MODEL)
+    truth = load_ground_truth(None, MODEL, "induction-contrast")
     d = discover(zoo_model, batch, settings, truth=truth)
     roc = d.summary["roc"]["edge"]
     assert roc["n_excluded"] == 4  # input -> a0.h2/a0.h3 <q>/<k>: positions only
@@ -67,13 +67,16 @@ def test_every_method_recovers_the_induction_circuit(zoo_model, settings) -> Non
     assert sum(graph.edge_index(f"a1.h{h}", "logits") in top for h in range(4)) >= 2
 
 
-def _enqueue(store, method: str, **extra) -> int:
+def _enqueue(store, method: str, task: str = "induction-contrast", **extra) -> int:
+    """A circuit run on 8 induction_pairs stored as a set of ``task`` (the pairs are built
+    as the induction-contrast generator builds them)."""
     pairs = induction_pairs(8, seed=2)
-    if not store.list_prompt_sets():
-        store.add_prompt_set("induction", pairs, source="test", model_spec=MODEL)
-    config = {"kind": "circuit", "model": MODEL, "prompt_set": "induction", "method": method}
+    name = f"induction-{task or 'imported'}"
+    if name not in {s.name for s in store.list_prompt_sets()}:
+        store.add_prompt_set(name, pairs, "test", MODEL, {"task": task} if task else {})
+    config = {"kind": "circuit", "model": MODEL, "prompt_set": name, "method": method}
     config |= extra
-    ps = store.get_prompt_set("induction")
+    ps = store.get_prompt_set(name)
     return store.enqueue_run("circuit", config, MODEL, ps.id, {}, "test").id
 
 
@@ -91,6 +94,29 @@ def test_queued_run_stores_edges_nodes_and_summary(store) -> None:
                 "metric_clean", "metric_corrupt"):  # fmt: skip
         assert key in final.summary
     assert (final.summary["n_forward"], final.summary["n_backward"]) == (2, 1)
+
+
+def test_a_run_is_scored_only_against_its_own_tasks_ground_truth(store) -> None:
+    from analysis.worker import Worker
+
+    worker = Worker(store, heartbeat_s=0.2)
+    same = _enqueue(store, "eap")
+    other = _enqueue(store, "eap", task="induction")
+    imported = _enqueue(store, "eap", task="")
+    named_wrong = _enqueue(store, "eap", ground_truth="gpt2-small-ioi")
+    runs = {r: worker.reap_and_claim() for r in (same, other, imported, named_wrong)}
+    assert runs[same].summary["ground_truth"] == {
+        "name": "zoo:induction-2l/induction-contrast", "task": "induction-contrast",
+        "model": MODEL,
+    }  # fmt: skip
+    assert "roc" in runs[same].summary
+    for run_id, says in ((other, "no ground truth for task 'induction'"), (imported, "task")):
+        final = runs[run_id]
+        assert final.status == RunStatus.FINISHED and "roc" not in final.summary
+        assert final.summary["ground_truth"]["name"] is None
+        assert says in final.summary["ground_truth"]["reason"]
+    assert runs[named_wrong].status == RunStatus.FAILED
+    assert "holds for task 'ioi'" in runs[named_wrong].error
 
 
 def _context(store, run_id: int, workdir: Path, model, cancel_after: int | None) -> JobContext:
@@ -137,7 +163,7 @@ def test_eap_finds_the_greater_than_circuit() -> None:
     model = load_zoo_bridge(zoo_folder("greater-than-3l"))
     model.enable_compatibility_mode()
     batch = build_pair_batch(model, greater_than_pairs(16, seed=1))
-    truth = load_ground_truth(None, "zoo:greater-than-3l")
+    truth = load_ground_truth(None, "zoo:greater-than-3l", "greater-than")
     d = discover(model, batch, DiscoverySettings(method="eap"), truth=truth)
     assert d.summary["roc"]["edge"]["auc"] >= 0.9 and d.summary["roc"]["node"]["auc"] >= 0.85
 

@@ -15,7 +15,7 @@ from analysis.sae.contexts import top_activations
 from analysis.sae.evaluate import evaluate_sae
 from analysis.sae.report import activity_share
 from analysis.sae.train import TrainSettings, train_attention_saes
-from analysis.zoo import GROUND_TRUTH_FILE, zoo_folder
+from analysis.zoo import GROUND_TRUTH_DIR, zoo_folder
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def test_layer1_sae_trains_in_under_a_cpu_minute_to_high_explained_variance(zoo)
 
 def test_features_attribute_to_the_ground_truth_induction_heads(zoo):
     model, sae, tokens, _, ev = zoo
-    truth = json.loads((zoo_folder("induction-2l") / GROUND_TRUTH_FILE).read_text())
+    truth = json.loads((zoo_folder("induction-2l") / GROUND_TRUTH_DIR / "induction-contrast.json").read_text())
     induction = [int(n.split(".h")[1]) for n in truth["nodes"] if n.startswith("a1.")]
     assert induction, "the ground truth names layer-1 induction heads"
     per_head = activity_share(head_shares(sae, model.cfg.n_heads), ev.mean_act)
@@ -93,7 +93,8 @@ def test_sae_codes_find_the_induction_circuit(zoo):
     import random
 
     from analysis.prompt_batch import build_pair_batch
-    from analysis.sae.circuit_eval import evaluate_head_circuit, ground_truth_or_none
+    from analysis.circuits.ground_truth import choose_ground_truth
+    from analysis.sae.circuit_eval import evaluate_head_circuit
     from analysis.sae.sae_circuit import CodeSettings, head_codes
     from storage.records import PairIn
 
@@ -111,7 +112,7 @@ def test_sae_codes_find_the_induction_circuit(zoo):
     codes = head_codes(model, batch, CodeSettings(steps=150))
     scores = {f"a{c.layer}.h{c.head}": c.score for c in codes}
     chosen = {n for n, s in scores.items() if s >= 0.5}
-    truth = ground_truth_or_none(None, "zoo:induction-2l")
+    truth = choose_ground_truth(None, "zoo:induction-2l", "induction-contrast").truth
     _, _, summary = evaluate_head_circuit(model, batch, scores, chosen, truth=truth)
     assert summary["roc"]["node"]["auc"] >= 0.8, scores
     assert summary["faithfulness"] >= 0.8, (chosen, summary["faithfulness"])
