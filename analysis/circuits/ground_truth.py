@@ -127,10 +127,10 @@ def resolve_ground_truth_path(spec: str | None, model_spec: str, task: str | Non
     else:
         path = Path(spec).expanduser()
     if not path.is_file():
-        known = sorted(p.stem for p in REFERENCE_DIR.glob("*.json"))
+        references = sorted(p.stem for p in REFERENCE_DIR.glob("*.json"))
         raise GroundTruthError(
             f"no ground truth at {path}; give a JSON file path or one of the references: "
-            f"{', '.join(known) or '(none)'}"
+            f"{', '.join(references) or '(none)'}"
         )
     return path
 

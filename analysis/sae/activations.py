@@ -129,6 +129,7 @@ class ZooTaskTokens:
 
     @classmethod
     def for_spec(cls, spec: str, model: TransformerBridge) -> ZooTaskTokens:
+        from analysis.zoo.task import Recipe
         from analysis.zoo.train import load_recipe
 
         if not spec.startswith("zoo:"):
@@ -139,6 +140,10 @@ class ZooTaskTokens:
             recipe = load_recipe(spec.removeprefix("zoo:"))
         except ValueError as exc:
             raise TokenSourceError(str(exc)) from None
+        if not isinstance(recipe, Recipe):
+            raise TokenSourceError(
+                f"{spec} learned from text, not a synthetic task; use --source text or repeat"
+            )
         return cls(recipe.name, recipe.sample, dict(model.tokenizer.get_vocab()))
 
     def describe(self) -> str:

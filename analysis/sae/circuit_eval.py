@@ -25,7 +25,6 @@ import torch
 from analysis.circuits import evaluate
 from analysis.circuits.ground_truth import (
     GroundTruth,
-    GroundTruthError,
     score_against,
 )
 from analysis.circuits.task import build_task

@@ -234,7 +234,13 @@ def sae_circuit_job(ctx: JobContext) -> RunOutput:
     ctx.progress(0.85, "evaluating the circuit")
     try:
         nodes, edges, summary = evaluate_head_circuit(
-            model, batch, scores, chosen, metric=cfg.metric, ablation=cfg.ablation, truth=choice.truth
+            model,
+            batch,
+            scores,
+            chosen,
+            metric=cfg.metric,
+            ablation=cfg.ablation,
+            truth=choice.truth,
         )
     except GroundTruthError as exc:
         raise JobError(str(exc)) from None

@@ -1,8 +1,8 @@
 """The real text every machine has offline: the Python standard library's own source.
 
-``corpus_files()`` lists the interpreter's stdlib ``*.py`` files, sorted, with test suites, installed
-packages and IDLE left out. ``corpus_hash()`` fingerprints that list (paths relative to the stdlib
-folder and each file's sha256), so a zoo model records exactly which text it learned from.
+``corpus_files()`` lists the interpreter's stdlib ``*.py`` files, sorted, with test suites,
+installed packages and IDLE left out. ``corpus_hash()`` fingerprints that list (paths relative
+to the stdlib folder and each file's sha256), so a zoo model records which text it learned from.
 ``split_files()`` holds out every ``VALIDATION_EVERY``-th file for validation. ``train_bpe()``
 trains a byte-level BPE tokenizer on the training files with HF ``tokenizers``: every byte is a
 base token (so any text encodes, with no unknown token), plus ``<bos>`` (prepended to every

@@ -221,7 +221,8 @@ def _build(recipe: TextRecipe, folder: Path, threads: int) -> Path:
     final = evaluate(model, validation, nbytes)
     training = {
         "corpus": {
-            "source": "Python standard library *.py (tests, idlelib and installed packages excluded)",
+            "source": "Python standard library *.py "
+            "(tests, idlelib and installed packages excluded)",
             "python_version": platform.python_version(),
             "stdlib_root": str(stdlib_root()),
             "files": len(files),

@@ -31,5 +31,7 @@ def test_unknown_kinds_name_the_known_ones():
 def test_every_zoo_model_has_its_recipe():
     assert sorted(RECIPES) == zoo_names()
     assert all(load_recipe(name).name == name for name in zoo_names())
-    with pytest.raises(ValueError, match="unknown zoo model 'nope'; the zoo has: code-6l, greater-than-3l"):
+    with pytest.raises(
+        ValueError, match="unknown zoo model 'nope'; the zoo has: code-6l, greater-than-3l"
+    ):
         load_recipe("nope")

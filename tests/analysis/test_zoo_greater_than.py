@@ -48,7 +48,9 @@ def test_ablations_match_ground_truth(model, batch):
     tokens, metric = batch
     heads = head_ablation(model, tokens, metric)
     mlps = mlp_ablation(model, tokens, metric)
-    truth = json.loads((zoo_folder("greater-than-3l") / GROUND_TRUTH_DIR / "greater-than.json").read_text())
+    truth = json.loads(
+        (zoo_folder("greater-than-3l") / GROUND_TRUTH_DIR / "greater-than.json").read_text()
+    )
     assert set(truth["nodes"]) == {"a0.h0", "a0.h1", "a0.h3", "m0"}
     for layer in range(3):
         for head in range(4):

@@ -58,7 +58,9 @@ def test_layer1_sae_trains_in_under_a_cpu_minute_to_high_explained_variance(zoo)
 
 def test_features_attribute_to_the_ground_truth_induction_heads(zoo):
     model, sae, tokens, _, ev = zoo
-    truth = json.loads((zoo_folder("induction-2l") / GROUND_TRUTH_DIR / "induction-contrast.json").read_text())
+    truth = json.loads(
+        (zoo_folder("induction-2l") / GROUND_TRUTH_DIR / "induction-contrast.json").read_text()
+    )
     induction = [int(n.split(".h")[1]) for n in truth["nodes"] if n.startswith("a1.")]
     assert induction, "the ground truth names layer-1 induction heads"
     per_head = activity_share(head_shares(sae, model.cfg.n_heads), ev.mean_act)
@@ -92,8 +94,8 @@ def test_sae_codes_find_the_induction_circuit(zoo):
     second half is fresh letters (negative) ranks the ground-truth heads first."""
     import random
 
-    from analysis.prompt_batch import build_pair_batch
     from analysis.circuits.ground_truth import choose_ground_truth
+    from analysis.prompt_batch import build_pair_batch
     from analysis.sae.circuit_eval import evaluate_head_circuit
     from analysis.sae.sae_circuit import CodeSettings, head_codes
     from storage.records import PairIn
