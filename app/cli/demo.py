@@ -26,6 +26,7 @@ app = typer.Typer(help="The built-in demo: zoo models, prompt sets and finished 
 
 INDUCTION = "zoo:induction-2l"
 GREATER_THAN = "zoo:greater-than-3l"
+CODE = "zoo:code-6l"
 
 # (prompt-set name, model spec, generator task, pairs). "induction-contrast" changes every
 # corrupted token, the contrast the induction model's ground truth is scored under, so the demo
@@ -34,11 +35,11 @@ GREATER_THAN = "zoo:greater-than-3l"
 DEMO_PROMPT_SETS = (
     ("demo-induction", INDUCTION, "induction-contrast", 16),
     ("demo-greater-than", GREATER_THAN, "greater-than", 16),
+    ("demo-code", CODE, "attribute-recall", 8),
 )
 
-# (kind, config fields beyond kind/model/prompt_set, prompt-set name). The induction model's runs
-# come last so that they are the newest: the first screen shows its previous-token and induction
-# heads.
+# (kind, config fields beyond kind/model/prompt_set, prompt-set name). The real-text model's runs
+# come last so that they are the newest: the first screen shows its heads.
 DEMO_RUNS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("heads", {}, "demo-greater-than"),
     ("patch", {}, "demo-greater-than"),
@@ -51,6 +52,9 @@ DEMO_RUNS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("dla", {}, "demo-induction"),
     ("patch", {"positions": "both"}, "demo-induction"),
     ("heads", {"repeated_sequences": 32, "repeat_length": 12}, "demo-induction"),
+    ("circuit", {"method": "eap-ig"}, "demo-code"),
+    ("patch", {}, "demo-code"),
+    ("heads", {"repeated_sequences": 16, "repeat_length": 40}, "demo-code"),
 )
 
 

@@ -44,7 +44,7 @@ def test_make_run_serves_runs_page_with_demo(tmp_path: Path, browser) -> None:
         # `text=FINISHED` would also match the status filter ("finished") before the runs
         # table arrives: wait for the table's own content instead.
         page.wait_for_function(
-            "document.body.innerText.includes('zoo:induction-2l')"
+            "document.body.innerText.includes('zoo:code-6l')"
             " && document.body.innerText.includes('FINISHED')",
             timeout=30_000,
         )
@@ -52,7 +52,7 @@ def test_make_run_serves_runs_page_with_demo(tmp_path: Path, browser) -> None:
         page.close()
         for kind in ("heads", "patch", "circuit"):
             assert kind in body, f"demo run of kind {kind} missing from the Runs page"
-        assert "zoo:induction-2l" in body
+        assert "zoo:code-6l" in body
         assert not errors, errors
     finally:
         os.killpg(process.pid, signal.SIGTERM)
