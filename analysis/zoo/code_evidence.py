@@ -215,11 +215,16 @@ def method_scores(
     return rows
 
 
-def collect(model: TransformerBridge, folder: Path | None = None) -> dict[str, Any]:
+def collect(
+    model: TransformerBridge,
+    folder: Path | None = None,
+    tasks: tuple[str, ...] = TASKS,
+    with_methods: bool = True,
+) -> dict[str, Any]:
     """Head types, and per task the exact reference and the methods scored against it; with
     ``folder`` the references are written to ``folder/ground_truths/<task>.json``."""
     out: dict[str, Any] = {"head_types": head_types(model), "tasks": {}, "methods": []}
-    for task in TASKS:
+    for task in tasks:
         start = time.perf_counter()
         data, exact = exact_ground_truth(model, task)
         truth = GroundTruth.from_json(data, f"{NAME}/{task}")
@@ -228,7 +233,8 @@ def collect(model: TransformerBridge, folder: Path | None = None) -> dict[str, A
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(data, indent=1) + "\n")
         out["tasks"][task] = data["evidence"]
-        out["methods"] += method_scores(model, task, truth, exact)
+        if with_methods:
+            out["methods"] += method_scores(model, task, truth, exact)
         out["tasks"][task]["total_wall_s"] = round(time.perf_counter() - start, 1)
     return out
 
@@ -239,13 +245,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=zoo_folder(NAME))
     parser.add_argument("--write", action="store_true", help="write ground_truths/ and evidence")
+    parser.add_argument("--task", action="append", choices=TASKS, help="only these tasks")
+    parser.add_argument("--no-methods", action="store_true", help="only the exact references")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     model = load_zoo_bridge(args.folder)
     model.enable_compatibility_mode()
-    result = collect(model, args.folder if args.write else None)
+    tasks = tuple(args.task or TASKS)
+    result = collect(model, args.folder if args.write else None, tasks, not args.no_methods)
     text = json.dumps(result, indent=1)
-    if args.write:
+    if args.write and tasks == TASKS and not args.no_methods:
         (args.folder / "evidence.json").write_text(text + "\n")
     print(text)  # noqa: T201 — a command-line report
 
