@@ -6,7 +6,7 @@
 1. Zoo models (those built, with a task here): per method (EAP and EAP-IG also without the QK
    fix, "linear", and EAP-IG on the input-embedding path) wall time, forward / backward passes
    (prompt-batch equivalents) and model calls, faithfulness of the stored circuit, curve area,
-   edge and node AUC against the zoo's ground_truth.json; plus one-edge-at-a-time ACDC against
+   edge and node AUC against the task's ground truth; plus one-edge-at-a-time ACDC against
    batched ACDC at the same tau (calls, same circuit?).
 2. A GPT-2-small-shaped random model (12 layers x 12 heads x d_model 768, MLPs; 32,491 edges):
    wall time of EAP and EAP-IG, with and without the QK fix, and of the QK fix's scoring step

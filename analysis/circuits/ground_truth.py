@@ -1,6 +1,6 @@
 """Known circuits and ROC/AUC scoring of discovered ones against them. Torch-free.
 
-A ground truth is a ``ground_truth.json`` (see the shared conventions):
+A ground truth is a JSON file (``ground_truths/<task>.json`` in a zoo model):
 ``{"model", "task", "nodes": [...], "edges": [[source, target], ...], "source", "evidence"}``,
 optionally with ``"positional_edges": [[source, target], ...]``: circuit edges (a subset of
 ``edges``) that carry only *position* (e.g. ``input -> a0.h2<q>`` of a previous-token head whose

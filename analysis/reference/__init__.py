@@ -1,4 +1,4 @@
-"""Published circuits as data, in the zoo's ``ground_truth.json`` format.
+"""Published circuits as data, in the zoo's ground-truth format.
 
 - ``gpt2-small-ioi``: Wang et al. 2022, indirect object identification in GPT-2 small.
 - ``gpt2-small-greater-than``: Hanna et al. 2023, greater-than in GPT-2 small.

@@ -1,4 +1,4 @@
-"""The measurements behind each zoo model's MECHANISM.md and ground_truth.json.
+"""The measurements behind each zoo model's MECHANISM.md and ground_truths/.
 
 ``python -m analysis.zoo.evidence <name>`` prints them as JSON; the zoo tests assert the key facts
 on the shipped weights. Prompts are seeded and drawn from the training distribution.

@@ -1,5 +1,5 @@
 """Quality on zoo:induction-2l: a layer-1 attention SAE trains fast, reconstructs well, and its
-features belong to the induction heads named in the model's ground_truth.json."""
+features belong to the induction heads of its ground_truths/induction-contrast.json."""
 
 from __future__ import annotations
 
