@@ -16,10 +16,11 @@ import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-BOS, PAD = "<bos>", "<pad>"
+from analysis.zoo.tokenizer import BOS, PAD, save_bos_tokenizer
+
 VALIDATION_EVERY = 20  # file i (sorted order) is validation when i % 20 == 0
 # Folders whose files are not the library itself.
 EXCLUDED_PARTS = frozenset(
@@ -83,19 +84,5 @@ def train_bpe(files: list[Path], vocab_size: int, folder: Path) -> PreTrainedTok
         show_progress=False,
     )
     core.train_from_iterator(_texts(files), trainer=trainer, length=len(files))
-    bos_id = core.token_to_id(BOS)
-    core.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, bos_id)]
-    )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token=BOS,
-        eos_token=BOS,
-        pad_token=PAD,
-        add_bos_token=True,
-        name_or_path=str(folder),
-        padding_side="right",
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    tok.save_pretrained(str(folder))
+    save_bos_tokenizer(core, folder)
     return PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)

@@ -35,24 +35,29 @@ def build_char_tokenizer(alphabet: str, folder: Path) -> PreTrainedTokenizerFast
     # Every single character is its own pre-token, so WordLevel sees one char at a time.
     core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     core.decoder = decoders.Fuse()  # ids back to text with no separators
-    core.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])]
-    )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token=BOS,
-        eos_token=BOS,
-        pad_token=PAD,
-        unk_token=UNK,
-        add_bos_token=True,
-        name_or_path=str(folder),
-        padding_side="right",
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    tok.save_pretrained(str(folder))
+    save_bos_tokenizer(core, folder, unk_token=UNK)
     return load_char_tokenizer(folder)
 
 
 def load_char_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
     """Reload a saved zoo tokenizer from its folder (offline, no hub lookup)."""
     return PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
+
+
+def save_bos_tokenizer(core: Tokenizer, folder: Path, unk_token: str | None = None) -> None:
+    """Save ``core`` to ``folder`` as a fast tokenizer that prepends ``<bos>`` to every text."""
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, core.token_to_id(BOS))]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token=BOS,
+        eos_token=BOS,
+        pad_token=PAD,
+        unk_token=unk_token,
+        add_bos_token=True,
+        name_or_path=str(folder),
+        padding_side="right",
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(str(folder))
