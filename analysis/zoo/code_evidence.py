@@ -190,15 +190,11 @@ def method_scores(
     batch = task_batch(model, task, REFERENCE_SEED)
     exact_effects = exact.scores.numpy()
     rows = []
-    runs: dict[str, tuple[Any, Discovery]] = {
-        label: (batch, discover(model, batch, s, truth=truth)) for label, s in METHODS.items()
-    }
+    runs = {label: discover(model, batch, s, truth=truth) for label, s in METHODS.items()}
     other = task_batch(model, task, OTHER_SEED)
-    runs[f"exact (seed {OTHER_SEED} pairs)"] = (
-        other,
-        discover(model, other, DiscoverySettings(method="exact"), truth=truth),
-    )
-    for label, (_, d) in runs.items():
+    exact_other = DiscoverySettings(method="exact")
+    runs[f"exact (seed {OTHER_SEED} pairs)"] = discover(model, other, exact_other, truth=truth)
+    for label, d in runs.items():
         roc = d.summary["roc"]
         rows.append(
             {
