@@ -184,6 +184,40 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def misranked(d: Discovery, exact: Discovery, truth: GroundTruth, top: int = 5) -> dict[str, Any]:
+    """Where a method's edge AUC is lost: each reference edge costs the fraction of
+    non-reference edges scored at least as high (|score|, ties count half); the ``top`` costliest
+    reference edges, with their exact effect as a fraction of the metric gap."""
+    wanted = {tuple(e) for e in truth.edges}
+    edges = list(d.task.graph.edges)
+    is_ref = np.array([e in wanted for e in edges])
+    score = np.abs(np.nan_to_num(d.scores.numpy().astype(float)))
+    negatives = np.sort(score[~is_ref])
+    gap = abs(exact.task.metric_clean - exact.task.metric_corrupt)
+    costs = []
+    for e in np.flatnonzero(is_ref):
+        above = len(negatives) - np.searchsorted(negatives, score[e], side="right")
+        ties = np.searchsorted(negatives, score[e], side="right") - np.searchsorted(
+            negatives, score[e], side="left"
+        )
+        costs.append(((above + ties / 2) / len(negatives), int(e)))
+    costs.sort(reverse=True)
+    effects = exact.scores.numpy()
+    return {
+        "reference_edges_scored_zero": int((score[is_ref] == 0).sum()),
+        "auc_lost": round(float(sum(c for c, _ in costs)) / max(len(costs), 1), 4),
+        "costliest": [
+            {
+                "edge": "->".join(edges[e]),
+                "auc_cost": round(c / max(len(costs), 1), 4),
+                "method_score": round(float(d.scores[e]), 5),
+                "exact_effect_of_gap": round(float(effects[e]) / gap, 4),
+            }
+            for c, e in costs[:top]
+        ],
+    }
+
+
 def method_scores(
     model: TransformerBridge, task: str, truth: GroundTruth, exact: Discovery
 ) -> list[dict[str, Any]]:
@@ -206,6 +240,7 @@ def method_scores(
                 "faithfulness": round(float(d.summary["faithfulness"]), 4),
                 "n_edges_in_circuit": d.summary["n_edges_in_circuit"],
                 "wall_s": round(d.summary["wall_s"], 1),
+                "misranked": misranked(d, exact, truth),
             }
         )
     return rows
