@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from analysis.configs import RunConfigBase
+from storage.errors import InvalidInput
 from storage.records import PairRecord, RunOutput
+from storage.uploads import is_upload_ref
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -57,6 +59,16 @@ class JobContext:
     def model(self) -> TransformerBridge:
         """The run's model, loaded once per worker and kept resident between jobs."""
         return self.model_loader(self.config)
+
+    def local_file(self, value: str | None) -> str | None:
+        """A config's file field as a local path: an upload reference (the web's only way to
+        name a file) resolved and verified in the store's uploads, a plain path as given."""
+        if value is None or not is_upload_ref(value):
+            return value
+        try:
+            return str(self.store.uploads.resolve(value))
+        except InvalidInput as exc:
+            raise JobError(str(exc)) from None
 
     def pairs(self) -> list[PairRecord]:
         if self.config.prompt_set is None:

@@ -45,7 +45,7 @@ class ModelSpec:
         return Path(self.target) if self.is_local else None
 
 
-def _looks_like_path(target: str) -> bool:
+def looks_like_path(target: str) -> bool:
     return target.startswith(("/", ".", "~")) or Path(target).is_dir()
 
 
@@ -61,7 +61,7 @@ def _parse_zoo(name: str) -> ModelSpec:
 
 
 def _parse_hf(target: str) -> ModelSpec:
-    if _looks_like_path(target):
+    if looks_like_path(target):
         folder = Path(target).expanduser().resolve()
         if not folder.is_dir():
             raise ModelSpecError(f"hf:{target}: no such folder {folder}")

@@ -129,6 +129,7 @@ RUN_CANCEL = "run-cancel"
 RUN_DELETE = "run-delete"
 LAUNCH_FIELD = "launch-field"
 LAUNCH_FIELD_ERROR = "launch-field-error"
+LAUNCH_UPLOAD = "launch-upload"
 
 
 def export_id(figure: str | Wildcard) -> dict[str, Any]:
@@ -150,3 +151,8 @@ def launch_field_id(field: str | Wildcard) -> dict[str, Any]:
 
 def launch_error_id(field: str | Wildcard) -> dict[str, Any]:
     return {"type": LAUNCH_FIELD_ERROR, "field": field}
+
+
+def launch_upload_id(field: str | Wildcard) -> dict[str, Any]:
+    """The upload button of a file field (``FieldSpec.server_file``) on the Launch form."""
+    return {"type": LAUNCH_UPLOAD, "field": field}

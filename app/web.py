@@ -24,6 +24,12 @@ from app.components.shell import shell
 from app.pages import routes
 from app.services.auth import AuthRequiredError, install_auth, require_auth_for_host
 from app.services.context import WebContext
+from app.services.web_guard import (
+    RedactTokens,
+    allow_bind_host,
+    inline_script_hashes,
+    install_guard,
+)
 from storage.settings import Settings
 from storage.store import ResultStore
 
@@ -68,7 +74,10 @@ POLYFILL_TAG = re.compile(r'<script src="[^"]*/deps/polyfill@[^"]*"></script>\s*
 
 
 class Workbench(dash.Dash):
-    """Dash with the page's scripts minus the ES2017 polyfill (see ``POLYFILL_TAG``)."""
+    """Dash with the page's scripts minus the ES2017 polyfill (see ``POLYFILL_TAG``), keeping
+    the CSP hashes of the page's inline scripts (the renderer, clientside callbacks)."""
+
+    script_hashes: frozenset[str] = frozenset()
 
     def interpolate_index(
         self,
@@ -81,7 +90,7 @@ class Workbench(dash.Dash):
         favicon: str = "",
         renderer: str = "",
     ) -> str:
-        return super().interpolate_index(
+        html = super().interpolate_index(
             metas=metas,
             title=title,
             css=css,
@@ -91,6 +100,8 @@ class Workbench(dash.Dash):
             favicon=favicon,
             renderer=renderer,
         )
+        self.script_hashes = inline_script_hashes(html)
+        return html
 
 
 def create_app(settings: Settings, store: ResultStore | None = None) -> dash.Dash:
@@ -110,6 +121,7 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> dash.Das
     )
     app.index_string = INDEX
     app.server.config["HEADLAB_SETTINGS"] = settings
+    install_guard(app.server, settings, lambda: app.script_hashes)
     install_auth(app.server, settings)
     for path in EAGER_CHUNKS:
         app.scripts.append_script({"relative_package_path": path, "namespace": "dash"})
@@ -136,10 +148,31 @@ def cache_assets(server: flask.Flask) -> None:
 
 
 def serve_app(
-    app: dash.Dash, host: str = "127.0.0.1", port: int = 8050, debug: bool = False
+    app: dash.Dash,
+    host: str = "127.0.0.1",
+    port: int = 8050,
+    debug: bool = False,
+    threads: int = 8,
 ) -> None:
-    """Serve until interrupted. Refuses a non-loopback ``host`` without an auth setting."""
+    """Serve until interrupted: waitress (a production WSGI server, no request log), or with
+    ``debug`` Werkzeug's development server with tokens redacted from its request log.
+    Refuses a non-loopback ``host`` without an auth setting."""
     settings: Settings = app.server.config["HEADLAB_SETTINGS"]
     require_auth_for_host(host, settings)
+    allow_bind_host(app.server, host)
     log.info("serving headlab on http://%s:%d", host, port)
-    app.run(host=host, port=port, debug=debug, use_reloader=False, threaded=True)
+    if debug:
+        logging.getLogger("werkzeug").addFilter(RedactTokens())
+        app.run(host=host, port=port, debug=True, use_reloader=False, threaded=True)
+        return
+    import waitress
+
+    waitress.serve(
+        app.server,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="headlab",
+        max_request_body_size=settings.max_body_bytes,
+        clear_untrusted_proxy_headers=True,
+    )

@@ -6,6 +6,10 @@
 - ``HEADLAB_AUTH_TOKEN`` / ``HEADLAB_BASIC_AUTH`` (``user:password``): web authentication,
   required when the web app binds to anything but loopback.
 - ``HEADLAB_STALE_AFTER_S``: heartbeat age after which a RUNNING run is considered dead.
+- ``HEADLAB_ALLOWED_HOSTS``: comma-separated host names the web app answers to (the request's
+  ``Host``); loopback names are always allowed, ``*`` allows any.
+- ``HEADLAB_MAX_BODY_MB``: largest request body the web app reads (default 48; 413 beyond).
+- ``HEADLAB_SESSION_HOURS``: lifetime of a login cookie (default 12).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ class Settings:
     auth_token: str | None
     basic_auth: str | None
     stale_after_s: float
+    allowed_hosts: tuple[str, ...] = ()
+    max_body_bytes: int = 48 * 1024 * 1024
+    session_hours: float = 12.0
 
     @property
     def artifacts_dir(self) -> Path:
@@ -38,4 +45,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         auth_token=env.get("HEADLAB_AUTH_TOKEN") or None,
         basic_auth=env.get("HEADLAB_BASIC_AUTH") or None,
         stale_after_s=float(env.get("HEADLAB_STALE_AFTER_S", "60")),
+        allowed_hosts=tuple(
+            h.strip().lower() for h in env.get("HEADLAB_ALLOWED_HOSTS", "").split(",") if h.strip()
+        ),
+        max_body_bytes=int(float(env.get("HEADLAB_MAX_BODY_MB", "48")) * 1024 * 1024),
+        session_hours=float(env.get("HEADLAB_SESSION_HOURS", "12")),
     )

@@ -38,6 +38,7 @@ from storage.records import (
     RunStatus,
 )
 from storage.settings import Settings
+from storage.uploads import Uploads
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,6 +50,7 @@ class ResultStore:
         self.db_url = db_url
         self._db = Database(db_url)
         self.files = ArtifactFiles(Path(artifacts_dir))
+        self.uploads = Uploads(Path(artifacts_dir) / "uploads")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ResultStore:

@@ -92,7 +92,7 @@ def circuit_job(ctx: JobContext) -> RunOutput:
     model = ctx.model()
     try:
         batch = build_pair_batch(model, ctx.pairs()[: cfg.max_pairs])
-        choice = choose_ground_truth(cfg.ground_truth, cfg.model, ctx.task())
+        choice = choose_ground_truth(ctx.local_file(cfg.ground_truth), cfg.model, ctx.task())
         signature = _signature(cfg, batch.n_pairs, graph_for_model(model).n_edges)
         resume = _load_resume(ctx, cfg, signature) if cfg.method == "acdc" else None
     except (PromptBatchError, GroundTruthError, CircuitGraphError) as exc:

@@ -66,7 +66,8 @@ class CircuitConfig(RunConfigBase):
     ground_truth: str | None = Field(
         default=None,
         description="Known circuit to score against: zoo (the zoo model's own), a reference "
-        "name, or a JSON file path; empty = the zoo model's when there is one",
+        "name, or a JSON file (from the web: upload it); empty = the zoo model's when there is one",
+        json_schema_extra={"server_file": "json"},
     )
     max_pairs: int = Field(default=64, ge=1, le=100_000, description="Pairs used from the set")
     resume_from: int | None = Field(

@@ -26,7 +26,11 @@ class _TokenSourceFields(RunConfigBase):
         "random tokens), text (--text-path), prompts (the prompt set); auto = zoo for zoo "
         "models, else repeat",
     )
-    text_path: str | None = Field(default=None, description="Local text file for source=text")
+    text_path: str | None = Field(
+        default=None,
+        description="Text file for source=text (from the web: upload it)",
+        json_schema_extra={"server_file": "text"},
+    )
     context_size: int = Field(default=64, ge=2, le=8192, description="Tokens per sequence")
     eval_tokens: int = Field(
         default=16_384, ge=64, le=10_000_000, description="Held-out tokens for evaluation"
@@ -82,7 +86,9 @@ class SAEEvalConfig(_TokenSourceFields):
         default=None, description="Which layer's SAE of --sae-run (default: its only/first)"
     )
     sae_path: str | None = Field(
-        default=None, description="Local sae-lens SAE folder (cfg.json + sae_weights)"
+        default=None,
+        description="Local sae-lens SAE folder (cfg.json + sae_weights; CLI and API only)",
+        json_schema_extra={"server_file": "folder"},
     )
     sae_release: str | None = Field(default=None, description="sae-lens pretrained release")
     sae_id: str | None = Field(default=None, description="SAE id within --sae-release")
@@ -123,8 +129,9 @@ class SAECircuitConfig(RunConfigBase):
     )
     ground_truth: str | None = Field(
         default=None,
-        description="Known circuit to score against: zoo, a reference name or a JSON file; "
-        "empty = the zoo model's own when there is one",
+        description="Known circuit to score against: zoo, a reference name or a JSON file "
+        "(from the web: upload it); empty = the zoo model's own when there is one",
+        json_schema_extra={"server_file": "json"},
     )
 
     @model_validator(mode="after")

@@ -67,7 +67,7 @@ def token_sources(
         source = RepeatedTokens.for_model(model, cfg.context_size)
         return source, source, True
     if cfg.source == "text":
-        windows = TextFileTokens(model, cfg.text_path, cfg.context_size)
+        windows = TextFileTokens(model, ctx.local_file(cfg.text_path) or "", cfg.context_size)
         return _split_windows(windows)
     prompts = PromptTokens(model, ctx.pairs())
     return prompts, prompts, False
@@ -214,7 +214,7 @@ def sae_circuit_job(ctx: JobContext) -> RunOutput:
     model = ctx.model()
     try:
         batch = build_pair_batch(model, ctx.pairs())
-        choice = choose_ground_truth(cfg.ground_truth, cfg.model, ctx.task())
+        choice = choose_ground_truth(ctx.local_file(cfg.ground_truth), cfg.model, ctx.task())
     except (PromptBatchError, GroundTruthError) as exc:
         raise JobError(str(exc)) from None
     settings = CodeSettings(

@@ -24,6 +24,7 @@ CALLBACKS: tuple[Callback | ClientsideCallback, ...] = (
     runs.delete_run,
     runs.runs_csv,
     launch.pick_kind,
+    launch.upload_file,
     launch.submit,
     catalog.preview,
     catalog.add_model,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dash import ALL, Input, Output, State, dcc, html
+import dash
+from dash import ALL, MATCH, Input, Output, State, dcc, html
 
 from app import ids
 from app.callbacks.wiring import Fired, callback
@@ -21,6 +22,24 @@ from storage.errors import StoreError
 def pick_kind(ctx: WebContext, kind: str) -> tuple:
     models, sets = launch.choices(ctx.store)
     return form(launch.form_fields(kind), models, sets), ""
+
+
+@callback(
+    Output(ids.launch_field_id(MATCH), "value"),
+    Output(ids.launch_error_id(MATCH), "children", allow_duplicate=True),
+    Input(ids.launch_upload_id(MATCH), "contents"),
+    State(ids.launch_upload_id(MATCH), "filename"),
+    prevent_initial_call=True,
+)
+def upload_file(ctx: WebContext, contents: str | None, filename: str | None) -> tuple:
+    """Store the uploaded file in the data directory; the field gets its upload reference."""
+    if not contents:
+        return dash.no_update, ""
+    try:
+        ref = launch.save_upload(ctx.store, contents, filename or "upload")
+    except StoreError as exc:
+        return dash.no_update, str(exc)
+    return ref, ""
 
 
 @callback(

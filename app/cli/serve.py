@@ -17,10 +17,12 @@ log = logging.getLogger(__name__)
 
 
 def require_auth_for(host: str, settings: Settings) -> None:
-    """Fail fast, before any worker starts, when a non-loopback host has no auth setting."""
-    from app.services.auth import AuthRequiredError, require_auth_for_host
+    """Fail fast, before any worker starts, when a non-loopback host has no auth setting or
+    an auth setting is weak or malformed."""
+    from app.services.auth import AuthRequiredError, check_auth_settings, require_auth_for_host
 
     try:
+        check_auth_settings(settings)
         require_auth_for_host(host, settings)
     except AuthRequiredError as exc:
         raise CliError(str(exc)) from None
@@ -30,7 +32,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind; non-loopback needs auth."),
     port: int = typer.Option(8050, min=1, max=65535),
     workers: int = typer.Option(1, min=0, help="Local worker processes to start."),
-    debug: bool = typer.Option(False, help="Dash debug mode (reloader off)."),
+    debug: bool = typer.Option(
+        False, help="Werkzeug's development server with Dash debug mode (default: waitress)."
+    ),
 ) -> None:
     """Serve the web workbench and run local workers."""
     from app.cli.supervisor import WorkerSupervisor

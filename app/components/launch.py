@@ -10,6 +10,7 @@ from dash import dcc, html
 from app import ids
 from app.components.common import card, message, page
 from app.services.launch import FieldSpec
+from storage.uploads import MAX_UPLOAD_BYTES
 
 MODELS_DATALIST = "launch-models-datalist"
 
@@ -28,6 +29,29 @@ def field_input(spec: FieldSpec, models: list[str], prompt_sets: list[str]) -> A
             list=MODELS_DATALIST,
             className="input wide",
             placeholder="zoo:induction-2l",
+        )
+    if spec.server_file == "folder":
+        return dcc.Input(
+            id=fid, value=None, disabled=True, className="input wide", placeholder="CLI / API only"
+        )
+    if spec.server_file is not None:
+        hint = "upload a file" + (" or a name (zoo)" if spec.server_file == "json" else "")
+        return html.Div(
+            [
+                dcc.Input(
+                    id=fid,
+                    value=spec.default,
+                    className="input wide",
+                    placeholder=hint,
+                ),
+                dcc.Upload(
+                    html.Button("Upload…", className="btn secondary", type="button"),
+                    id=ids.launch_upload_id(spec.name),
+                    max_size=MAX_UPLOAD_BYTES,
+                    className="upload-inline",
+                ),
+            ],
+            className="field-with-upload",
         )
     if spec.widget == "choice":
         return dcc.Dropdown(

@@ -20,7 +20,7 @@ from typing import Any
 
 from analysis.configs.catalog import default_model_name, default_set_name, parse_row_errors
 from analysis.prompts.files import write_prompt_file
-from app.services.launch import LaunchError, build_config, enqueue
+from app.services.launch import LaunchError, build_config, enqueue, refuse_server_paths
 from app.services.prompt_upload import RowError, decode_upload, parse_prompt_file
 from storage.errors import NotFound
 from storage.records import RunRecord
@@ -104,6 +104,7 @@ def enqueue_import(
 
 def enqueue_generate(store: ResultStore, form: dict[str, Any]) -> RunRecord:
     """Enqueue a ``prompts-generate`` run; ``LaunchError`` names the bad fields."""
+    refuse_server_paths(store, "prompts-generate", form)
     config = build_config("prompts-generate", form)
     name = config["name"] or default_set_name(
         config["task"], config["model"], config["n"], config["seed"]
@@ -118,6 +119,7 @@ def enqueue_model_add(
 ) -> RunRecord:
     """Enqueue a ``model-add`` run; ``LaunchError`` names the bad fields."""
     form = {"model": spec, "name": name, "replace": replace}
+    refuse_server_paths(store, "model-add", form)
     config = build_config("model-add", form)
     name = config["name"] or default_model_name(config["model"])
     if not replace:

@@ -8,6 +8,8 @@ strings, numbers, booleans or lists; they are coerced per field, validated by th
 
 from __future__ import annotations
 
+import base64
+import re
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -15,9 +17,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from analysis.configs import parse_run_config, run_kinds, unwrap_optional
+from analysis.model_specs import looks_like_path
 from app.launching import LaunchRefused, enqueue_config
+from storage.errors import InvalidInput
 from storage.records import RunRecord
 from storage.store import ResultStore
+from storage.uploads import is_upload_ref
+
+REFERENCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # zoo / a reference circuit
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class FieldSpec:
     choices: tuple[Any, ...] = ()
     description: str = ""
     optional: bool = False
+    server_file: str | None = None  # "text" / "json" / "folder": a file the worker opens
 
 
 class LaunchError(ValueError):
@@ -65,6 +73,8 @@ def form_fields(kind: str) -> list[FieldSpec]:
         inner, optional = unwrap_optional(info.annotation)
         widget, choices = _widget(inner)
         default = None if info.is_required() else info.get_default(call_default_factory=True)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        server_file = extra.get("server_file")
         specs.append(
             FieldSpec(
                 name=name,
@@ -74,6 +84,7 @@ def form_fields(kind: str) -> list[FieldSpec]:
                 choices=choices,
                 description=info.description or "",
                 optional=optional,
+                server_file=str(server_file) if server_file else None,
             )
         )
     return specs
@@ -125,8 +136,56 @@ def build_config(kind: str, form_values: dict[str, Any]) -> dict[str, Any]:
     return parse_run_config(data).model_dump(mode="json")
 
 
+def server_path_errors(
+    store: ResultStore, kind: str, form_values: dict[str, Any]
+) -> dict[str, str]:
+    """Fields of a web form that would make the server open a path the client chose.
+
+    A web user names files only by upload reference (``storage.uploads``): ``text``/``json``
+    file fields take ``upload:<sha256>`` (``json`` also a reference name such as ``zoo``), a
+    ``folder`` field is CLI-only, and a model given as a local folder must already be
+    registered (``headlab models add`` on the server). Checked before anything else, so a
+    refused path is never even looked at."""
+    errors: dict[str, str] = {}
+    for spec in form_fields(kind):
+        value = form_values.get(spec.name)
+        if spec.server_file is None or value is None or str(value).strip() == "":
+            continue
+        value = str(value).strip()
+        if spec.server_file == "folder":
+            errors[spec.name] = (
+                "a server folder cannot be chosen from the web; use the CLI or the Python API"
+            )
+        elif is_upload_ref(value):
+            try:
+                store.uploads.resolve(value)
+            except InvalidInput as exc:
+                errors[spec.name] = str(exc)
+        elif not (spec.server_file == "json" and REFERENCE_NAME.match(value)):
+            errors[spec.name] = (
+                "server paths are not accepted from the web; upload the file (the button beside "
+                "the field) or use the CLI"
+            )
+    model = str(form_values.get("model") or "").strip()
+    local = model.startswith("hf:") and looks_like_path(model[3:])
+    if local and model not in {m.spec for m in store.list_models()}:
+        errors["model"] = (
+            "a local model folder cannot be chosen from the web; register it on the server "
+            "with `headlab models add hf:/path/to/folder`, then pick it here"
+        )
+    return errors
+
+
+def refuse_server_paths(store: ResultStore, kind: str, form_values: dict[str, Any]) -> None:
+    """``LaunchError`` naming every field of ``server_path_errors``; call before validating."""
+    if kind in run_kinds() and (refused := server_path_errors(store, kind, form_values)):
+        raise LaunchError(refused)
+
+
 def enqueue(store: ResultStore, kind: str, form_values: dict[str, Any]) -> RunRecord:
-    """Validate the form and enqueue the run; raises ``LaunchError`` naming the bad fields."""
+    """Validate the form and enqueue the run; raises ``LaunchError`` naming the bad fields.
+    Server paths chosen by the client are refused first (``server_path_errors``)."""
+    refuse_server_paths(store, kind, form_values)
     config = parse_run_config(build_config(kind, form_values))
     try:
         return enqueue_config(store, config)
@@ -139,3 +198,13 @@ def choices(store: ResultStore) -> tuple[list[str], list[str]]:
     """(stored model specs, stored prompt-set names) for the form's pickers."""
     specs = list(dict.fromkeys(m.spec for m in store.list_models()))
     return specs, [p.name for p in store.list_prompt_sets()]
+
+
+def save_upload(store: ResultStore, contents: str, filename: str) -> str:
+    """A ``dcc.Upload`` value stored in the uploads; returns its ``upload:`` reference."""
+    _, _, payload = contents.partition(",")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except ValueError:
+        raise InvalidInput(f"upload {filename!r} is not valid base64 data") from None
+    return store.uploads.save(data, filename)

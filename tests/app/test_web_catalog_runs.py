@@ -79,6 +79,10 @@ def test_generate_and_model_add_name_checks(store):
         catalog_runs.enqueue_model_add(store, None, MODEL, False)
     assert catalog_runs.enqueue_model_add(store, None, MODEL, True).config["replace"] is True
     with pytest.raises(LaunchError) as info:
-        catalog_runs.enqueue_model_add(store, "bad name", "hf:/no/such/folder", False)
+        catalog_runs.enqueue_model_add(store, "bad name", "hf:gpt2 x", False)
     assert set(info.value.fields) == {"name", "model"}
+    with pytest.raises(LaunchError) as info:  # a server folder is refused before it is looked at
+        catalog_runs.enqueue_model_add(store, "bad name", "hf:/no/such/folder", False)
+    assert set(info.value.fields) == {"model"}
+    assert "headlab models add" in info.value.fields["model"]
     assert store.count_runs() == 2

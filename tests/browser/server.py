@@ -98,5 +98,22 @@ def browser_context(width: int = 1280, height: int = 800) -> Iterator[object]:
             context.close()
 
 
+def wait_until(page, expression: str, timeout: float = 15_000) -> None:
+    """Poll until the JavaScript ``expression`` is true in ``page``. Playwright's
+    ``wait_for_function`` builds its predicate with eval, which the workbench's CSP forbids;
+    ``page.evaluate`` runs through the DevTools protocol, outside the page's CSP."""
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        try:
+            if page.evaluate(f"() => Boolean({expression})"):
+                return
+        except Exception as exc:  # noqa: BLE001 — a navigation in flight; poll again
+            if "Execution context was destroyed" not in str(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout / 1000:g} s: {expression}")
+        time.sleep(0.1)
+
+
 def chromium_available() -> bool:
     return Path(CHROMIUM).exists() and os.access(CHROMIUM, os.X_OK)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from analysis.configs.catalog import CATALOG_KINDS
+from tests.browser.server import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -140,9 +141,10 @@ def test_delete_asks_first(page, base_url, web_store, catalog_worker):
 def test_position_heatmap_has_token_labels(page, base_url, seeded):
     page.goto(f"{base_url}/heads?run={seeded.patch}")
     page.wait_for_selector("#heads-position .hm")
-    page.wait_for_function(
+    wait_until(
+        page,
         "[...document.querySelectorAll('#heads-position .xtick text')]"
-        ".some(t => t.textContent == '<bos>')"
+        ".some(t => t.textContent == '<bos>')",
     )
     shot(page, "heads-position-tokens")
     assert page.console.errors == []

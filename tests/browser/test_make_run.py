@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.server import free_port, wait_http
+from tests.browser.server import free_port, wait_http, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,8 @@ def test_make_run_serves_runs_page_with_demo(tmp_path: Path, browser) -> None:
         page.goto(url + "/runs")
         # `text=FINISHED` would also match the status filter ("finished") before the runs
         # table arrives: wait for the table's own content instead.
-        page.wait_for_function(
+        wait_until(
+            page,
             "document.body.innerText.includes('zoo:code-6l')"
             " && document.body.innerText.includes('FINISHED')",
             timeout=30_000,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.server import wait_until
+
 pytestmark = pytest.mark.browser
 
 PAGES = ["/", "/heads", "/runs", "/launch", "/circuits", "/sae", "/compare", "/models", "/prompts"]
@@ -16,7 +18,7 @@ PAGES = ["/", "/heads", "/runs", "/launch", "/circuits", "/sae", "/compare", "/m
 def wait_idle(page) -> None:
     """Until Dash has no callback in flight (its loading marker is gone)."""
     page.wait_for_selector("#page-content > *")
-    page.wait_for_function("!document.querySelector('[data-dash-is-loading=\"true\"]')")
+    wait_until(page, "!document.querySelector('[data-dash-is-loading=\"true\"]')")
 
 
 def test_every_page_loads_without_console_errors(page, base_url):
@@ -71,7 +73,7 @@ def test_click_head_shows_its_pattern_and_arrow_keys_move(page, base_url, seeded
     page.wait_for_selector("#heads-heatmap .hm")
     click_cell(page, 1, 2, n_layers=2, n_heads=4)
     title = page.locator("#heads-detail-title")
-    page.wait_for_function("document.querySelector('#heads-detail-title').innerText == 'Head 1.2'")
+    wait_until(page, "document.querySelector('#heads-detail-title').innerText == 'Head 1.2'")
     pattern = page.locator("#heads-pattern")
     pattern.locator(".hm").wait_for()
     ticks = svg_texts(pattern.locator(".xtick text"))
@@ -89,14 +91,14 @@ def test_click_head_shows_its_pattern_and_arrow_keys_move(page, base_url, seeded
     assert abs(box["width"] - cells["width"] / 4) < 2
     page.locator("body").click(position={"x": 5, "y": 300})  # focus off any input
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function("document.querySelector('#heads-detail-title').innerText == 'Head 1.1'")
+    wait_until(page, "document.querySelector('#heads-detail-title').innerText == 'Head 1.1'")
     page.keyboard.press("ArrowUp")
-    page.wait_for_function("document.querySelector('#heads-detail-title').innerText == 'Head 0.1'")
+    wait_until(page, "document.querySelector('#heads-detail-title').innerText == 'Head 0.1'")
     assert title.inner_text() == "Head 0.1"
     # another prompt of the same head: 6 tokens on each axis
     page.locator("#heads-prompt").click()
     page.get_by_text("1: <bos>xyzxy").click()
-    page.wait_for_function("document.querySelectorAll('#heads-pattern .xtick text').length == 6")
+    wait_until(page, "document.querySelectorAll('#heads-pattern .xtick text').length == 6")
     assert page.console.errors == []
 
 
@@ -146,14 +148,14 @@ def test_circuit_slider_prunes_live(page, base_url, seeded):
     graph = page.locator(f"#circuit-graph-{seeded.circuits[0]}")
     graph.locator(".scatterlayer").wait_for()
     page.get_by_text("top-k edges").click()
-    page.wait_for_function(
-        "document.querySelectorAll('#circuits-edges .dash-spreadsheet tbody tr').length > 3"
+    wait_until(
+        page, "document.querySelectorAll('#circuits-edges .dash-spreadsheet tbody tr').length > 3"
     )
     before = page.locator("#circuits-edges tbody tr").count()
     page.locator("#circuits-topk input").fill("3")
     page.locator("#circuits-topk input").press("Enter")
-    page.wait_for_function(
-        "document.querySelectorAll('#circuits-edges .dash-spreadsheet tbody tr').length == 4"
+    wait_until(
+        page, "document.querySelectorAll('#circuits-edges .dash-spreadsheet tbody tr').length == 4"
     )
     assert before > 4  # header row + 3 edges after pruning
     assert page.console.errors == []
@@ -177,9 +179,10 @@ def test_export_heatmap_downloads_svg(page, base_url, seeded):
     options.click()  # the format and paper choices open under it
     choices = menu.locator(".export-more[open] .export-options")
     choices.get_by_text("PDF").click()
-    page.wait_for_function(
+    wait_until(
+        page,
         'document.querySelector(\'[id*="heads-heatmap"][id*="export-menu"] '
-        ".export-summary').innerText == 'PDF · column'"
+        ".export-summary').innerText == 'PDF · column'",
     )
     choices.get_by_text("SVG").click()
     options.click()  # closed again

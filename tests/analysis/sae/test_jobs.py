@@ -188,3 +188,19 @@ def test_sae_circuit_stores_nodes_edges_and_evaluation(store, model, tmp_path):
     assert "faithfulness_curve" in run.summary and run.summary["method"] == "sae-codes"
     in_circuit = set(heads[heads["in_circuit"].astype(bool)]["name"])
     assert in_circuit == set(run.summary["circuit_heads"])
+
+
+def test_sae_train_reads_an_uploaded_text_by_reference(store, model, tmp_path):
+    text = ("def add(a, b):\n    return a + b\n\n" * 200).encode()
+    ref = store.uploads.save(text, "corpus.py")
+    run, output = _run(
+        store, model, tmp_path / "w", "sae-train", sae_train_job, source="text",
+        text_path=ref, layers=[0], **SMALL,
+    )  # fmt: skip
+    assert run.status == RunStatus.FINISHED
+    store.uploads.resolve(ref).write_bytes(text + b"#")  # altered after upload
+    with pytest.raises(JobError, match="corrupt"):
+        _run(
+            store, model, tmp_path / "w2", "sae-train", sae_train_job, source="text",
+            text_path=ref, layers=[0], **SMALL,
+        )  # fmt: skip
