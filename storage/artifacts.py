@@ -23,9 +23,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.errors import InvalidInput, StoreError
+from storage.errors import CorruptArtifact, InvalidInput, StoreError
 
 CHUNK = 1 << 20
+_verified: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> sha256 checked
 _SUFFIX = re.compile(r"^(\.[A-Za-z0-9]{1,12}){1,3}$")
 
 
@@ -105,6 +106,36 @@ class ArtifactFiles:
             Path(tmp_name).unlink(missing_ok=True)
             raise
         return StoredFile(sha256=sha, size=size, relpath=relpath)
+
+    @staticmethod
+    def verify(path: Path, sha256: str, size: int, what: str) -> Path:
+        """The stored file ``path``, after checking its size and sha256 against the stored ones
+        (a file already verified and unchanged since — same mtime and size — is not re-read).
+        Raises ``CorruptArtifact`` naming ``what`` otherwise."""
+        try:
+            stat = path.stat()
+        except OSError:
+            raise CorruptArtifact(
+                f"{what} is missing ({path}); restore the data directory from a backup or run "
+                "it again"
+            ) from None
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if _verified.get(key) == sha256:
+            return path
+        digest = hashlib.sha256()
+        if stat.st_size == size:
+            with path.open("rb") as src:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+        if stat.st_size != size or digest.hexdigest() != sha256:
+            raise CorruptArtifact(
+                f"{what} is corrupt ({path.name}: its bytes no longer match the stored sha256); "
+                "restore it from a backup or run it again"
+            )
+        if len(_verified) > 4096:
+            _verified.clear()
+        _verified[key] = sha256
+        return path
 
     def remove(self, relpath: str) -> None:
         """Delete a stored file if present (best effort: a leftover file is harmless)."""

@@ -7,6 +7,7 @@
   run, deleting a running run).
 - ``SchemaError``: the database schema is missing, out of date, or newer than this headlab.
 - ``InvalidInput``: a value the store refuses to write (e.g. a NaN result value).
+- ``CorruptArtifact``: a stored file is missing or its bytes no longer match its sha256.
 """
 
 from __future__ import annotations
@@ -30,3 +31,7 @@ class SchemaError(StoreError):
 
 class InvalidInput(StoreError):
     """The caller passed a value the store will not write; nothing was written."""
+
+
+class CorruptArtifact(StoreError):
+    """An artifact file is missing, or its size or sha256 differs from what was stored."""

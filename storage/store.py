@@ -295,9 +295,21 @@ class ResultStore:
             return results_repo.artifact_list(conn, run_id, self.files)
 
     def get_artifact(self, run_id: int, name: str) -> ArtifactRecord:
+        """The artifact's record (its file is not read: see ``open_artifact``)."""
         with self._db.read() as conn:
             runs_repo.get(conn, run_id)
             return results_repo.artifact(conn, run_id, name, self.files)
+
+    def open_artifact(self, run_id: int, name: str) -> ArtifactRecord:
+        """The artifact's record once its file is checked against the stored size and sha256;
+        ``CorruptArtifact`` (a ``StoreError``, one line) when it is missing or altered."""
+        return self.verify_artifact(self.get_artifact(run_id, name))
+
+    @staticmethod
+    def verify_artifact(artifact: ArtifactRecord) -> ArtifactRecord:
+        what = f"run {artifact.run_id}'s artifact {artifact.name!r}"
+        ArtifactFiles.verify(Path(artifact.path), artifact.sha256, artifact.size, what)
+        return artifact
 
     def edges(self, run_id: int) -> pd.DataFrame:
         """Columns source, target, score, in_circuit."""

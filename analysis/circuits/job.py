@@ -31,6 +31,7 @@ from analysis.configs.circuits import CircuitConfig
 from analysis.jobs import JobContext, JobError
 from analysis.metrics import MetricUndefined
 from analysis.prompt_batch import PromptBatchError, build_pair_batch
+from storage.errors import CorruptArtifact
 from storage.records import ArtifactIn, EdgeIn, NodeIn, RunOutput
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,9 @@ def _load_resume(ctx: JobContext, cfg: CircuitConfig, signature: dict) -> AcdcPr
     path = checkpoint_path(ctx, cfg.resume_from)
     if not path.is_file():
         try:
-            path = Path(ctx.store.get_artifact(cfg.resume_from, STATE_ARTIFACT).path)
+            path = Path(ctx.store.open_artifact(cfg.resume_from, STATE_ARTIFACT).path)
+        except CorruptArtifact as exc:
+            raise JobError(str(exc)) from None
         except Exception:  # noqa: BLE001 — any lookup failure means: nothing to resume
             raise JobError(
                 f"run {cfg.resume_from} left no ACDC checkpoint to resume from "

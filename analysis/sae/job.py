@@ -33,6 +33,7 @@ from analysis.sae.load import SAELoadError, load_sae_folder, load_sae_pretrained
 from analysis.sae.report import analyse_saes
 from analysis.sae.sae_circuit import CodeSettings, HeadCodes, head_codes
 from analysis.sae.train import TrainSettings, train_attention_saes
+from storage.errors import CorruptArtifact
 from storage.records import RunOutput, RunStatus
 
 if TYPE_CHECKING:
@@ -157,7 +158,14 @@ def sae_from_run(
             f"run {run_id} trained its SAE on {run.model_spec}, not {ctx.config.model}; "
             f"pass --model {run.model_spec}"
         )
-    files = {a.name: a.path for a in ctx.store.artifacts(run_id) if a.name.startswith("sae/L")}
+    try:
+        files = {
+            a.name: ctx.store.verify_artifact(a).path
+            for a in ctx.store.artifacts(run_id)
+            if a.name.startswith("sae/L")
+        }
+    except CorruptArtifact as exc:
+        raise JobError(str(exc)) from None
     layers = sorted({int(name.split("/")[1][1:]) for name in files})
     if not layers:
         raise JobError(f"run {run_id} stores no SAE weights")

@@ -122,6 +122,7 @@ def write_bundle(
         if artifact.size > max_artifact_mb * 1e6:
             skipped.append(f"{artifact.name} ({artifact.size} bytes, sha256 {artifact.sha256})")
         else:
+            store.verify_artifact(artifact)
             artifacts[f"artifacts/{safe_stem(artifact.name)}"] = Path(artifact.path).read_bytes()
     files.update(artifacts)
     manifest = build_manifest(store, run, [file_entry(n, b) for n, b in files.items()], skipped)

@@ -156,7 +156,7 @@ class ResultsReader:
 
     def _read_tokens(self, run_id: int) -> list[list[str]]:
         try:
-            artifact = self.store.get_artifact(run_id, TOKENS)
+            artifact = self.store.open_artifact(run_id, TOKENS)
         except NotFound:
             return []
         with open(artifact.path, encoding="utf-8") as fh:
@@ -166,7 +166,7 @@ class ResultsReader:
         self, run_id: int, prompt: int, layer: int, head: int
     ) -> tuple[np.ndarray, list[str]]:
         """One head's [q, k] pattern on one prompt, float32, with that prompt's tokens."""
-        artifact = self.store.get_artifact(run_id, PATTERNS)
+        artifact = self.store.open_artifact(run_id, PATTERNS)
         key = f"prompt{prompt}"
         with safe_open(artifact.path, framework="np") as fh:
             keys = list(fh.keys())

@@ -30,7 +30,7 @@ _lock = threading.Lock()
 
 
 def _read(store: ResultStore, run_id: int, name: str) -> Any:
-    artifact = store.get_artifact(run_id, name)
+    artifact = store.open_artifact(run_id, name)
     with _lock:
         if artifact.sha256 in _cache:
             return _cache[artifact.sha256]

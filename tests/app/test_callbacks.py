@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dash
+import numpy as np
 import pytest
 
 from app import callbacks, ids
@@ -142,3 +143,18 @@ def test_router_renders_pages_and_names_unknown_paths(seeded):
     assert f"#{s.heads}" in str(router.render_page(ctx, f"/heads?run={s.heads}"))
     with pytest.raises(dash.exceptions.PreventUpdate):
         router.render_page(ctx, None)
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "deleted"])
+def test_a_corrupt_pattern_artifact_shows_a_message_not_a_500(seeded, damage):
+    ctx, s = seeded
+    path = Path(ctx.store.get_artifact(s.heads, "patterns.safetensors").path)
+    size = path.stat().st_size
+    path.unlink()  # the stored file is shared by content: replace it, never write through it
+    if damage == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(size))
+    out = heads.select_head(ctx, Fired(id=ids.HEADS_CLICK), {"layer": 1, "head": 2}, None, 0,
+                            None, s.heads, "induction_score", None)  # fmt: skip
+    message = "corrupt" if damage == "random bytes" else "missing"
+    assert message in out[1] and "patterns.safetensors" in out[1]
+    assert ctx.store.get_run(s.heads).status.value == "FINISHED"  # nothing else changes

@@ -330,3 +330,18 @@ def test_console_entry_point_without_chromium(run_id, headlab_env, tmp_path):
     assert proc.returncode != 0
     assert "apt-get install chromium" in proc.stderr
     assert not (tmp_path / "roc.svg").exists()
+
+
+def test_a_corrupt_artifact_is_a_one_line_error(run_id, store, tmp_path, monkeypatch, capsys):
+    path = Path(store.get_artifact(run_id, "patterns.safetensors").path)
+    size = path.stat().st_size
+    path.unlink()
+    path.write_bytes(np.random.default_rng(1).bytes(size))
+    out = tmp_path / "p.pdf"
+    args = ["export", "figure", str(run_id), "--kind", "pattern", *FIGURE_ARGS["pattern"]]
+    code, _, err = cli(monkeypatch, capsys, *args, "--out", str(out))
+    assert code == 1 and "'patterns.safetensors' is corrupt" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    bundle = tmp_path / "b.zip"
+    code, _, err = cli(monkeypatch, capsys, "export", "bundle", str(run_id), "--out", str(bundle))
+    assert code == 1 and "corrupt" in err and not bundle.exists()
