@@ -71,10 +71,36 @@ class JobContext:
             raise JobError(str(exc)) from None
 
     def pairs(self) -> list[PairRecord]:
+        """The run's pairs. A set validated for another model is checked again against this
+        run's model (same rules as an import: unknown characters, unequal lengths, answers
+        that are not one token, the context) and refused with the problems it has there."""
         if self.config.prompt_set is None:
             raise JobError("this run kind needs a prompt set: pass --prompts NAME")
         prompt_set = self.store.get_prompt_set(self.config.prompt_set)
-        return self.store.get_pairs(prompt_set.id)
+        pairs = self.store.get_pairs(prompt_set.id)
+        if prompt_set.model_spec is not None and prompt_set.model_spec != self.config.model:
+            self._revalidate(prompt_set.name, prompt_set.model_spec, pairs)
+        return pairs
+
+    def _revalidate(self, name: str, validated_for: str, pairs: list[PairRecord]) -> None:
+        from analysis.prompts.validate import (
+            PromptValidationError,
+            TokenizerView,
+            pairs_as_raw,
+            validate_pairs,
+        )
+
+        try:
+            validate_pairs(TokenizerView.of(self.model()), pairs_as_raw(list(pairs)))
+        except (PromptValidationError, ValueError) as exc:
+            first = str(exc).splitlines()
+            shown = "; ".join(line.strip() for line in first[1:4]) or first[0]
+            raise JobError(
+                f"prompt set {name!r} was validated for {validated_for}, and on "
+                f"{self.config.model} it has {first[0].split(' in ')[0]}: {shown}; generate or "
+                f"import it for {self.config.model} (`headlab prompts generate/import "
+                f"--model {self.config.model}`)"
+            ) from None
 
     def task(self) -> str | None:
         """The generator task of the run's prompt set (None when it names none)."""
