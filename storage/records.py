@@ -94,6 +94,22 @@ class RunRecord:
         end = self.finished_at or self.heartbeat_at or self.started_at
         return max(0.0, (end - self.started_at).total_seconds())
 
+    def stale_s(self, stale_after_s: float, now: datetime | None = None) -> float | None:
+        """Seconds since the last sign of life of a RUNNING run whose worker has been silent
+        longer than ``stale_after_s`` (it is probably dead; a worker will fail it); else None."""
+        last = self.heartbeat_at or self.started_at
+        if self.status is not RunStatus.RUNNING or last is None:
+            return None
+        age = ((now or datetime.now(last.tzinfo)) - last).total_seconds()
+        return age if age > stale_after_s else None
+
+    def status_label(self, stale_after_s: float, now: datetime | None = None) -> str:
+        """The status, flagged when the run is stale (``stale_s``)."""
+        age = self.stale_s(stale_after_s, now)
+        if age is None:
+            return self.status.value
+        return f"{self.status.value} (stale: no heartbeat for {age:.0f} s)"
+
 
 @dataclass(frozen=True)
 class HeadResultIn:

@@ -50,7 +50,8 @@ def refresh_table(
 ) -> tuple:
     runs, total = run_service.runs_page(ctx.store, kind, status, page or 0, PAGE_SIZE)
     names = run_service.prompt_set_names(ctx.store)
-    rows = [(run_service.run_row(r, names), run_service.open_href(r)) for r in runs]
+    stale_after_s = ctx.settings.stale_after_s
+    rows = [(run_service.run_row(r, names, stale_after_s), run_service.open_href(r)) for r in runs]
     first = (page or 0) * PAGE_SIZE
     label = f"{first + 1}–{first + len(runs)} of {total}" if runs else f"0 of {total}"
     return run_table(rows), not run_service.any_active(ctx.store), label
@@ -140,7 +141,7 @@ def runs_csv(ctx: WebContext, _n: int, kind: str | None, status: str | None) -> 
     total = ctx.store.count_runs(kind=kind or None, status=status or None)
     runs = ctx.store.list_runs(kind=kind or None, status=status or None, limit=max(total, 1))
     names = run_service.prompt_set_names(ctx.store)
-    frame = pd.DataFrame([run_service.run_row(r, names) for r in runs])
+    frame = pd.DataFrame([run_service.run_row(r, names, ctx.settings.stale_after_s) for r in runs])
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)
     return dcc.send_string(buffer.getvalue(), "runs.csv")

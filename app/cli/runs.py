@@ -18,6 +18,7 @@ from app.export.data import records, run_table, table_bytes
 from app.export.figure import check_output_path, write_bytes_atomic
 from storage.grids import aggregate_rows
 from storage.records import RunRecord, RunStatus
+from storage.settings import load_settings
 from storage.store import ResultStore
 
 app = typer.Typer(help="List, inspect, cancel and delete runs.", no_args_is_help=True)
@@ -36,10 +37,12 @@ def _status(value: str | None) -> RunStatus | None:
 
 
 def run_summary(run: RunRecord) -> dict[str, Any]:
+    stale_after_s = load_settings().stale_after_s
     return {
         "id": run.id,
         "kind": run.kind,
         "status": run.status.value,
+        "stale_s": run.stale_s(stale_after_s),
         "model": run.model_spec,
         "prompt_set_id": run.prompt_set_id,
         "progress": run.progress,
@@ -64,12 +67,13 @@ def list_runs(
     if json_out:
         emit_json({"runs": [run_summary(r) for r in runs]})
         return
+    stale_after_s = load_settings().stale_after_s
     table = Table("id", "kind", "status", "progress", "model", "created", "error")
     for r in runs:
         table.add_row(
             str(r.id),
             r.kind,
-            r.status.value,
+            r.status_label(stale_after_s),
             f"{r.progress:.0%}",
             r.model_spec,
             r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -124,6 +128,7 @@ def show(
         emit_json(details)
         return
     console = Console()
+    details["status"] = store.get_run(run_id).status_label(load_settings().stale_after_s)
     for key in ("id", "kind", "status", "model", "progress", "message", "error", "elapsed_s"):
         console.print(f"[bold]{key}[/bold]: {to_jsonable(details[key])}")
     console.print(f"[bold]metrics[/bold]: {', '.join(details['metrics']) or '-'}")

@@ -55,7 +55,16 @@ def run_table_row(row: dict[str, Any], href: str) -> list[html.Tr]:
         html.Td(what),
         html.Td(row["model"], className="mono"),
         html.Td(row["prompt_set"]),
-        html.Td(html.Span(row["status"], className=f"badge {row['status'].lower()}")),
+        html.Td(
+            [
+                html.Span(row["status"], className=f"badge {row['status'].lower()}"),
+                *(
+                    [html.Span("stale", className="badge stale", title=row["stale"])]
+                    if row.get("stale")
+                    else []
+                ),
+            ]
+        ),
         html.Td(
             [
                 progress_bar(row["progress"], row["status"]),

@@ -40,7 +40,9 @@ def prompt_set_names(store: ResultStore) -> dict[int, str]:
     return {p.id: p.name for p in store.list_prompt_sets()}
 
 
-def run_row(run: RunRecord, prompt_sets: dict[int, str]) -> dict[str, Any]:
+def run_row(
+    run: RunRecord, prompt_sets: dict[int, str], stale_after_s: float = float("inf")
+) -> dict[str, Any]:
     return {
         "id": run.id,
         "kind": run.kind,
@@ -48,6 +50,7 @@ def run_row(run: RunRecord, prompt_sets: dict[int, str]) -> dict[str, Any]:
         "model": run.model_spec,
         "prompt_set": prompt_sets.get(run.prompt_set_id, "") if run.prompt_set_id else "",
         "status": run.status.value,
+        "stale": "" if (age := run.stale_s(stale_after_s)) is None else f"no heartbeat {age:.0f} s",
         "progress": round(run.progress, 4),
         "message": run.message,
         "elapsed": format_elapsed(run.elapsed_s),

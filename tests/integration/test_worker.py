@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app.services.runs import run_row
 from storage.records import HeadResultIn, RunOutput, RunStatus
 from tests.integration.cli import HEADLAB, headlab, headlab_json
 
@@ -78,9 +79,19 @@ def test_worker_sigkill_mid_run_fails_it_and_keeps_earlier_results(store, headla
         worker.wait(timeout=30)
     finally:
         worker.kill()
-    assert store.get_run(victim).status is RunStatus.RUNNING  # nobody knows yet
+    assert store.get_run(victim).status is RunStatus.RUNNING  # nobody has reaped it yet
     reaper_env = dict(headlab_env, HEADLAB_STALE_AFTER_S="1")
     time.sleep(1.5)
+    # with no worker alive, `runs list/show` and the Runs page already say it is stale
+    listed = headlab_json("runs", "list", env=reaper_env)["runs"]
+    assert next(r for r in listed if r["id"] == victim)["stale_s"] > 1
+    wide = dict(reaper_env, COLUMNS="200")  # the table's width, so no cell wraps
+    assert "stale: no heartbeat for" in headlab("runs", "list", env=wide).stdout
+    shown = headlab("runs", "show", str(victim), env=wide).stdout
+    assert "RUNNING (stale: no heartbeat for" in shown
+    row = run_row(store.get_run(victim), {}, stale_after_s=1.0)
+    assert row["status"] == "RUNNING" and row["stale"].startswith("no heartbeat")
+    assert run_row(store.get_run(kept), {}, stale_after_s=1.0)["stale"] == ""
     headlab("worker", "--once", env=reaper_env)  # any worker reaps stale runs on its poll
     dead = store.get_run(victim)
     assert dead.status is RunStatus.FAILED
