@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
-import signal
 import subprocess
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from app.services.web_guard import host_name, redact
 from app.web import create_app
 from storage.settings import load_settings
-from tests.browser.server import free_port, wait_http
+from tests.browser.server import free_port, stop, wait_http
 from tests.integration.cli import HEADLAB
 
 TOKEN = "correct-horse-battery-staple"
@@ -141,9 +140,5 @@ def test_real_server_limits_bodies_and_never_logs_tokens(store, headlab_env, tmp
             status, _ = request(port, "POST", UPDATE, json.dumps({}).encode(), auth)
             assert status not in (401, 403, 413)
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server)
     assert TOKEN not in log_path.read_text()

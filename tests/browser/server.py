@@ -67,12 +67,17 @@ def serve(env: dict[str, str], *extra: str) -> Iterator[str]:
         wait_http(url + "/", process)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout_s=10)
+
+
+def stop(process: subprocess.Popen, timeout_s: float = 30) -> None:
+    """SIGTERM (the server unwinds and stops its workers), SIGKILL after ``timeout_s``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextmanager

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.browser.server import free_port, wait_http
+from tests.browser.server import free_port, stop, wait_http
 from tests.integration.cli import HEADLAB, headlab, headlab_json
 
 
@@ -53,11 +52,7 @@ def test_serve_runs_queued_work_with_its_own_worker(store, headlab_env, tmp_path
         workers = child_pids(server.pid)
         assert len(workers) == 1
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         log.close()
     time.sleep(0.5)
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "workers outlived serve"
