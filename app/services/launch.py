@@ -24,7 +24,16 @@ from storage.records import RunRecord
 from storage.store import ResultStore
 from storage.uploads import is_upload_ref
 
-REFERENCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # zoo / a reference circuit
+REFERENCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def is_reference_name(value: str) -> bool:
+    """``zoo`` or the name of a reference circuit shipped with headlab (never a file name)."""
+    from analysis.circuits.ground_truth import REFERENCE_DIR
+
+    return value == "zoo" or (
+        REFERENCE_NAME.match(value) is not None and (REFERENCE_DIR / f"{value}.json").is_file()
+    )
 
 
 @dataclass(frozen=True)
@@ -161,7 +170,7 @@ def server_path_errors(
                 store.uploads.resolve(value)
             except InvalidInput as exc:
                 errors[spec.name] = str(exc)
-        elif not (spec.server_file == "json" and REFERENCE_NAME.match(value)):
+        elif not (spec.server_file == "json" and is_reference_name(value)):
             errors[spec.name] = (
                 "server paths are not accepted from the web; upload the file (the button beside "
                 "the field) or use the CLI"

@@ -86,6 +86,7 @@ SAE_TEXT = {"model": MODEL, "source": "text", "layers": "0"}
         ("sae-train", {**SAE_TEXT, "text_path": "upload:../etc/passwd"}, "text_path"),
         ("circuit", {"model": MODEL, "prompt_set": "p", "ground_truth": "/etc/passwd"}, None),
         ("circuit", {"model": MODEL, "prompt_set": "p", "ground_truth": "x/../y.json"}, None),
+        ("circuit", {"model": MODEL, "prompt_set": "p", "ground_truth": "passwd"}, None),
         ("sae-eval", {"model": MODEL, "sae_path": "/tmp"}, "sae_path"),
         ("heads", {"model": "hf:/tmp", "prompt_set": "p"}, "model"),
         ("model-add", {"model": "hf:/etc"}, "model"),
@@ -104,7 +105,7 @@ def test_web_forms_refuse_server_paths_and_write_nothing(store, kind, form, fiel
 def test_web_forms_take_uploads_and_reference_names(store):
     ref = launch.save_upload(store, data_url(TEXT), "corpus.txt")
     assert launch.server_path_errors(store, "sae-train", {**SAE_TEXT, "text_path": ref}) == {}
-    for name in ("zoo", "induction-2l"):
+    for name in ("zoo", "gpt2-small-ioi"):
         form = {"model": MODEL, "prompt_set": "p", "ground_truth": name}
         assert launch.server_path_errors(store, "circuit", form) == {}
     store.add_model("local", "hf:/srv/models/gpt2", {})  # registered by the server's user
