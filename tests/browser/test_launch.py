@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tests.browser.server import wait_until
+
 pytestmark = pytest.mark.browser
 
 MODEL = "zoo:induction-2l"
@@ -57,3 +59,23 @@ def test_launch_validates_then_a_worker_finishes_the_run(page, base_url, web_sto
     assert worker.returncode == 0, worker.stderr
     row.locator(".badge.finished").wait_for(timeout=30_000)  # the page polls while active
     assert web_store.get_run(run.id).status.value == "FINISHED"
+
+
+def test_file_fields_take_an_upload_and_refuse_server_paths(page, base_url, web_store):
+    page.goto(base_url + "/launch?kind=sae-train")
+    page.wait_for_selector("text=Validate and enqueue")
+    before = web_store.count_runs()
+    field(page, "model").fill(MODEL)
+    field(page, "text_path").fill("/etc/passwd")
+    page.get_by_role("button", name="Validate and enqueue").click()
+    error = page.locator('[id=\'{"field":"text_path","type":"launch-field-error"}\']')
+    error.get_by_text("server paths are not accepted from the web").wait_for()
+    assert web_store.count_runs() == before
+    text = b"def f(x):\n    return x + 1\n" * 40
+    upload = page.locator('[id=\'{"field":"text_path","type":"launch-upload"}\'] input[type=file]')
+    upload.set_input_files(files=[{"name": "corpus.py", "mimeType": "text/plain", "buffer": text}])
+    wait_until(page, "document.querySelector('[id*=text_path] input, input[id*=text_path]')"
+               ".value.startsWith('upload:')")  # fmt: skip
+    value = field(page, "text_path").input_value()
+    assert web_store.uploads.resolve(value).read_bytes() == text
+    assert page.console.errors == []
