@@ -264,6 +264,13 @@ def artifact_list(conn: Connection, run_id: int, files: ArtifactFiles) -> list[A
     return [_artifact(row, files) for row in conn.execute(query)]
 
 
+def all_artifacts(conn: Connection, files: ArtifactFiles) -> list[ArtifactRecord]:
+    """Every artifact row of every run, in id order (for the store's integrity check)."""
+    return [
+        _artifact(row, files) for row in conn.execute(select(artifacts).order_by(artifacts.c.id))
+    ]
+
+
 def artifact(conn: Connection, run_id: int, name: str, files: ArtifactFiles) -> ArtifactRecord:
     query = select(artifacts).where(artifacts.c.run_id == run_id, artifacts.c.name == name)
     row = conn.execute(query).first()

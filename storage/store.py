@@ -25,7 +25,7 @@ from storage import catalog_repo, results_repo, runs_repo
 from storage.artifacts import ArtifactFiles
 from storage.columns import checked_json, utc_now
 from storage.engine import Database
-from storage.errors import Conflict, InvalidInput
+from storage.errors import Conflict, CorruptArtifact, InvalidInput
 from storage.grids import HeadGrid, PositionGrid, ResultTables, split_results
 from storage.records import (
     ArtifactRecord,
@@ -304,6 +304,33 @@ class ResultStore:
         """The artifact's record once its file is checked against the stored size and sha256;
         ``CorruptArtifact`` (a ``StoreError``, one line) when it is missing or altered."""
         return self.verify_artifact(self.get_artifact(run_id, name))
+
+    def check_artifacts(self) -> tuple[int, list[str], list[str]]:
+        """(artifacts checked, problems, orphans): every artifact row's file verified (size and
+        sha256), and the stored files no row references. An orphan is what a crash between
+        writing a file and committing its rows leaves; harmless, reported so it can be removed
+        (``remove_orphans``). Uploads and the temp folder are not artifacts."""
+        with self._db.read() as conn:
+            rows = results_repo.all_artifacts(conn, self.files)
+        problems = []
+        for artifact in rows:
+            try:
+                self.verify_artifact(artifact)
+            except CorruptArtifact as exc:
+                problems.append(str(exc))
+        referenced = {Path(a.path).resolve() for a in rows}
+        root = self.files.root
+        stored = sorted(root.glob("[0-9a-f][0-9a-f]/*")) if root.is_dir() else []
+        orphans = [
+            str(p.relative_to(root))
+            for p in stored
+            if p.is_file() and p.resolve() not in referenced
+        ]
+        return len(rows), problems, orphans
+
+    def remove_orphans(self, orphans: list[str]) -> None:
+        for relpath in orphans:
+            self.files.remove(relpath)
 
     @staticmethod
     def verify_artifact(artifact: ArtifactRecord) -> ArtifactRecord:

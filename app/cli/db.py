@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from app.cli.context import store_errors
-from app.cli.output import emit_json
+from app.cli.output import CliError, emit_json
 from storage import migrate
 from storage.settings import load_settings
 
@@ -30,16 +30,49 @@ def upgrade(json_out: bool = JSON) -> None:
 
 
 @app.command()
-def check(json_out: bool = JSON) -> None:
-    """Verify the schema is current; exit non-zero with the fix if it is not."""
+def check(
+    artifacts: bool = typer.Option(
+        True, help="Also verify every artifact file (size, sha256) and look for orphans."
+    ),
+    remove_orphans: bool = typer.Option(
+        False, help="Delete stored files that no run references (left by a crash)."
+    ),
+    json_out: bool = JSON,
+) -> None:
+    """Verify the schema is current and the artifact files are intact; exit non-zero naming
+    each problem (and the fix) if not."""
+    from storage.store import ResultStore
+
     settings = load_settings()
     with store_errors():
         migrate.check_schema(settings.db_url)
         revision = migrate.current_revision(settings.db_url)
+        checked, problems, orphans = 0, list[str](), list[str]()
+        if artifacts:
+            store = ResultStore.from_settings(settings)
+            checked, problems, orphans = store.check_artifacts()
+            if remove_orphans:
+                store.remove_orphans(orphans)
+    report = {
+        "url": _safe_url(settings.db_url),
+        "revision": revision,
+        "artifacts_checked": checked,
+        "problems": problems,
+        "orphans": orphans,
+        "orphans_removed": remove_orphans,
+        "ok": not problems,
+    }
     if json_out:
-        emit_json({"url": _safe_url(settings.db_url), "revision": revision, "ok": True})
+        emit_json(report)
     else:
-        typer.echo(f"schema is current ({revision})")
+        typer.echo(f"schema is current ({revision}); {checked} artifact file(s) checked")
+        if orphans:
+            done = "removed" if remove_orphans else "harmless; --remove-orphans deletes them"
+            typer.echo(f"{len(orphans)} orphaned file(s) no run references ({done})")
+        for problem in problems:
+            typer.echo(f"problem: {problem}", err=True)
+    if problems:
+        raise CliError(f"{len(problems)} artifact problem(s); see above", 1)
 
 
 def _safe_url(url: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.services.runs import run_row
-from storage.records import HeadResultIn, RunOutput, RunStatus
+from storage.records import ArtifactIn, HeadResultIn, RunOutput, RunStatus
 from tests.integration.cli import HEADLAB, headlab, headlab_json
 
 MODEL = "zoo:induction-2l"
@@ -213,3 +213,23 @@ def test_db_upgrade_is_idempotent(headlab_env, tmp_path: Path):
     second = headlab_json("db", "upgrade", env=headlab_env)
     assert first["to"] == second["to"] == second["from"]
     assert headlab_json("db", "check", env=headlab_env)["ok"] is True
+
+
+def test_db_check_verifies_artifacts_and_reports_orphans(store, headlab_env, tmp_path):
+    run_id = enqueue(store, 1)
+    store.claim_run(run_id, "w")
+    (tmp_path / "grid.json").write_text('{"cells": [1, 2, 3]}')
+    artifact = ArtifactIn("grid.json", "file", str(tmp_path / "grid.json"))
+    store.finish_run(run_id, RunOutput(artifacts=[artifact], summary={}))
+    report = headlab_json("db", "check", env=headlab_env)
+    assert report["ok"] is True and report["artifacts_checked"] == 1 and report["orphans"] == []
+    orphan = store.files.put(tmp_path / "grid.json", "x.bin")  # a crash before the rows landed
+    orphan_path = store.files.path(orphan.relpath)
+    assert headlab_json("db", "check", env=headlab_env)["orphans"] == [orphan.relpath]
+    stored = Path(store.get_artifact(run_id, "grid.json").path)
+    stored.unlink()
+    stored.write_text('{"cells": [1, 2, 4]}')  # altered, same size
+    result = headlab("db", "check", "--remove-orphans", env=headlab_env, check=False)
+    assert result.returncode == 1
+    assert "problem: run" in result.stderr and "'grid.json' is corrupt" in result.stderr
+    assert "Traceback" not in result.stderr and not orphan_path.exists()
