@@ -4,20 +4,23 @@ Lifecycle of one run (see docs/ARCHITECTURE.md): QUEUED → claimed atomically �
 every ``heartbeat_s`` from a background thread, progress from the job) → FINISHED (all result rows
 and the status in one transaction) | FAILED (error text) | CANCELLED. The loaded model stays
 resident between jobs. A worker that dies leaves its run RUNNING with a stale heartbeat; the
-reaper (any worker's poll, or the serve supervisor) then marks it FAILED. No partial results are
-ever written, because nothing is written before the final transaction.
+reaper (any worker's poll, or the serve supervisor) then marks it FAILED and removes what it left
+(``ResultStore.recover_after_crashes``: its work folder under ``$HEADLAB_HOME/work``, stored
+files no row references, half-copied temp files). No partial results are ever written, because
+nothing is written before the final transaction. A store that cannot be reached or written (a
+dropped database connection, a full disk) does not stop the worker: it logs why, waits and
+tries again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
-import tempfile
 import threading
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analysis.configs import ConfigError, RunConfigBase, parse_run_config
@@ -88,16 +91,38 @@ class Worker:
         self.models = models or ModelCache()
 
     def run_forever(self, stop: threading.Event, poll_s: float = 0.5) -> None:
-        """Claim and run jobs until ``stop`` is set."""
+        """Claim and run jobs until ``stop`` is set; store errors are waited out."""
         log.info("worker %s started", self.worker_id)
+        backoff_s = poll_s
+        recovered = False
         while not stop.is_set():
-            if self.reap_and_claim() is None:
+            try:
+                if not recovered:
+                    self.recover()
+                    recovered = True
+                ran = self.reap_and_claim()
+            except StoreError as exc:
+                log.warning("the store is unavailable (%s); retrying in %.1f s", exc, backoff_s)
+                stop.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, 30.0)
+                continue
+            backoff_s = poll_s
+            if ran is None:
                 stop.wait(poll_s)
+
+    def recover(self) -> None:
+        """Remove what runs that died left behind (see ``ResultStore.recover_after_crashes``)."""
+        recovered = self.store.recover_after_crashes(self.stale_after_s)
+        if recovered:
+            log.info("removed what ended runs left behind: %s", recovered)
 
     def reap_and_claim(self) -> RunRecord | None:
         """Reap stale runs, then claim and execute one queued run (None if the queue is empty)."""
-        for run_id in self.store.reap_stale(self.stale_after_s):
+        reaped = self.store.reap_stale(self.stale_after_s)
+        for run_id in reaped:
             log.warning("run %s had a stale heartbeat and was marked FAILED", run_id)
+        if reaped:
+            self.recover()
         run = self.store.claim_next_run(self.worker_id, self.kinds)
         if run is None:
             return None
@@ -122,17 +147,20 @@ class Worker:
         try:
             config = parse_run_config(run.config)
             job = job_for(run.kind)
-            with tempfile.TemporaryDirectory(prefix=f"headlab-run{run.id}-") as workdir:
+            workdir = self.store.work_dir(run.id)
+            try:
                 ctx = JobContext(
                     run_id=run.id,
                     config=config,
                     store=self.store,
-                    workdir=Path(workdir),
+                    workdir=workdir,
                     model_loader=self.models.get,
                     _on_progress=lambda f, m: self._report(beat, f, m),
                 )
                 output = job(ctx)
                 self.store.finish_run(run.id, output)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
         except Cancelled:
             self._end(run.id, cancelled=True)
         except (ConfigError, JobError) as exc:
@@ -156,6 +184,8 @@ class Worker:
                 self.store.fail_run(run_id, error)
         except Conflict as exc:  # already reaped or cancelled elsewhere
             log.warning("run %s: %s", run_id, exc)
+        except StoreError as exc:  # the store is down or full: the reaper ends the run later
+            log.error("run %s could not be marked ended (%s); it will be reaped", run_id, exc)
 
     def _report(self, beat: _Beat, fraction: float, message: str) -> bool:
         with beat.lock:

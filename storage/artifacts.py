@@ -20,6 +20,8 @@ import hashlib
 import os
 import re
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from storage.errors import CorruptArtifact, InvalidInput, StoreError
 CHUNK = 1 << 20
 _verified: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> sha256 checked
 _SUFFIX = re.compile(r"^(\.[A-Za-z0-9]{1,12}){1,3}$")
+_RELPATH = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{64}(\.[A-Za-z0-9]{1,12}){0,3}$")
 
 
 @dataclass(frozen=True)
@@ -61,14 +64,18 @@ class ArtifactFiles:
     def exists(self, relpath: str) -> bool:
         return self.path(relpath).is_file()
 
-    def put(self, source: str | Path, name: str) -> StoredFile:
-        """Copy ``source`` into the store (atomically, once per content) and return its address."""
+    def put(
+        self, source: str | Path, name: str, before_move: Callable[[str], None] | None = None
+    ) -> StoredFile:
+        """Copy ``source`` into the store (atomically, once per content) and return its address.
+        ``before_move(relpath)`` is called once the address is known, before the file appears
+        there (``PendingFiles.add`` records it, so a crash after the move leaves a known file)."""
         source = Path(source)
         if not source.is_file():
             what = "a directory (pack it into one file)" if source.is_dir() else "missing"
             raise InvalidInput(f"artifact {name!r}: {source} is {what}; nothing was stored")
         try:
-            return self._copy_in(source, name)
+            return self._copy_in(source, name, before_move)
         except OSError as exc:
             if exc.filename is not None and Path(exc.filename) == source:
                 raise InvalidInput(
@@ -80,7 +87,9 @@ class ArtifactFiles:
                 f"nothing was recorded in the database"
             ) from None
 
-    def _copy_in(self, source: Path, name: str) -> StoredFile:
+    def _copy_in(
+        self, source: Path, name: str, before_move: Callable[[str], None] | None
+    ) -> StoredFile:
         tmp_dir = self.root / ".tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
@@ -97,6 +106,8 @@ class ArtifactFiles:
             sha = digest.hexdigest()
             relpath = f"{sha[:2]}/{sha}{suffix_for(name)}"
             target = self.path(relpath)
+            if before_move is not None:
+                before_move(relpath)
             if target.is_file() and target.stat().st_size == size:
                 os.unlink(tmp_name)
             else:
@@ -137,7 +148,54 @@ class ArtifactFiles:
         _verified[key] = sha256
         return path
 
+    def remove_stale_temp(self, older_than_s: float) -> list[str]:
+        """Delete half-copied temp files (a writer killed mid-copy) untouched for
+        ``older_than_s``; a live copy writes continuously, so its file is always fresh."""
+        tmp_dir = self.root / ".tmp"
+        cutoff = time.time() - older_than_s
+        removed = []
+        for path in sorted(tmp_dir.glob("incoming-*")) if tmp_dir.is_dir() else []:
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(f".tmp/{path.name}")
+        return removed
+
     def remove(self, relpath: str) -> None:
         """Delete a stored file if present (best effort: a leftover file is harmless)."""
         with contextlib.suppress(OSError):
             self.path(relpath).unlink(missing_ok=True)
+
+
+class PendingFiles:
+    """Which stored files a run put before its rows were committed, one small file per run
+    under ``<root>/.pending``. A run that dies between writing files and committing leaves its
+    list behind; once the run has ended, the files no row references are deleted from it."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = Path(root) / ".pending"
+
+    def _file(self, run_id: int) -> Path:
+        return self.dir / f"run{run_id}.txt"
+
+    def add(self, run_id: int, relpath: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self._file(run_id).open("a", encoding="utf-8") as out:
+            out.write(relpath + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+    def clear(self, run_id: int) -> None:
+        with contextlib.suppress(OSError):
+            self._file(run_id).unlink(missing_ok=True)
+
+    def runs(self) -> dict[int, list[str]]:
+        """Every run with a pending list, and the relpaths on it."""
+        found: dict[int, list[str]] = {}
+        for path in sorted(self.dir.glob("run*.txt")) if self.dir.is_dir() else []:
+            run_id = path.stem.removeprefix("run")
+            if run_id.isdigit():
+                with contextlib.suppress(OSError):
+                    lines = path.read_text(encoding="utf-8").split()
+                    found[int(run_id)] = [r for r in lines if _RELPATH.match(r)]
+        return found

@@ -196,6 +196,11 @@ def delete_for_run(conn: Connection, run_id: int) -> list[str]:
     )
     for table in (head_results, circuit_edges, circuit_nodes, artifacts):
         conn.execute(delete(table).where(table.c.run_id == run_id))
+    return unreferenced(conn, relpaths)
+
+
+def unreferenced(conn: Connection, relpaths: set[str]) -> list[str]:
+    """Those of ``relpaths`` that no artifact row references."""
     if not relpaths:
         return []
     still_used = conn.execute(

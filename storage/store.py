@@ -11,6 +11,10 @@ first (content-addressed, so an orphan left by a crash is harmless), then insert
 row (and any prompt set or model the run creates: ``RunOutput.prompt_set`` / ``.model``) and
 flips the run to FINISHED in ONE transaction — and only if the run is still RUNNING, so
 a cancelled or reaped run never gets results. A crash at any point leaves no partial results.
+Each file a run puts is first listed under ``artifacts/.pending`` (``PendingFiles``); the list
+is cleared after the commit. ``recover_after_crashes`` deletes, for runs that have ended, the
+listed files no row references, plus half-copied temp files and the run's work folder — so a
+worker killed at any point leaves nothing behind once its run is reaped.
 
 The store does not verify the schema when constructed (``headlab db upgrade`` must be able to
 open it); long-lived processes call ``check_schema()`` on start.
@@ -18,14 +22,17 @@ open it); long-lived processes call ``check_schema()`` on start.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storage import catalog_repo, results_repo, runs_repo
-from storage.artifacts import ArtifactFiles
+from storage.artifacts import ArtifactFiles, PendingFiles
 from storage.columns import checked_json, utc_now
 from storage.engine import Database
-from storage.errors import Conflict, CorruptArtifact, InvalidInput
+from storage.errors import Conflict, CorruptArtifact, InvalidInput, NotFound
 from storage.grids import HeadGrid, PositionGrid, ResultTables, split_results
 from storage.records import (
     ArtifactRecord,
@@ -45,12 +52,26 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 
+@dataclass
+class Recovered:
+    """What ``recover_after_crashes`` removed (paths relative to the data directory)."""
+
+    files: list[str] = field(default_factory=list)
+    temp_files: list[str] = field(default_factory=list)
+    work_folders: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.files or self.temp_files or self.work_folders)
+
+
 class ResultStore:
     def __init__(self, db_url: str, artifacts_dir: Path | str) -> None:
         self.db_url = db_url
         self._db = Database(db_url)
         self.files = ArtifactFiles(Path(artifacts_dir))
+        self.pending = PendingFiles(Path(artifacts_dir))
         self.uploads = Uploads(Path(artifacts_dir) / "uploads")
+        self.work_root = Path(artifacts_dir).parent / "work"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ResultStore:
@@ -182,7 +203,7 @@ class ResultStore:
             raise Conflict(f"run {run_id} is {current.status.value}; its results were not stored")
         stored = []
         for art in output.artifacts:
-            saved = self.files.put(art.path, art.name)
+            saved = self.files.put(art.path, art.name, lambda rel: self.pending.add(run_id, rel))
             stored.append((art, saved.sha256, saved.size, saved.relpath))
         values = {
             "status": RunStatus.FINISHED.value,
@@ -197,7 +218,8 @@ class ResultStore:
                 raise runs_repo.refuse(conn, run_id, "store its results (nothing was written)")
             results_repo.insert_all(conn, run_id, prepared, stored, self.files)
             _insert_catalog_entries(conn, output)  # Conflict on a taken name rolls all back
-            return run
+        self.pending.clear(run_id)
+        return run
 
     def fail_run(self, run_id: int, error: str) -> RunRecord:
         """QUEUED/RUNNING → FAILED with ``error``; Conflict if the run already ended."""
@@ -231,6 +253,44 @@ class ResultStore:
         """Mark RUNNING runs whose heartbeat is older than ``stale_after_s`` FAILED; their ids."""
         with self._db.write() as conn:
             return runs_repo.reap_stale(conn, stale_after_s)
+
+    def work_dir(self, run_id: int) -> Path:
+        """A fresh, empty folder for the files a run writes before they are stored."""
+        path = self.work_root / f"run{run_id}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    def recover_after_crashes(self, stale_after_s: float) -> Recovered:
+        """Remove what runs that ended without finishing left behind: stored files they put
+        that no row references, temp files untouched for ``stale_after_s``, work folders."""
+        done = Recovered()
+        pending = self.pending.runs()
+        ended = {run_id for run_id in pending if self._has_ended(run_id)}
+        live = {rel for run_id, rels in pending.items() if run_id not in ended for rel in rels}
+        if ended:
+            # inside a write transaction, like delete_run: a concurrent finish_run re-checks
+            # its files in its own write transaction and stores a removed one again
+            with self._db.write() as conn:
+                listed = {rel for run_id in ended for rel in pending[run_id]} - live
+                for relpath in results_repo.unreferenced(conn, listed):
+                    self.files.remove(relpath)
+                    done.files.append(f"artifacts/{relpath}")
+            for run_id in ended:
+                self.pending.clear(run_id)
+        done.temp_files = [f"artifacts/{p}" for p in self.files.remove_stale_temp(stale_after_s)]
+        folders = sorted(self.work_root.glob("run*")) if self.work_root.is_dir() else []
+        for folder in folders:
+            number = folder.name.removeprefix("run")
+            if number.isdigit() and self._has_ended(int(number)):
+                shutil.rmtree(folder, ignore_errors=True)
+                done.work_folders.append(f"work/{folder.name}")
+        return done
+
+    def _has_ended(self, run_id: int) -> bool:
+        with contextlib.suppress(NotFound):
+            return self.get_run(run_id).status.is_terminal
+        return True  # deleted
 
     def delete_run(self, run_id: int) -> None:
         """Delete a run that is not RUNNING, with its results and now-unused artifact files."""

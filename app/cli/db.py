@@ -35,7 +35,9 @@ def check(
         True, help="Also verify every artifact file (size, sha256) and look for orphans."
     ),
     remove_orphans: bool = typer.Option(
-        False, help="Delete stored files that no run references (left by a crash)."
+        False,
+        help="Delete stored files that no run references and what crashed runs left behind "
+        "(temp files, work folders).",
     ),
     json_out: bool = JSON,
 ) -> None:
@@ -47,9 +49,12 @@ def check(
     with store_errors():
         migrate.check_schema(settings.db_url)
         revision = migrate.current_revision(settings.db_url)
-        checked, problems, orphans = 0, list[str](), list[str]()
+        checked, problems, orphans, leftovers = 0, list[str](), list[str](), list[str]()
         if artifacts:
             store = ResultStore.from_settings(settings)
+            if remove_orphans:
+                found = store.recover_after_crashes(settings.stale_after_s)
+                leftovers = found.files + found.temp_files + found.work_folders
             checked, problems, orphans = store.check_artifacts()
             if remove_orphans:
                 store.remove_orphans(orphans)
@@ -60,6 +65,7 @@ def check(
         "problems": problems,
         "orphans": orphans,
         "orphans_removed": remove_orphans,
+        "leftovers_removed": leftovers,
         "ok": not problems,
     }
     if json_out:
@@ -69,6 +75,8 @@ def check(
         if orphans:
             done = "removed" if remove_orphans else "harmless; --remove-orphans deletes them"
             typer.echo(f"{len(orphans)} orphaned file(s) no run references ({done})")
+        if leftovers:
+            typer.echo(f"removed {len(leftovers)} file(s)/folder(s) left by ended runs")
         for problem in problems:
             typer.echo(f"problem: {problem}", err=True)
     if problems:
