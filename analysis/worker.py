@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
 log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 5.0
 
 
 def default_worker_id() -> str:
@@ -89,6 +90,7 @@ class Worker:
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
         self.models = models or ModelCache()
+        self._unrecorded: dict[int, tuple[bool, str]] = {}  # run id -> (cancelled, error)
 
     def run_forever(self, stop: threading.Event, poll_s: float = 0.5) -> None:
         """Claim and run jobs until ``stop`` is set; store errors are waited out."""
@@ -104,7 +106,7 @@ class Worker:
             except StoreError as exc:
                 log.warning("the store is unavailable (%s); retrying in %.1f s", exc, backoff_s)
                 stop.wait(backoff_s)
-                backoff_s = min(backoff_s * 2, 30.0)
+                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
                 continue
             backoff_s = poll_s
             if ran is None:
@@ -118,6 +120,7 @@ class Worker:
 
     def reap_and_claim(self) -> RunRecord | None:
         """Reap stale runs, then claim and execute one queued run (None if the queue is empty)."""
+        self._record_unrecorded_ends()
         reaped = self.store.reap_stale(self.stale_after_s)
         for run_id in reaped:
             log.warning("run %s had a stale heartbeat and was marked FAILED", run_id)
@@ -184,8 +187,17 @@ class Worker:
                 self.store.fail_run(run_id, error)
         except Conflict as exc:  # already reaped or cancelled elsewhere
             log.warning("run %s: %s", run_id, exc)
-        except StoreError as exc:  # the store is down or full: the reaper ends the run later
-            log.error("run %s could not be marked ended (%s); it will be reaped", run_id, exc)
+        except StoreError as exc:  # the store is down or full: retried at the next poll
+            log.error("run %s could not be marked ended (%s); retrying", run_id, exc)
+            self._unrecorded[run_id] = (cancelled, error)
+
+    def _record_unrecorded_ends(self) -> None:
+        """Record the end of runs the store could not take at the time (StoreError: retried)."""
+        for run_id, (cancelled, error) in list(self._unrecorded.items()):
+            del self._unrecorded[run_id]
+            self._end(run_id, cancelled=cancelled, error=error)
+            if run_id in self._unrecorded:
+                raise StoreError(f"run {run_id}'s end is still not recorded")
 
     def _report(self, beat: _Beat, fraction: float, message: str) -> bool:
         with beat.lock:

@@ -10,6 +10,7 @@ All problems are collected and reported together (up to ``MAX_REPORTED``), each 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
 MAX_REPORTED = 10
+CHUNK = 4096  # rows tokenized per tokenizer call
 
 
 class PromptValidationError(ValueError):
@@ -38,7 +40,12 @@ class PromptValidationError(ValueError):
 class TokenizerView:
     """Tokenization exactly as analyses will do it (``analysis.prompt_batch``): prompts with
     ``model.to_tokens(text)`` (the model's BOS convention), answers with
-    ``model.to_tokens(text, prepend_bos=False)``."""
+    ``model.to_tokens(text, prepend_bos=False)``.
+
+    ``token_ids`` does the same for many texts in one tokenizer call and without tensors, row by
+    row as ``to_tokens`` does for one text (BOS prepended or removed, a trailing EOS stripped);
+    ``tests/analysis/test_prompts.py`` checks it against ``to_tokens`` on every zoo tokenizer.
+    """
 
     model: TransformerBridge
 
@@ -56,14 +63,43 @@ class TokenizerView:
     def n_ctx(self) -> int:
         return int(self.model.cfg.n_ctx)
 
+    def token_ids(self, texts: Sequence[str], prepend_bos: bool | None = None) -> list[list[int]]:
+        """Each text's ids as ``model.to_tokens(text, prepend_bos, truncate=False)[0]``."""
+        cfg, tok = self.model.cfg, self.tokenizer
+        if prepend_bos is None:
+            prepend_bos = getattr(cfg, "default_prepend_bos", True)
+        tokenizer_prepends_bos = getattr(cfg, "tokenizer_prepends_bos", True)
+        inputs = list(texts)
+        if (
+            prepend_bos
+            and not tokenizer_prepends_bos
+            and tok.bos_token is not None
+            and len(tok(tok.bos_token, add_special_tokens=False)["input_ids"]) == 1
+        ):
+            inputs = [tok.bos_token + t for t in inputs]
+        rows: list[list[int]] = [list(r) for r in tok(inputs, truncation=False)["input_ids"]]
+        eos = tok.eos_token_id
+        if getattr(cfg, "tokenizer_appends_eos", False) and eos is not None:
+            for row in rows:
+                while len(row) > 1 and row[-1] == eos:
+                    row.pop()
+        if not prepend_bos and tokenizer_prepends_bos and tok.bos_token_id is not None:
+            rows = [self._without_bos(row) for row in rows]
+        return rows
+
+    def _without_bos(self, row: list[int]) -> list[int]:
+        tok = self.tokenizer
+        at = 0
+        left = getattr(tok, "padding_side", "right") != "right"
+        if left and tok.bos_token_id != tok.pad_token_id and tok.bos_token_id in row:
+            at = row.index(tok.bos_token_id)
+        return row[:at] + row[at + 1 :]
+
     def prompt_tokens(self, text: str) -> list[int]:
-        return [int(t) for t in self.model.to_tokens(text, truncate=False)[0].tolist()]
+        return self.token_ids([text])[0]
 
     def answer_tokens(self, text: str) -> list[int]:
-        if not text:
-            return []
-        ids = self.model.to_tokens(text, prepend_bos=False, truncate=False)[0]
-        return [int(t) for t in ids.tolist()]
+        return self.token_ids([text], prepend_bos=False)[0] if text else []
 
     @property
     def unk_id(self) -> int | None:
@@ -72,19 +108,29 @@ class TokenizerView:
         unk = tok.unk_token_id
         return None if unk in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) else unk
 
-    def unknown_chars(self, text: str) -> list[str]:
-        """Characters of ``text`` that the tokenizer maps to its unknown token."""
-        if self.unk_id is None or self.unk_id not in self.answer_tokens(text):
+    def unknown_chars(self, text: str, ids: list[int] | None = None) -> list[str]:
+        """Characters of ``text`` that the tokenizer maps to its unknown token (``ids``: the
+        text's answer tokens when already known)."""
+        unk = self.unk_id
+        if unk is None or unk not in (self.answer_tokens(text) if ids is None else ids):
             return []
-        return sorted({ch for ch in text if self.unk_id in self.answer_tokens(ch)})
+        chars = sorted(set(text))
+        rows = self.token_ids(chars, False)
+        return [ch for ch, row in zip(chars, rows, strict=True) if unk in row]
 
     def show(self, ids: list[int]) -> str:
         return repr(self.tokenizer.convert_ids_to_tokens(ids))
 
 
 def _resolve_answer(
-    view: TokenizerView, answer: Answer, row: int, column: str, problems: list[str]
+    view: TokenizerView,
+    answer: Answer,
+    ids: list[int],
+    row: int,
+    column: str,
+    problems: list[str],
 ) -> tuple[str, int | None]:
+    """An answer's stored text and id; ``ids`` are its answer tokens (for text answers)."""
     vocab = len(view.tokenizer)
     if answer.token_id is not None:
         if not 0 <= answer.token_id < vocab:
@@ -94,8 +140,7 @@ def _resolve_answer(
             )
             return "", answer.token_id
         return view.tokenizer.decode([answer.token_id]), answer.token_id
-    ids = view.answer_tokens(answer.text)
-    unknown = view.unknown_chars(answer.text)
+    unknown = view.unknown_chars(answer.text, ids)
     if unknown:
         problems.append(
             f"row {row}: {column} answer {answer.text!r} has characters the tokenizer does not "
@@ -110,26 +155,32 @@ def _resolve_answer(
     return answer.text, None
 
 
-def _check_prompts(view: TokenizerView, raw: RawPair, problems: list[str]) -> None:
+def _check_prompts(
+    view: TokenizerView,
+    raw: RawPair,
+    clean: list[int],
+    corrupted: list[int],
+    problems: list[str],
+) -> None:
+    """Row checks on the prompts; ``clean``/``corrupted`` are their prompt tokens."""
     for column in ("clean", "corrupted"):
         if not getattr(raw, column).strip():
             problems.append(f"row {raw.row}: {column} is empty; every pair needs both prompts")
             return
-    for column in ("clean", "corrupted"):
-        unknown = view.unknown_chars(getattr(raw, column))
+    unk = view.unk_id
+    for column, ids in (("clean", clean), ("corrupted", corrupted)):
+        unknown = view.unknown_chars(getattr(raw, column)) if unk is not None and unk in ids else []
         if unknown:
             problems.append(
                 f"row {raw.row}: {column} has characters the tokenizer does not know "
                 f"({''.join(unknown)!r}); use characters in the model's vocabulary"
             )
-    n_clean = len(view.prompt_tokens(raw.clean))
-    n_corrupt = len(view.prompt_tokens(raw.corrupted))
-    if n_clean != n_corrupt:
+    if len(clean) != len(corrupted):
         problems.append(
-            f"row {raw.row}: clean is {n_clean} tokens but corrupted is {n_corrupt}; "
+            f"row {raw.row}: clean is {len(clean)} tokens but corrupted is {len(corrupted)}; "
             "make them tokenize to the same length (swap words that are one token each)"
         )
-    longest = max(n_clean, n_corrupt)
+    longest = max(len(clean), len(corrupted))
     if longest > view.n_ctx:
         problems.append(
             f"row {raw.row}: prompt is {longest} tokens but the model's context is "
@@ -137,29 +188,52 @@ def _check_prompts(view: TokenizerView, raw: RawPair, problems: list[str]) -> No
         )
 
 
-def validate_pairs(view: TokenizerView, raws: list[RawPair]) -> list[PairIn]:
-    """Turn parsed rows into pairs for the store, or raise PromptValidationError."""
+def _answer_ids(view: TokenizerView, answers: list[Answer]) -> list[list[int]]:
+    texts = [a.text for a in answers if a.token_id is None and a.text]
+    batched = iter(view.token_ids(texts, prepend_bos=False)) if texts else iter(())
+    return [next(batched) if a.token_id is None and a.text else [] for a in answers]
+
+
+def validate_pairs(
+    view: TokenizerView,
+    raws: list[RawPair],
+    progress: Callable[[int, int], None] | None = None,
+) -> list[PairIn]:
+    """Turn parsed rows into pairs for the store, or raise PromptValidationError.
+
+    Rows are tokenized ``CHUNK`` at a time; ``progress(done, total)`` is called after each chunk.
+    """
     if not raws:
         raise PromptValidationError(["the set is empty; give at least one pair"], 0)
     problems: list[str] = []
     pairs = []
-    for raw in raws:
-        _check_prompts(view, raw, problems)
-        correct, correct_id = _resolve_answer(view, raw.correct, raw.row, "correct", problems)
-        incorrect, incorrect_id = _resolve_answer(
-            view, raw.incorrect, raw.row, "incorrect", problems
-        )
-        pairs.append(
-            PairIn(
-                raw.clean,
-                raw.corrupted,
-                correct,
-                incorrect,
-                correct_id,
-                incorrect_id,
-                dict(raw.meta),
+    for start in range(0, len(raws), CHUNK):
+        chunk = raws[start : start + CHUNK]
+        cleans = view.token_ids([r.clean for r in chunk])
+        corrupteds = view.token_ids([r.corrupted for r in chunk])
+        corrects = _answer_ids(view, [r.correct for r in chunk])
+        incorrects = _answer_ids(view, [r.incorrect for r in chunk])
+        for i, raw in enumerate(chunk):
+            _check_prompts(view, raw, cleans[i], corrupteds[i], problems)
+            correct, correct_id = _resolve_answer(
+                view, raw.correct, corrects[i], raw.row, "correct", problems
             )
-        )
+            incorrect, incorrect_id = _resolve_answer(
+                view, raw.incorrect, incorrects[i], raw.row, "incorrect", problems
+            )
+            pairs.append(
+                PairIn(
+                    raw.clean,
+                    raw.corrupted,
+                    correct,
+                    incorrect,
+                    correct_id,
+                    incorrect_id,
+                    dict(raw.meta),
+                )
+            )
+        if progress is not None:
+            progress(start + len(chunk), len(raws))
     if problems:
         raise PromptValidationError(problems, len(raws))
     return pairs

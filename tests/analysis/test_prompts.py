@@ -142,3 +142,43 @@ def test_generators_refuse_tasks_the_tokenizer_cannot_express(model):
         generate_pairs(model, "greater-than", 3)
     with pytest.raises(GeneratorError, match="unknown task"):
         generate_pairs(model, "sorting", 3)
+
+
+PARITY_TEXTS = [
+    "",
+    " ",
+    "abcab",
+    " the cat sat",
+    "def f(x):\n    return x.y  # é€😀",
+    "<bos>abc",
+    "a" * 300,
+    "ABC?!",
+]
+
+
+@pytest.mark.parametrize("spec", ["zoo:induction-2l", "zoo:greater-than-3l", "zoo:code-6l"])
+@pytest.mark.parametrize("tokenizer_prepends_bos", [True, False])
+def test_batched_token_ids_equal_to_tokens(spec, tokenizer_prepends_bos):
+    zoo_model = load_model(spec)
+    zoo_model.cfg.tokenizer_prepends_bos = tokenizer_prepends_bos
+    zoo_view = TokenizerView.of(zoo_model)
+    for prepend_bos in (None, True, False):
+        batched = zoo_view.token_ids(PARITY_TEXTS, prepend_bos)
+        for text, ids in zip(PARITY_TEXTS, batched, strict=True):
+            reference = zoo_model.to_tokens(text, prepend_bos=prepend_bos, truncate=False)
+            assert ids == reference[0].tolist(), (spec, prepend_bos, text)
+
+
+def test_validation_in_chunks_reports_rows_across_chunks(view, monkeypatch):
+    import analysis.prompts.validate as validate
+
+    monkeypatch.setattr(validate, "CHUNK", 3)
+    pairs = generate_pairs(view.model, "induction", 8, seed=2)
+    raws = [r for r in _as_raw(pairs)]
+    bad = raws[6]
+    raws[6] = type(bad)(bad.row, bad.clean, bad.corrupted + "ab", bad.correct, bad.incorrect, {})
+    seen: list[tuple[int, int]] = []
+    with pytest.raises(PromptValidationError, match="row 7: clean is"):
+        validate_pairs(view, raws, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(3, 8), (6, 8), (8, 8)]
+    assert validate_pairs(view, _as_raw(pairs)) == pairs
