@@ -8,17 +8,24 @@ Every failure raises :class:`CatalogError` with a message that names the problem
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from analysis.prompts.files import PromptFileError, read_prompt_file
+from analysis.configs.catalog import MAX_GENERATED
+from analysis.prompts.files import PromptFileError, iter_prompt_file, shown_name
 from analysis.zoo import CONFIG_FILE, is_built, zoo_folder, zoo_names
-from storage.errors import NotFound
-from storage.records import ModelRecord, PromptSetRecord
+from storage.catalog_repo import check_name
+from storage.errors import InvalidInput, NotFound
+from storage.records import ModelRecord, PairIn, PromptSetRecord
 from storage.store import ResultStore
 
 EXIT_NAME_TAKEN = 3
+IMPORT_REPORT_ROWS = 4096
+ImportProgress = Callable[[str, int, int], None]  # (stage, done, total)
 FACT_COLUMNS = ("n_layers", "n_heads", "n_kv_heads", "d_model", "d_vocab", "n_ctx")
 
 
@@ -105,6 +112,10 @@ def model_rows(store: ResultStore) -> list[dict[str, Any]]:
 
 def require_new_set_name(store: ResultStore, name: str) -> None:
     try:
+        check_name(name, "prompt set")
+    except InvalidInput as exc:
+        raise CatalogError(str(exc)) from None
+    try:
         store.get_prompt_set(name)
     except NotFound:
         return
@@ -121,8 +132,11 @@ def generate_prompt_set(
     """Generate a seeded task prompt set valid for the model's tokenizer, and store it."""
     from analysis.prompts.generators import GeneratorError, generate_pairs
 
-    if n < 1:
-        raise CatalogError(f"n must be at least 1, got {n}")
+    if not 1 <= n <= MAX_GENERATED:
+        raise CatalogError(
+            f"n must be between 1 and {MAX_GENERATED:,} pairs, got {n:,}; for more, generate "
+            "several sets with different --seed values"
+        )
     loaded, parsed = load_model_spec(model)
     name = name or f"{task}-{parsed.spec.split(':', 1)[1].rstrip('/').split('/')[-1]}-{n}-s{seed}"
     require_new_set_name(store, name)
@@ -135,21 +149,67 @@ def generate_prompt_set(
 
 
 def import_prompt_set(
-    store: ResultStore, file: Path | str, name: str, model: str, fmt: str | None = None
+    store: ResultStore,
+    file: Path | str,
+    name: str,
+    model: str,
+    fmt: str | None = None,
+    progress: ImportProgress | None = None,
 ) -> PromptSetRecord:
-    """Import pairs from a CSV/JSONL file after checking every row against the tokenizer."""
-    from analysis.prompts.validate import PromptValidationError, TokenizerView, validate_pairs
+    """Import pairs from a CSV/JSONL file after checking every row against the tokenizer.
+
+    Memory stays bounded by one chunk of rows, whatever the file's length (up to
+    ``MAX_FILE_BYTES``): the file is read row by row three times — parsed (so a malformed file
+    fails before a model loads), checked against the tokenizer into a scratch file of pairs,
+    and stored from it in one transaction. ``progress(stage, done, total)`` reports each pass:
+    ``read`` in bytes, ``check`` and ``store`` in rows. Nothing is stored unless every row is
+    valid.
+    """
+    from analysis.prompts.validate import PromptValidationError, TokenizerView, iter_valid_pairs
 
     file = Path(file)
+    report = progress or (lambda stage, done, total: None)
     require_new_set_name(store, name)
     try:
-        raws = read_prompt_file(file, fmt)
+        n_rows = sum(
+            1 for _ in iter_prompt_file(file, fmt, lambda done, size: report("read", done, size))
+        )
     except PromptFileError as exc:
         raise CatalogError(str(exc)) from None
     loaded, parsed = load_model_spec(model)
-    try:
-        pairs = validate_pairs(TokenizerView.of(loaded), raws)
-    except PromptValidationError as exc:
-        raise CatalogError(f"{file.name}: {exc}") from None
-    meta = {"file": file.name}
-    return store.add_prompt_set(name, pairs, f"import:{file.name}", parsed.spec, meta)
+    rows = iter_prompt_file(file, fmt)
+    checked = iter_valid_pairs(
+        TokenizerView.of(loaded), rows, lambda done: report("check", done, n_rows)
+    )
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        try:
+            for pair in checked:
+                spool.write(json.dumps(dataclasses.asdict(pair), ensure_ascii=False) + "\n")
+        except PromptValidationError as exc:
+            raise CatalogError(f"{shown_name(file)}: {exc}") from None
+        except PromptFileError as exc:  # the file changed since it was parsed
+            raise CatalogError(str(exc)) from None
+        except OSError as exc:
+            raise CatalogError(
+                f"cannot write the import's scratch file in {tempfile.gettempdir()} "
+                f"({exc.strerror}); free some space there or set TMPDIR"
+            ) from None
+        spool.seek(0)
+        pairs = (PairIn(**json.loads(line)) for line in spool)
+        record = store.add_prompt_set(
+            name,
+            _reported(pairs, lambda done: report("store", done, n_rows)),
+            f"import:{file.name}",
+            parsed.spec,
+            {"file": file.name},
+        )
+    return record
+
+
+def _reported(pairs: Iterator[PairIn], progress: Callable[[int], None]) -> Iterator[PairIn]:
+    done = 0
+    for done, pair in enumerate(pairs, start=1):
+        yield pair
+        if done % IMPORT_REPORT_ROWS == 0:
+            progress(done)
+    progress(done)

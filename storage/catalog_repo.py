@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
@@ -23,7 +25,29 @@ from storage.records import ModelRecord, PairIn, PairRecord, PromptSetRecord
 
 MODELS_HINT = "list models with `headlab models list`"
 PROMPTS_HINT = "list prompt sets with `headlab prompts list`"
+NAME_MAX = 120
+INSERT_CHUNK = 2000  # pair rows per INSERT
 _PAIR_TEXT_FIELDS = ("clean", "corrupted", "correct", "incorrect")
+
+
+def check_name(name: str, what: str) -> None:
+    """Refuse a name that would not print as one plain line: empty, padded with spaces, longer
+    than ``NAME_MAX``, or holding control or format characters (newlines, tabs, escapes)."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"a {what} needs a non-empty name")
+    hidden = sorted({c for c in name if unicodedata.category(c)[0] == "C"})
+    if hidden:
+        shown = ", ".join(repr(c) for c in hidden)
+        raise InvalidInput(
+            f"the {what} name {name!r} holds control characters ({shown}); use letters, digits, "
+            "spaces and punctuation"
+        )
+    if name != name.strip():
+        raise InvalidInput(f"the {what} name {name!r} starts or ends with spaces; remove them")
+    if len(name) > NAME_MAX:
+        raise InvalidInput(
+            f"the {what} name is {len(name)} characters, more than {NAME_MAX}; choose a shorter one"
+        )
 
 
 def _model(row: Row[Any]) -> ModelRecord:
@@ -40,8 +64,9 @@ def _model(row: Row[Any]) -> ModelRecord:
 def add_model(
     conn: Connection, name: str, spec: str, facts: dict[str, Any], replace: bool
 ) -> ModelRecord:
-    if not name or not spec:
-        raise InvalidInput(f"a model needs a non-empty name and spec (got {name!r}, {spec!r})")
+    if not spec:
+        raise InvalidInput(f"a model needs a non-empty spec (got {spec!r})")
+    check_name(name, "model")
     existing = conn.execute(select(models.c.id).where(models.c.name == name)).first()
     values = {"spec": spec, "facts_json": checked_json(dict(facts), f"model {name!r} facts")}
     if existing is not None and not replace:
@@ -85,53 +110,69 @@ def _prompt_set(row: Row[Any]) -> PromptSetRecord:
     )
 
 
-def _pair_rows(name: str, pairs: list[PairIn]) -> list[dict[str, Any]]:
-    if not pairs:
-        raise InvalidInput(f"prompt set {name!r} has no pairs; give at least one")
-    rows = []
-    for index, pair in enumerate(pairs):
-        if not isinstance(pair, PairIn):
-            raise InvalidInput(f"prompt set {name!r}, pair {index}: expected a PairIn")
-        for field in _PAIR_TEXT_FIELDS:
-            if not isinstance(getattr(pair, field), str):
-                raise InvalidInput(f"prompt set {name!r}, pair {index}: {field} must be text")
-        row = {f: getattr(pair, f) for f in (*_PAIR_TEXT_FIELDS, "correct_id", "incorrect_id")}
-        meta = checked_json(dict(pair.meta), f"prompt set {name!r}, pair {index} meta")
-        rows.append({**row, "pair_index": index, "meta_json": meta})
-    return rows
+def _pair_row(name: str, index: int, pair: PairIn) -> dict[str, Any]:
+    if not isinstance(pair, PairIn):
+        raise InvalidInput(f"prompt set {name!r}, pair {index}: expected a PairIn")
+    for field in _PAIR_TEXT_FIELDS:
+        if not isinstance(getattr(pair, field), str):
+            raise InvalidInput(f"prompt set {name!r}, pair {index}: {field} must be text")
+    row = {f: getattr(pair, f) for f in (*_PAIR_TEXT_FIELDS, "correct_id", "incorrect_id")}
+    meta = checked_json(dict(pair.meta), f"prompt set {name!r}, pair {index} meta")
+    return {**row, "meta_json": meta}
 
 
 def add_prompt_set(
     conn: Connection,
     name: str,
-    pairs: list[PairIn],
+    pairs: Iterable[PairIn],
     source: str,
     model_spec: str | None,
     meta: dict[str, Any] | None,
 ) -> PromptSetRecord:
-    if not name:
-        raise InvalidInput("a prompt set needs a non-empty name")
-    rows = _pair_rows(name, pairs)
+    """Store a set and its pairs, consumed and inserted ``INSERT_CHUNK`` at a time (so an
+    iterator of pairs is never held whole). The caller's transaction makes it all or nothing."""
+    check_name(name, "prompt set")
     if conn.execute(select(prompt_sets.c.id).where(prompt_sets.c.name == name)).first():
         raise Conflict(
             f"a prompt set named {name!r} already exists; choose another name or delete it "
             f"first (`headlab prompts delete {name}`)"
         )
-    content = dump_json([{k: v for k, v in r.items() if k != "pair_index"} for r in rows])
-    record = conn.execute(
+    set_meta = checked_json(dict(meta or {}), f"prompt set {name!r} meta")
+    set_id = conn.execute(
         insert(prompt_sets)
         .values(
             name=name,
             source=source,
             model_spec=model_spec,
-            n_pairs=len(rows),
-            content_hash=hashlib.sha256(content.encode()).hexdigest(),
-            meta_json=checked_json(dict(meta or {}), f"prompt set {name!r} meta"),
+            n_pairs=0,
+            content_hash="",
+            meta_json=set_meta,
             created_at=utc_now(),
         )
+        .returning(prompt_sets.c.id)
+    ).scalar_one()
+    # content_hash: sha256 of dump_json(list of rows), fed one row at a time
+    digest = hashlib.sha256(b"[")
+    batch: list[dict[str, Any]] = []
+    n = 0
+    for n, pair in enumerate(pairs, start=1):
+        row = _pair_row(name, n - 1, pair)
+        digest.update((b"," if n > 1 else b"") + dump_json(row).encode())
+        batch.append({**row, "pair_index": n - 1, "prompt_set_id": set_id})
+        if len(batch) == INSERT_CHUNK:
+            conn.execute(insert(prompt_pairs), batch)
+            batch = []
+    if n == 0:
+        raise InvalidInput(f"prompt set {name!r} has no pairs; give at least one")
+    if batch:
+        conn.execute(insert(prompt_pairs), batch)
+    digest.update(b"]")
+    record = conn.execute(
+        update(prompt_sets)
+        .where(prompt_sets.c.id == set_id)
+        .values(n_pairs=n, content_hash=digest.hexdigest())
         .returning(*prompt_sets.c)
     ).one()
-    conn.execute(insert(prompt_pairs), [{**r, "prompt_set_id": record.id} for r in rows])
     return _prompt_set(record)
 
 

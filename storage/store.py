@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,11 +116,13 @@ class ResultStore:
     def add_prompt_set(
         self,
         name: str,
-        pairs: list[PairIn],
+        pairs: Iterable[PairIn],
         source: str,
         model_spec: str | None,
         meta: dict[str, Any] | None = None,
     ) -> PromptSetRecord:
+        """Store a prompt set in one transaction; ``pairs`` may be an iterator (consumed in
+        chunks). Any error leaves the store as it was."""
         with self._db.write() as conn:
             return catalog_repo.add_prompt_set(conn, name, pairs, source, model_spec, meta)
 

@@ -11,6 +11,9 @@ text answer that is literally ``#`` followed by digits must be given by its id.
 
 Rows are numbered from 1 in error messages; in CSV, row N is on line N+1 (after the header).
 Export writes ids back as ``#<id>`` and meta as JSON, so export -> import round-trips exactly.
+
+Files are read row by row (``iter_prompt_file``), so an import holds one chunk of rows at a time;
+a file larger than ``MAX_FILE_BYTES`` (50 MB, about 500k pairs of short prompts) is refused.
 """
 
 from __future__ import annotations
@@ -19,15 +22,18 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from storage.records import PairIn
 
 REQUIRED = ("clean", "corrupted", "correct", "incorrect")
 OPTIONAL = ("meta",)
 FORMATS = ("csv", "jsonl")
+MAX_FILE_BYTES = 50 * 2**20  # the largest prompt file imported (CLI, API and web upload)
+PROGRESS_ROWS = 1024
 _TOKEN_ID = re.compile(r"^#(\d+)$")
 
 
@@ -53,27 +59,43 @@ class RawPair:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so a message naming it stays one line."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def shown_name(path: Path) -> str:
+    """A file's name as messages print it (``printable``)."""
+    return printable(path.name)
+
+
 def format_for(path: Path, explicit: str | None = None) -> str:
     fmt = (explicit or path.suffix.lstrip(".")).lower()
     if fmt == "json":
         fmt = "jsonl"
     if fmt not in FORMATS:
         raise PromptFileError(
-            f"{path.name}: cannot tell the format from {path.suffix!r}; use a .csv or .jsonl "
-            "file (or pass --format csv|jsonl)"
+            f"{shown_name(path)}: cannot tell the format from {path.suffix!r}; use a .csv or "
+            ".jsonl file (or pass --format csv|jsonl)"
         )
     return fmt
 
 
-def _decode(data: bytes, name: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise PromptFileError(
-            f"{name}: line {line} has bytes that are not UTF-8 (byte {exc.start}: "
-            f"{data[exc.start : exc.start + 1]!r}); save the file as UTF-8"
-        ) from None
+def _text_lines(handle: BinaryIO, name: str) -> Iterator[str]:
+    """The file's lines as text, decoded one at a time (a UTF-8 BOM is dropped), split as
+    ``open(newline="")`` splits them: at ``\n``, ``\r\n`` and a lone ``\r``."""
+    for line_no, data in enumerate(handle, start=1):
+        try:
+            line = data.decode("utf-8-sig" if line_no == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise PromptFileError(
+                f"{name}: line {line_no} has bytes that are not UTF-8 (byte {exc.start}: "
+                f"{data[exc.start : exc.start + 1]!r}); save the file as UTF-8"
+            ) from None
+        if "\r" in line.rstrip("\r\n"):
+            yield from io.StringIO(line, newline="")
+        else:
+            yield line
 
 
 def _answer(value: Any, row: int, column: str) -> Answer:
@@ -129,26 +151,26 @@ def _pair(record: dict[str, Any], row: int) -> RawPair:
     )
 
 
-def _read_csv(text: str, name: str) -> list[RawPair]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+def _read_csv(lines: Iterator[str], name: str) -> Iterator[RawPair]:
+    reader = csv.DictReader(lines)
     if reader.fieldnames is None:
         raise PromptFileError(f"{name} is empty; it needs a header row and at least one pair")
     _check_columns([c.strip() for c in reader.fieldnames], f"{name} header")
-    pairs = []
     for row, record in enumerate(reader, start=1):
         if None in record or any(v is None for v in record.values()):
             raise PromptFileError(
                 f"row {row} (line {reader.line_num}): has a different number of cells than the "
                 "header; quote cells that contain commas"
             )
-        pairs.append(_pair({k.strip(): v for k, v in record.items()}, row))
-    return pairs
+        yield _pair({k.strip(): v for k, v in record.items()}, row)
 
 
-def _read_jsonl(text: str, name: str) -> list[RawPair]:
-    pairs = []
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    for row, (line_no, line) in enumerate(lines, start=1):
+def _read_jsonl(lines: Iterator[str]) -> Iterator[RawPair]:
+    row = 0
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        row += 1
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -158,21 +180,49 @@ def _read_jsonl(text: str, name: str) -> list[RawPair]:
         if not isinstance(record, dict):
             raise PromptFileError(f"row {row} (line {line_no}): expected a JSON object")
         _check_columns(list(record), f"row {row} (line {line_no})")
-        pairs.append(_pair(record, row))
-    return pairs
+        yield _pair(record, row)
+
+
+def check_file_size(size: int, name: str) -> None:
+    """Refuse a prompt file larger than ``MAX_FILE_BYTES``."""
+    if size > MAX_FILE_BYTES:
+        raise PromptFileError(
+            f"{name} is {size / 2**20:.1f} MB, more than the {MAX_FILE_BYTES // 2**20} MB limit "
+            "for a prompt file; split it into several files and import each as its own set"
+        )
+
+
+def iter_prompt_file(
+    path: Path, fmt: str | None = None, progress: Callable[[int, int], None] | None = None
+) -> Iterator[RawPair]:
+    """Parse a CSV / JSONL prompt file row by row, holding one row at a time; raises
+    PromptFileError naming the row and the fix (when the bad row is reached, and for an empty
+    file at the end). ``progress(bytes_read, file_bytes)`` is called every ``PROGRESS_ROWS``
+    rows and at the end."""
+    path = Path(path)
+    if not path.is_file():
+        raise PromptFileError(f"{printable(str(path))}: no such file")
+    fmt = format_for(path, fmt)
+    size = path.stat().st_size
+    name = shown_name(path)
+    check_file_size(size, name)
+    with path.open("rb") as handle:
+        lines = _text_lines(handle, name)
+        rows = _read_csv(lines, name) if fmt == "csv" else _read_jsonl(lines)
+        n = 0
+        for n, pair in enumerate(rows, start=1):
+            yield pair
+            if progress is not None and n % PROGRESS_ROWS == 0:
+                progress(handle.tell(), size)
+        if n == 0:
+            raise PromptFileError(f"{name} has no pairs; add at least one row")
+        if progress is not None:
+            progress(size, size)
 
 
 def read_prompt_file(path: Path, fmt: str | None = None) -> list[RawPair]:
-    """Parse a CSV / JSONL prompt file; raises PromptFileError naming the row and the fix."""
-    path = Path(path)
-    if not path.is_file():
-        raise PromptFileError(f"{path}: no such file")
-    fmt = format_for(path, fmt)
-    text = _decode(path.read_bytes(), path.name)
-    pairs = _read_csv(text, path.name) if fmt == "csv" else _read_jsonl(text, path.name)
-    if not pairs:
-        raise PromptFileError(f"{path.name} has no pairs; add at least one row")
-    return pairs
+    """Every row of a CSV / JSONL prompt file (``iter_prompt_file`` as a list)."""
+    return list(iter_prompt_file(path, fmt))
 
 
 def _answer_cell(text: str, token_id: int | None) -> str:

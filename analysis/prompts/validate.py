@@ -10,7 +10,8 @@ All problems are collected and reported together (up to ``MAX_REPORTED``), each 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -194,21 +195,20 @@ def _answer_ids(view: TokenizerView, answers: list[Answer]) -> list[list[int]]:
     return [next(batched) if a.token_id is None and a.text else [] for a in answers]
 
 
-def validate_pairs(
+def iter_valid_pairs(
     view: TokenizerView,
-    raws: list[RawPair],
-    progress: Callable[[int, int], None] | None = None,
-) -> list[PairIn]:
-    """Turn parsed rows into pairs for the store, or raise PromptValidationError.
+    raws: Iterable[RawPair],
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[PairIn]:
+    """Turn parsed rows into pairs for the store, ``CHUNK`` rows at a time, holding one chunk.
 
-    Rows are tokenized ``CHUNK`` at a time; ``progress(done, total)`` is called after each chunk.
+    Pairs are yielded until the first bad row; checking goes on to the end, then
+    PromptValidationError lists every problem. ``progress(rows_done)`` follows each chunk.
     """
-    if not raws:
-        raise PromptValidationError(["the set is empty; give at least one pair"], 0)
     problems: list[str] = []
-    pairs = []
-    for start in range(0, len(raws), CHUNK):
-        chunk = raws[start : start + CHUNK]
+    done = 0
+    rows = iter(raws)
+    while chunk := list(itertools.islice(rows, CHUNK)):
         cleans = view.token_ids([r.clean for r in chunk])
         corrupteds = view.token_ids([r.corrupted for r in chunk])
         corrects = _answer_ids(view, [r.correct for r in chunk])
@@ -221,22 +221,28 @@ def validate_pairs(
             incorrect, incorrect_id = _resolve_answer(
                 view, raw.incorrect, incorrects[i], raw.row, "incorrect", problems
             )
-            pairs.append(
-                PairIn(
-                    raw.clean,
-                    raw.corrupted,
-                    correct,
-                    incorrect,
-                    correct_id,
-                    incorrect_id,
-                    dict(raw.meta),
+            if not problems:
+                meta = dict(raw.meta)
+                yield PairIn(
+                    raw.clean, raw.corrupted, correct, incorrect, correct_id, incorrect_id, meta
                 )
-            )
+        done += len(chunk)
         if progress is not None:
-            progress(start + len(chunk), len(raws))
+            progress(done)
+    if not done:
+        raise PromptValidationError(["the set is empty; give at least one pair"], 0)
     if problems:
-        raise PromptValidationError(problems, len(raws))
-    return pairs
+        raise PromptValidationError(problems, done)
+
+
+def validate_pairs(
+    view: TokenizerView,
+    raws: Sequence[RawPair],
+    progress: Callable[[int, int], None] | None = None,
+) -> list[PairIn]:
+    """``iter_valid_pairs`` as a list; ``progress(done, total)`` after each chunk."""
+    report = None if progress is None else (lambda done: progress(done, len(raws)))
+    return list(iter_valid_pairs(view, raws, report))
 
 
 def pairs_as_raw(pairs: list[PairIn]) -> list[RawPair]:

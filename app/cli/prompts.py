@@ -9,11 +9,21 @@ unless every row is valid for the model.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from analysis.prompts.files import FORMATS, write_prompt_file
@@ -56,11 +66,44 @@ def import_set(
     fmt: str | None = typer.Option(None, "--format", help="csv or jsonl (default: from suffix)"),
     json_out: bool = JSON,
 ) -> None:
-    """Import pairs from a file after checking every row against the model's tokenizer."""
+    """Import pairs from a file after checking every row against the model's tokenizer.
+
+    Files up to 50 MB are read row by row (bounded memory); a progress bar goes to stderr."""
     store = open_store()
-    with store_errors():
-        record = catalog.import_prompt_set(store, file, name, model, fmt)
+    with store_errors(), import_progress() as progress:
+        record = catalog.import_prompt_set(store, file, name, model, fmt, progress)
     _store_set(record, json_out)
+
+
+STAGES = {"read": "reading the file", "check": "checking rows", "store": "storing pairs"}
+
+
+@contextmanager
+def import_progress() -> Iterator[catalog.ImportProgress]:
+    """A rich progress bar on stderr, one task per import stage (shown only on a terminal)."""
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("{task.description:<18}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[amount]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage == "read":
+                amount = f"{done / 2**20:.1f}/{total / 2**20:.1f} MB"
+            else:
+                amount = f"{done:,}/{total:,} rows"
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(STAGES[stage], total=total, amount=amount)
+            bar.update(tasks[stage], completed=done, total=total, amount=amount)
+
+        yield report
 
 
 @app.command("generate")

@@ -23,12 +23,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.prompts.files import MAX_FILE_BYTES
 from storage.records import PairIn
 
 REQUIRED = ("clean", "corrupted", "correct", "incorrect")
 ID_COLUMNS = ("correct_id", "incorrect_id")
 KNOWN = (*REQUIRED, *ID_COLUMNS, "meta")
-MAX_BYTES = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,9 @@ def parse_prompt_file(filename: str, data: bytes) -> ParsedPrompts:
     """Parse and check a prompt file; ``errors`` is empty when every row is good."""
     if not data.strip():
         return ParsedPrompts([], [RowError(None, None, "the file is empty")])
-    if len(data) > MAX_BYTES:
-        return ParsedPrompts([], [RowError(None, None, "the file is larger than 50 MB")])
+    if len(data) > MAX_FILE_BYTES:
+        msg = f"the file is larger than {MAX_FILE_BYTES // 2**20} MB; split it into several sets"
+        return ParsedPrompts([], [RowError(None, None, msg)])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from analysis.models import load_model
-from analysis.prompts.files import PromptFileError, read_prompt_file, write_prompt_file
+from analysis.prompts.files import (
+    MAX_FILE_BYTES,
+    PROGRESS_ROWS,
+    Answer,
+    PromptFileError,
+    RawPair,
+    iter_prompt_file,
+    read_prompt_file,
+    write_prompt_file,
+)
 from analysis.prompts.generators import GeneratorError, generate_pairs
-from analysis.prompts.validate import PromptValidationError, TokenizerView, validate_pairs
+from analysis.prompts.validate import (
+    CHUNK,
+    PromptValidationError,
+    TokenizerView,
+    iter_valid_pairs,
+    validate_pairs,
+)
 from storage.records import PairIn
 
 
@@ -182,3 +199,56 @@ def test_validation_in_chunks_reports_rows_across_chunks(view, monkeypatch):
         validate_pairs(view, raws, progress=lambda done, total: seen.append((done, total)))
     assert seen == [(3, 8), (6, 8), (8, 8)]
     assert validate_pairs(view, _as_raw(pairs)) == pairs
+
+
+def test_rows_stream_up_to_the_bad_one(tmp_path):
+    text = "clean,corrupted,correct,incorrect\nab,ac,a,b\nab,ac,a,b\nab,ac\n"
+    rows = iter_prompt_file(write(tmp_path, "s.csv", text))
+    assert [next(rows).row, next(rows).row] == [1, 2]
+    with pytest.raises(PromptFileError, match="row 3.*number of cells"):
+        next(rows)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_line_endings_and_bom(tmp_path, newline):
+    lines = ["clean,corrupted,correct,incorrect", '"a,b",ab,a,b', "cd,ce,c,d"]
+    content = "\ufeff" + newline.join(lines) + newline
+    rows = read_prompt_file(write(tmp_path, "e.csv", content.encode()))
+    assert [(r.clean, r.correct.text) for r in rows] == [("a,b", "a"), ("cd", "c")]
+    jsonl = newline.join(['{"clean":"a","corrupted":"b","correct":"a","incorrect":"b"}'] * 2)
+    assert len(read_prompt_file(write(tmp_path, "e.jsonl", jsonl))) == 2
+
+
+def test_file_over_the_limit_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as handle:  # sparse: no disk is used
+        handle.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(PromptFileError, match=r"huge.csv is 50.0 MB, more than the 50 MB limit"):
+        next(iter_prompt_file(path))
+
+
+def test_progress_reports_bytes_read(tmp_path):
+    n = PROGRESS_ROWS * 2 + 5
+    text = "clean,corrupted,correct,incorrect\n" + "ab,ac,a,b\n" * n
+    path = write(tmp_path, "p.csv", text)
+    seen: list[tuple[int, int]] = []
+    assert sum(1 for _ in iter_prompt_file(path, progress=lambda *a: seen.append(a))) == n
+    size = path.stat().st_size
+    assert len(seen) == 3 and seen[-1] == (size, size)
+    assert all(done <= size for done, _ in seen) and seen[0][0] < seen[1][0] < size
+
+
+def test_valid_pairs_stop_at_the_first_bad_row_and_report_all(view):
+    good = RawPair(0, "abcab", "abdab", Answer("c"), Answer("d"))
+    rows = [dataclasses.replace(good, row=i + 1) for i in range(CHUNK + 3)]
+    rows[CHUNK + 1] = dataclasses.replace(good, row=CHUNK + 2, corrupted="abdabx")
+    rows[1] = dataclasses.replace(good, row=2, correct=Answer("cd"))
+    done: list[int] = []
+    yielded = []
+    with pytest.raises(PromptValidationError) as info:
+        for pair in iter_valid_pairs(view, iter(rows), done.append):
+            yielded.append(pair)
+    assert len(yielded) == 1  # row 1 only: nothing after the first problem
+    assert done == [CHUNK, CHUNK + 3]
+    assert info.value.problems[0].startswith("row 2: correct answer")
+    assert info.value.problems[1].startswith(f"row {CHUNK + 2}: clean is")

@@ -108,3 +108,26 @@ def test_prompts_generate_export_import_round_trip(store, headlab_env, tmp_path)
     names = {s["name"] for s in headlab_json("prompts", "list", env=env)["prompt_sets"]}
     assert names == {"ind", "ind2"}
     assert headlab_json("prompts", "show", "ind", "--limit", "100", env=env) == first
+
+
+def test_import_reports_each_stage_and_streams_the_rows(store, tmp_path):
+    from app import catalog
+
+    n = 9000  # more than one validation chunk and several insert chunks
+    rows = "".join(f"ab{'c' * (i % 5)}ab,ab{'d' * (i % 5)}ab,c,d\n" for i in range(n))
+    path = tmp_path / "many.csv"
+    path.write_text("clean,corrupted,correct,incorrect\n" + rows)
+    seen: list[tuple[str, int, int]] = []
+    record = catalog.import_prompt_set(
+        store, path, "many", "zoo:induction-2l", progress=lambda *a: seen.append(a)
+    )
+    assert record.n_pairs == n
+    size = path.stat().st_size
+    assert [s for s in seen if s[0] == "read"][-1] == ("read", size, size)
+    assert [s[1] for s in seen if s[0] == "check"] == [4096, 8192, n]
+    assert [s for s in seen if s[0] == "store"][-1] == ("store", n, n)
+    assert [s[0] for s in seen] == sorted(
+        (s[0] for s in seen), key=["read", "check", "store"].index
+    )
+    stored = store.get_pairs(record.id)
+    assert (stored[7].clean, stored[-1].corrupted) == ("abccab", f"ab{'d' * ((n - 1) % 5)}ab")

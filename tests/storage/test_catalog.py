@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
+from storage.catalog_repo import INSERT_CHUNK
+from storage.columns import dump_json
 from storage.errors import Conflict, InvalidInput, NotFound
 from storage.records import PairIn
 from tests.storage.store_fixtures import enqueue
@@ -72,6 +76,46 @@ def test_same_content_gives_the_same_hash(store) -> None:
     b = store.add_prompt_set("b", PAIRS, "y", None)
     c = store.add_prompt_set("c", PAIRS[:1], "y", None)
     assert a.content_hash == b.content_hash != c.content_hash
+
+
+def test_content_hash_is_sha256_of_the_canonical_json_of_the_pairs(store) -> None:
+    record = store.add_prompt_set("a", PAIRS, "x", None)
+    rows = [
+        {
+            "clean": p.clean,
+            "corrupted": p.corrupted,
+            "correct": p.correct,
+            "incorrect": p.incorrect,
+            "correct_id": p.correct_id,
+            "incorrect_id": p.incorrect_id,
+            "meta_json": p.meta,
+        }
+        for p in PAIRS
+    ]
+    assert record.content_hash == hashlib.sha256(dump_json(rows).encode()).hexdigest()
+
+
+def test_pairs_from_an_iterator_are_stored_in_chunks(store) -> None:
+    many = [PairIn(f"p{i} a", f"p{i} b", " a", " b", meta={"i": i}) for i in range(4500)]
+    streamed = store.add_prompt_set("streamed", iter(many), "x", None)
+    listed = store.add_prompt_set("listed", many, "x", None)
+    assert streamed.n_pairs == 4500 and streamed.content_hash == listed.content_hash
+    stored = store.get_pairs(streamed.id)
+    assert [p.index for p in stored] == list(range(4500))
+    assert [(p.clean, p.meta) for p in stored] == [(p.clean, p.meta) for p in many]
+
+
+def test_a_failing_iterator_stores_nothing(store) -> None:
+    def pairs():
+        yield from [PairIn(f"p{i}", f"q{i}", "a", "b") for i in range(INSERT_CHUNK + 10)]
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        store.add_prompt_set("broken", pairs(), "x", None)
+    with pytest.raises(InvalidInput, match="pair 3: clean must be text"):
+        store.add_prompt_set("typed", [*PAIRS, PAIRS[0], PairIn(1, "b", "a", "b")], "x", None)  # type: ignore[arg-type]
+    assert store.list_prompt_sets() == []
+    store.add_prompt_set("broken", PAIRS, "x", None)  # the name is free
 
 
 def test_duplicate_prompt_set_name_is_a_conflict(store) -> None:
