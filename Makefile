@@ -27,14 +27,15 @@ lock: install
 	$(BIN)/pip-compile -q --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
 	  --output-file requirements.lock pyproject.toml
 
-# Debian packages: Chromium for browser tests and kaleido figure export.
+# Debian packages: Chromium for browser tests and kaleido figure export; PostgreSQL's server
+# for the tests that run the store on a real PostgreSQL (tests/pg_server.py starts its own).
 system-deps:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+	@if ! command -v chromium >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-dejavu-core fonts-liberation poppler-utils; \
-	  else echo "chromium not found and apt-get unavailable: install Chromium for browser tests and figure export"; fi; \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-dejavu-core fonts-liberation poppler-utils postgresql; \
+	  else echo "chromium or postgresql not found and apt-get unavailable: install Chromium (browser tests, figure export) and PostgreSQL's server (store tests)"; fi; \
 	fi
 
 demo: install

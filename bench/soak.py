@@ -10,19 +10,44 @@ artifacts must be intact, and nothing may be left over (orphaned files, pending 
 files, work folders); ``headlab db check`` must pass. Prints the report as JSON and exits 1 if
 anything was lost or half-written.
 
-Run: ``.venv/bin/python bench/soak.py [--runs 200 --kills 60]``.
+With ``--database postgresql`` the store is a database of a throwaway PostgreSQL server
+(``tests/pg_server.py``, needs the Debian ``postgresql`` package) whose client connections are
+all dropped by the server every ``--drop-every-s`` (±50 %), on top of the kills and the full disk.
+
+Run: ``.venv/bin/python bench/soak.py [--runs 200 --kills 60] [--database postgresql]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.integration.soak import soak  # noqa: E402
+from tests.pg_server import PostgresServer  # noqa: E402
+
+
+@contextlib.contextmanager
+def _database(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """soak() arguments for the chosen database: none for SQLite, a live server otherwise."""
+    if args.database == "sqlite":
+        yield {}
+        return
+    server = PostgresServer().start()
+    try:
+        name = server.create_database()
+        yield {
+            "db_url": server.url(name),
+            "drop_connections": lambda: server.terminate_connections(name),
+        }
+    finally:
+        server.stop()
 
 
 def main() -> int:
@@ -33,8 +58,10 @@ def main() -> int:
     parser.add_argument("--kill-every-s", type=float, default=4.0)
     parser.add_argument("--disk-full-s", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--drop-every-s", type=float, default=3.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="headlab-soak-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="headlab-soak-") as scratch, _database(args) as db:
         report = soak(
             Path(scratch) / "home",
             Path(scratch) / "logs",
@@ -44,6 +71,8 @@ def main() -> int:
             kill_every_s=args.kill_every_s,
             disk_full_s=args.disk_full_s,
             seed=args.seed,
+            drop_every_s=args.drop_every_s,
+            **db,
         )
         print(report.as_json())
         if report.problems:

@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated HEADLAB_HOME with a migrated SQLite store."""
+"""Shared fixtures: an isolated HEADLAB_HOME with a migrated SQLite store, and a real
+PostgreSQL server for the tests that run on both databases."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TORCH_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real PostgreSQL server for the session (``tests/pg_server.py``)."""
+    from tests.pg_server import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -6,9 +6,11 @@ Used by ``tests/integration/test_soak.py`` (a short soak in ``make test``) and `
 (a long one, with its figures printed). Faults:
 
 - SIGKILL of a random worker (one holding a run when there is one) every ``kill_every_s``
-  (±50 %), ``kills`` times, each restarted at once;
+  (±50 %), ``kills`` times, each restarted at once (the soak lasts until all were done);
 - optionally the disk full: the data directory is a tmpfs, filled to the last byte for
-  ``disk_full_s`` once a third of the runs have ended, then freed (needs root to mount).
+  ``disk_full_s`` once a third of the runs have ended, then freed (needs root to mount);
+- on PostgreSQL (``db_url``), every client connection to the database dropped by the server
+  (``drop_connections``, e.g. ``pg_terminate_backend``) every ``drop_every_s`` (±50 %).
 
 Afterwards: every run is terminal; no result rows or artifacts on a run that did not finish;
 every finished run's rows and artifacts present and verified; no orphaned stored files, pending
@@ -27,7 +29,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,6 +51,9 @@ class SoakReport:
     killed_runs: list[int] = field(default_factory=list)
     disk_full: str = "not tried"
     disk_full_failures: int = 0
+    database: str = "sqlite"
+    connection_drops: int = 0
+    connections_dropped: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     killed_runs_failed: int = 0
     lost: int = 0
@@ -182,8 +187,12 @@ def soak(
     stale_after_s: float = 5.0,
     seed: int = 0,
     timeout_s: float = 900.0,
+    db_url: str | None = None,
+    drop_connections: Callable[[], int] | None = None,
+    drop_every_s: float = 3.0,
 ) -> SoakReport:
-    """Run the soak in a fresh data directory ``home`` (a tmpfs when it can be mounted)."""
+    """Run the soak in a fresh data directory ``home`` (a tmpfs when it can be mounted), on
+    SQLite there or on the empty database ``db_url``."""
     from storage import migrate
     from storage.settings import load_settings
 
@@ -198,6 +207,9 @@ def soak(
         TORCH_NUM_THREADS="1",
     )
     env.pop("HEADLAB_DB", None)
+    if db_url is not None:
+        env["HEADLAB_DB"] = db_url
+        report.database = db_url.split(":", 1)[0].split("+", 1)[0]
     logs.mkdir(parents=True, exist_ok=True)
     with tmpfs(home, size_mb=256) as on_tmpfs:
         settings = load_settings(env)
@@ -217,6 +229,7 @@ def soak(
         filled_at: float | None = None
         filler: Path | None = None
         next_kill = time.monotonic() + rng.uniform(0.5, 1.5) * kill_every_s
+        next_drop = time.monotonic() + rng.uniform(0.5, 1.5) * drop_every_s
         try:
             while True:
                 now = time.monotonic()
@@ -225,7 +238,7 @@ def soak(
                     break
                 with contextlib.suppress(Exception):  # the store may be full right now
                     ended = sum(store.count_runs(status=s) for s in _TERMINAL)
-                    if ended == runs and filler is None:
+                    if ended == runs and filler is None and report.kills >= kills:
                         break
                     if report.disk_full == "pending" and ended >= runs // 3:
                         filler, filled_at = fill_disk(home), now
@@ -240,6 +253,10 @@ def soak(
                     report.kills_mid_run += bool(held)
                     report.killed_runs += held
                     next_kill = now + rng.uniform(0.5, 1.5) * kill_every_s
+                if drop_connections is not None and now >= next_drop:
+                    report.connection_drops += 1
+                    report.connections_dropped += drop_connections()
+                    next_drop = now + rng.uniform(0.5, 1.5) * drop_every_s
                 time.sleep(0.1)
         finally:
             fleet.stop()

@@ -1,4 +1,5 @@
-"""The worker as real processes over a real SQLite file: runs, cancel, SIGKILL, reaping."""
+"""The worker as real processes over a real store: runs, cancel, SIGKILL, reaping. The lifecycle
+tests run twice, on a SQLite file and on a database of a real PostgreSQL server (``BOTH``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ from storage.records import ArtifactIn, HeadResultIn, RunOutput, RunStatus
 from tests.integration.cli import HEADLAB, headlab, headlab_json
 
 MODEL = "zoo:induction-2l"
+BOTH = pytest.mark.parametrize("headlab_env", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def headlab_env(request, headlab_env, monkeypatch):
+    """The shared environment, on PostgreSQL where a test is parametrized so (``BOTH``)."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        server = request.getfixturevalue("pg_server")
+        url = server.url(server.create_database())
+        monkeypatch.setenv("HEADLAB_DB", url)
+        headlab_env["HEADLAB_DB"] = url
+    return headlab_env
 
 
 def throughput_config(steps: int) -> dict:
@@ -69,6 +82,7 @@ def test_inline_run_via_cli_finishes_with_summary(store, headlab_env):
     assert store.get_run(out["id"]).status is RunStatus.FINISHED
 
 
+@BOTH
 def test_worker_sigkill_mid_run_fails_it_and_keeps_earlier_results(store, headlab_env):
     kept = finished_run_with_results(store)
     victim = enqueue(store, 1_000_000)
@@ -101,6 +115,7 @@ def test_worker_sigkill_mid_run_fails_it_and_keeps_earlier_results(store, headla
     assert store.get_run(kept).summary == {"note": "kept"}
 
 
+@BOTH
 def test_supervisor_fails_run_of_dead_worker_at_once_and_restarts(store, headlab_env):
     from app.cli.supervisor import WorkerSupervisor
 
@@ -122,6 +137,7 @@ def test_supervisor_fails_run_of_dead_worker_at_once_and_restarts(store, headlab
         supervisor.stop()
 
 
+@BOTH
 def test_cancel_running_run_then_cancel_finished_run_is_refused(store, headlab_env):
     victim = enqueue(store, 1_000_000)
     worker = start_worker(headlab_env)
@@ -138,6 +154,7 @@ def test_cancel_running_run_then_cancel_finished_run_is_refused(store, headlab_e
     assert "already CANCELLED" in again.stderr
 
 
+@BOTH
 def test_cancel_queued_run_never_starts(store, headlab_env):
     run_id = enqueue(store, 1)
     headlab("runs", "cancel", str(run_id), env=headlab_env)
@@ -146,6 +163,7 @@ def test_cancel_queued_run_never_starts(store, headlab_env):
     assert run.status is RunStatus.CANCELLED and run.started_at is None
 
 
+@BOTH
 def test_three_workers_share_a_queue_without_duplicates(store, headlab_env):
     ids = [enqueue(store, 1) for _ in range(9)]
     workers = [start_worker(headlab_env) for _ in range(3)]
@@ -215,6 +233,7 @@ def test_db_upgrade_is_idempotent(headlab_env, tmp_path: Path):
     assert headlab_json("db", "check", env=headlab_env)["ok"] is True
 
 
+@BOTH
 def test_db_check_verifies_artifacts_and_reports_orphans(store, headlab_env, tmp_path):
     run_id = enqueue(store, 1)
     store.claim_run(run_id, "w")

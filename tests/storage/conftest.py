@@ -1,4 +1,5 @@
-"""Fixtures for the store tests: a real, migrated SQLite file per test."""
+"""Fixtures for the store tests: a real, migrated database per test — every test runs twice, on
+a SQLite file and on a fresh database of the session's PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from storage import migrate
 from storage.store import ResultStore
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/t.db"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/t.db"
+    server = request.getfixturevalue("pg_server")
+    return str(server.url(server.create_database()))
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""Several worker processes and a reader on one SQLite file: no lost, duplicated or locked work.
+"""Several worker processes and a reader on one database (a SQLite file, a PostgreSQL server):
+no lost, duplicated or locked work.
 
-Real processes (multiprocessing ``spawn``), a real database file, no mocks. Workers loop
+Real processes (multiprocessing ``spawn``), a real database, no mocks. Workers loop
 claim → heartbeat → finish over a queue of runs while a reader lists runs and reads results.
 """
 
@@ -42,7 +43,7 @@ def _stop(processes) -> None:
 
 
 @pytest.mark.slow
-def test_workers_and_a_reader_share_one_sqlite_file(tmp_path: Path, db_url: str) -> None:
+def test_workers_and_a_reader_share_one_database(tmp_path: Path, db_url: str) -> None:
     n_runs, n_workers = 200, 6
     migrate.upgrade(db_url)
     artifacts = str(tmp_path / "artifacts")

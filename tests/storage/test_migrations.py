@@ -64,7 +64,7 @@ def _insert_0001_rows(db_url: str) -> None:
                 "INSERT INTO runs (id, kind, status, config_json, model_spec, prompt_set_id,"
                 " versions_json, code_version, progress, message, cancel_requested, created_at,"
                 " started_at, finished_at, heartbeat_at) VALUES (1, 'head_stats', 'FINISHED',"
-                " :config, 'zoo:induction-2l', 1, '{}', 'old', 1.0, 'finished', 0, :now, :now,"
+                " :config, 'zoo:induction-2l', 1, '{}', 'old', 1.0, 'finished', false, :now, :now,"
                 " :now, :now)"
             ),
             {"config": json.dumps({"kind": "head_stats"}), "now": now},
@@ -77,6 +77,9 @@ def _insert_0001_rows(db_url: str) -> None:
                 ),
                 {"head": head, "value": head / 2},
             )
+        if conn.dialect.name == "postgresql":  # explicit ids do not move PostgreSQL's sequences
+            for table in ("prompt_sets", "runs"):
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 1)"))
     engine.dispose()
 
 
@@ -165,11 +168,11 @@ def test_database_checks_the_run_status_and_refuses_orphan_rows(db_url: str) -> 
     insert_run = (
         "INSERT INTO runs (kind, status, config_json, model_spec, versions_json, code_version,"
         " progress, message, cancel_requested, created_at) VALUES ('k', :status, '{}', 'm', '{}',"
-        " 'c', 0, '', 0, '2026-01-01 00:00:00')"
+        " 'c', 0, '', false, '2026-01-01 00:00:00')"
     )
     with pytest.raises(IntegrityError, match="ck_runs_status_valid"), engine.begin() as conn:
         conn.execute(text(insert_run), {"status": "DONE"})
-    with pytest.raises(IntegrityError, match="FOREIGN KEY"), engine.begin() as conn:
+    with pytest.raises(IntegrityError, match="(?i)foreign key"), engine.begin() as conn:
         conn.execute(
             text("INSERT INTO head_results (run_id, metric, layer, value) VALUES (99, 'm', 0, 1)")
         )

@@ -194,16 +194,27 @@ def test_bad_output_is_refused_with_a_clear_message(store, output: RunOutput, ne
     assert store.get_run(run_id).status is RunStatus.RUNNING
 
 
+FAILING_TRIGGER = {
+    "sqlite": [
+        "CREATE TRIGGER boom BEFORE INSERT ON head_results WHEN NEW.metric = 'boom' "
+        "BEGIN SELECT RAISE(ABORT, 'disk fell off'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN "
+        "RAISE EXCEPTION USING ERRCODE = 'check_violation', MESSAGE = 'disk fell off'; "
+        "END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER boom BEFORE INSERT ON head_results FOR EACH ROW "
+        "WHEN (NEW.metric = 'boom') EXECUTE FUNCTION boom()",
+    ],
+}
+
+
 def test_database_failure_midway_leaves_no_partial_rows(store, db_url: str, tmp_path: Path) -> None:
     """A real failure inside the FINISHED transaction (a trigger aborting the 5th insert)."""
     engine = make_engine(db_url)
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TRIGGER boom BEFORE INSERT ON head_results WHEN NEW.metric = 'boom' "
-                "BEGIN SELECT RAISE(ABORT, 'disk fell off'); END"
-            )
-        )
+        for statement in FAILING_TRIGGER[conn.dialect.name]:
+            conn.execute(text(statement))
     engine.dispose()
     run_id = running(store)
     blob = tmp_path / "x.bin"

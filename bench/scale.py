@@ -1,0 +1,177 @@
+"""Scale-out on SQLite and PostgreSQL, measured side by side in one run.
+
+1. **Runs/hour**: a queue of ``--runs`` small runs (``throughput`` on zoo:induction-2l, 4 steps
+   of 2×16 tokens) worked by 1 and by 2 real ``headlab worker`` processes. ``runs/h`` counts
+   from the first claim to the last finish (the workers' start and model load excluded);
+   ``wall`` is from starting the workers to an empty queue.
+2. **Claim latency**: ``--claims`` runs enqueued, then claimed and finished (one head row each)
+   as fast as possible by 1 and by 4 processes; p50/p99 of ``claim_next_run`` per call.
+
+The PostgreSQL server is a throwaway one (``tests/pg_server.py``: Debian's ``postgresql``
+package, ``fsync=off``), on the same 2-core machine as the workers. Prints a table and the
+PostgreSQL/SQLite ratios.
+
+Run: ``.venv/bin/python bench/scale.py [--runs 24 --claims 400]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from storage import migrate  # noqa: E402
+from storage.records import HeadResultIn, RunOutput  # noqa: E402
+from storage.store import ResultStore  # noqa: E402
+from tests.integration.cli import HEADLAB  # noqa: E402
+from tests.pg_server import PostgresServer  # noqa: E402
+
+MODEL = "zoo:induction-2l"
+CONFIG = {"kind": "throughput", "model": MODEL, "steps": 4, "batch": 2, "seq_len": 16}
+
+
+@contextlib.contextmanager
+def databases(scratch: Path) -> Iterator[dict[str, Callable[[], str]]]:
+    """name -> a function giving a fresh, migrated database URL."""
+    server = PostgresServer().start()
+    counter = iter(range(1_000_000))
+
+    def sqlite() -> str:
+        return f"sqlite:///{scratch}/s{next(counter)}.db"
+
+    def postgresql() -> str:
+        return server.url(server.create_database())
+
+    try:
+        yield {"sqlite": sqlite, "postgresql": postgresql}
+    finally:
+        server.stop()
+
+
+def runs_per_hour(db_url: str, home: Path, runs: int, workers: int) -> dict[str, float]:
+    migrate.upgrade(db_url)
+    env = {**os.environ, "HEADLAB_HOME": str(home), "HEADLAB_DB": db_url, "TORCH_NUM_THREADS": "1"}
+    with ResultStore(db_url, home / "artifacts") as store:
+        ids = [
+            store.enqueue_run("throughput", CONFIG, MODEL, None, {}, "bench").id
+            for _ in range(runs)
+        ]
+        began = time.monotonic()
+        procs = [
+            subprocess.Popen(
+                [*HEADLAB, "worker", "--heartbeat-s", "1"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
+        try:
+            while any(not store.get_run(i).status.is_terminal for i in ids):
+                time.sleep(0.2)
+            wall = time.monotonic() - began
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=60)
+        records = [store.get_run(i) for i in ids]
+    finished = [r for r in records if r.status.value == "FINISHED"]
+    assert len(finished) == runs, f"{runs - len(finished)} runs did not finish"
+    first = min(r.started_at for r in records if r.started_at)
+    last = max(r.finished_at for r in records if r.finished_at)
+    busy = (last - first).total_seconds()
+    return {"runs_per_h": runs / busy * 3600, "busy_s": busy, "wall_s": wall}
+
+
+def _claimer(db_url: str, artifacts: str, worker: str, start, out) -> None:
+    store = ResultStore(db_url, artifacts)
+    latencies = []
+    start.wait()
+    while True:
+        t0 = time.perf_counter()
+        run = store.claim_next_run(worker)
+        latencies.append(time.perf_counter() - t0)
+        if run is None:
+            break
+        store.finish_run(run.id, RunOutput(head_results=[HeadResultIn("m", 0, 0, 1.0)]))
+    store.close()
+    out.put(latencies[:-1])  # the last call found the queue empty
+
+
+def claim_latency(db_url: str, artifacts: Path, claims: int, processes: int) -> dict[str, float]:
+    migrate.upgrade(db_url)
+    with ResultStore(db_url, artifacts) as store:
+        for _ in range(claims):
+            store.enqueue_run("throughput", CONFIG, MODEL, None, {}, "bench")
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(target=_claimer, args=(db_url, str(artifacts), f"c{i}", start, out))
+        for i in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    time.sleep(2.0)  # let every process import and connect
+    began = time.monotonic()
+    start.set()
+    latencies = [x for _ in procs for x in out.get(timeout=600)]
+    elapsed = time.monotonic() - began
+    for proc in procs:
+        proc.join(timeout=60)
+    assert len(latencies) == claims, f"{len(latencies)} of {claims} runs claimed"
+    cuts = statistics.quantiles(latencies, n=100)
+    return {"p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000, "claims_per_s": claims / elapsed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=24)
+    parser.add_argument("--claims", type=int, default=400)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="headlab-scale-") as tmp, databases(Path(tmp)) as dbs:
+        scratch = Path(tmp)
+        throughput: dict[tuple[str, int], dict[str, float]] = {}
+        latency: dict[tuple[str, int], dict[str, float]] = {}
+        for name, fresh in dbs.items():
+            for workers in (1, 2):
+                home = scratch / f"home-{name}-{workers}"
+                throughput[name, workers] = runs_per_hour(fresh(), home, args.runs, workers)
+            for processes in (1, 4):
+                artifacts = scratch / f"claims-{name}-{processes}"
+                latency[name, processes] = claim_latency(fresh(), artifacts, args.claims, processes)
+    print(f"runs/hour: {args.runs} throughput runs on {MODEL}, real worker processes")
+    print(f"{'database':<11} {'workers':>7} {'runs/h':>8} {'busy s':>7} {'wall s':>7}")
+    for (name, workers), r in throughput.items():
+        cells = f"{r['runs_per_h']:>8.0f} {r['busy_s']:>7.1f} {r['wall_s']:>7.1f}"
+        print(f"{name:<11} {workers:>7} {cells}")
+    print(f"\nclaim latency: {args.claims} runs claimed and finished")
+    print(f"{'database':<11} {'procs':>7} {'p50 ms':>8} {'p99 ms':>8} {'claims/s':>9}")
+    for (name, procs), r in latency.items():
+        cells = f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['claims_per_s']:>9.0f}"
+        print(f"{name:<11} {procs:>7} {cells}")
+    print("\npostgresql / sqlite:")
+    for workers in (1, 2):
+        ratio = (
+            throughput["postgresql", workers]["runs_per_h"]
+            / throughput["sqlite", workers]["runs_per_h"]
+        )
+        print(f"  runs/h with {workers} worker(s): {ratio:.2f}")
+    for procs in (1, 4):
+        ratio = latency["postgresql", procs]["p50_ms"] / latency["sqlite", procs]["p50_ms"]
+        print(f"  claim p50 with {procs} process(es): {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
