@@ -48,6 +48,7 @@ class ModelCache:
         self._key: tuple[str, str, str] | None = None
         self._model: TransformerBridge | None = None
         self._lock = threading.Lock()
+        self.loads = 0  # models loaded so far (the rest of the calls found theirs resident)
 
     def get(self, config: RunConfigBase) -> TransformerBridge:
         key = (config.model, config.device, config.dtype)
@@ -59,6 +60,7 @@ class ModelCache:
                 self._model, self._key = None, None
                 self._model = load_model(config.model, device=config.device, dtype=config.dtype)
                 self._key = key
+                self.loads += 1
             assert self._model is not None  # loaded for ``key``, now or by an earlier call
             return self._model
 

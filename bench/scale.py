@@ -1,9 +1,12 @@
 """Scale-out on SQLite and PostgreSQL, measured side by side in one run.
 
-1. **Runs/hour**: a queue of ``--runs`` small runs (``throughput`` on zoo:induction-2l, 4 steps
-   of 2×16 tokens) worked by 1 and by 2 real ``headlab worker`` processes. ``runs/h`` counts
-   from the first claim to the last finish (the workers' start and model load excluded);
-   ``wall`` is from starting the workers to an empty queue.
+1. **Runs/hour**: a queue of ``--runs`` small runs (``heads`` and ``dla`` in turn, on 8
+   induction prompts of zoo:induction-2l) worked by 1 and by 2 real ``headlab worker``
+   processes. ``runs/h`` counts from the first claim to the last finish (the workers' start
+   and model load excluded); ``wall`` is from starting the workers to an empty queue.
+   The same queue once more on the Ray executor: one dispatcher with 1 and 2 actors on its own
+   local Ray cluster; and per worker or actor, its first run (model load included) against its
+   third (the same kind of run, the model resident).
 2. **Claim latency**: ``--claims`` runs enqueued, then claimed and finished (one head row each)
    as fast as possible by 1 and by 4 processes; p50/p99 of ``claim_next_run`` per call.
 
@@ -31,12 +34,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from storage import migrate  # noqa: E402
-from storage.records import HeadResultIn, RunOutput  # noqa: E402
+from storage.records import HeadResultIn, PairIn, RunOutput  # noqa: E402
 from storage.store import ResultStore  # noqa: E402
 from tests.integration.cli import HEADLAB  # noqa: E402
 from tests.pg_server import PostgresServer  # noqa: E402
 
 MODEL = "zoo:induction-2l"
+PROMPT_SET = "scale"
 CONFIG = {"kind": "throughput", "model": MODEL, "steps": 4, "batch": 2, "seq_len": 16}
 
 
@@ -58,23 +62,34 @@ def databases(scratch: Path) -> Iterator[dict[str, Callable[[], str]]]:
         server.stop()
 
 
-def runs_per_hour(db_url: str, home: Path, runs: int, workers: int) -> dict[str, float]:
+def _queue(store: ResultStore, pairs: list[PairIn], runs: int) -> list[int]:
+    from app.launching import enqueue_config, make_config
+
+    store.add_prompt_set(PROMPT_SET, pairs, "bench", MODEL)
+    configs = [
+        make_config("heads", MODEL, PROMPT_SET, {"max_prompts": 8}),
+        make_config("dla", MODEL, PROMPT_SET, {"max_pairs": 8}),
+    ]
+    return [enqueue_config(store, configs[i % 2]).id for i in range(runs)]
+
+
+def _worker_commands(executor: str, workers: int) -> list[list[str]]:
+    if executor == "ray":  # one dispatcher, ``workers`` actors on its own local Ray cluster
+        return [[*HEADLAB, "worker", "--executor", "ray", "--actors", str(workers)]]
+    return [[*HEADLAB, "worker", "--heartbeat-s", "1"] for _ in range(workers)]
+
+
+def runs_per_hour(
+    db_url: str, home: Path, pairs: list[PairIn], runs: int, workers: int, executor: str
+) -> dict[str, float]:
     migrate.upgrade(db_url)
     env = {**os.environ, "HEADLAB_HOME": str(home), "HEADLAB_DB": db_url, "TORCH_NUM_THREADS": "1"}
     with ResultStore(db_url, home / "artifacts") as store:
-        ids = [
-            store.enqueue_run("throughput", CONFIG, MODEL, None, {}, "bench").id
-            for _ in range(runs)
-        ]
+        ids = _queue(store, pairs, runs)
         began = time.monotonic()
         procs = [
-            subprocess.Popen(
-                [*HEADLAB, "worker", "--heartbeat-s", "1"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for _ in range(workers)
+            subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for command in _worker_commands(executor, workers)
         ]
         try:
             while any(not store.get_run(i).status.is_terminal for i in ids):
@@ -84,14 +99,28 @@ def runs_per_hour(db_url: str, home: Path, runs: int, workers: int) -> dict[str,
             for proc in procs:
                 proc.terminate()
             for proc in procs:
-                proc.wait(timeout=60)
+                proc.wait(timeout=120)
         records = [store.get_run(i) for i in ids]
     finished = [r for r in records if r.status.value == "FINISHED"]
     assert len(finished) == runs, f"{runs - len(finished)} runs did not finish"
     first = min(r.started_at for r in records if r.started_at)
     last = max(r.finished_at for r in records if r.finished_at)
     busy = (last - first).total_seconds()
-    return {"runs_per_h": runs / busy * 3600, "busy_s": busy, "wall_s": wall}
+    by_worker: dict[str, list[float]] = {}
+    for r in sorted(records, key=lambda r: r.started_at or first):
+        if r.started_at and r.finished_at:
+            seconds = (r.finished_at - r.started_at).total_seconds()
+            by_worker.setdefault(r.worker_id or "", []).append(seconds)
+    # per worker: its first run loads the model; its second run (same kind) finds it resident
+    first_runs = [durations[0] for durations in by_worker.values()]
+    third_runs = [durations[2] for durations in by_worker.values() if len(durations) > 2]
+    return {
+        "runs_per_h": runs / busy * 3600,
+        "busy_s": busy,
+        "wall_s": wall,
+        "first_run_s": statistics.mean(first_runs),
+        "resident_run_s": statistics.mean(third_runs) if third_runs else float("nan"),
+    }
 
 
 def _claimer(db_url: str, artifacts: str, worker: str, start, out) -> None:
@@ -139,37 +168,52 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=24)
     parser.add_argument("--claims", type=int, default=400)
     args = parser.parse_args()
+    from analysis.models import load_model
+    from analysis.prompts.generators import generate_pairs
+
+    pairs = generate_pairs(load_model(MODEL), "induction", 8, 0)
     with tempfile.TemporaryDirectory(prefix="headlab-scale-") as tmp, databases(Path(tmp)) as dbs:
         scratch = Path(tmp)
-        throughput: dict[tuple[str, int], dict[str, float]] = {}
+        throughput: dict[tuple[str, str, int], dict[str, float]] = {}
         latency: dict[tuple[str, int], dict[str, float]] = {}
         for name, fresh in dbs.items():
-            for workers in (1, 2):
-                home = scratch / f"home-{name}-{workers}"
-                throughput[name, workers] = runs_per_hour(fresh(), home, args.runs, workers)
+            for executor in ("local", "ray"):
+                for workers in (1, 2):
+                    home = scratch / f"home-{name}-{executor}-{workers}"
+                    throughput[name, executor, workers] = runs_per_hour(
+                        fresh(), home, pairs, args.runs, workers, executor
+                    )
             for processes in (1, 4):
                 artifacts = scratch / f"claims-{name}-{processes}"
                 latency[name, processes] = claim_latency(fresh(), artifacts, args.claims, processes)
-    print(f"runs/hour: {args.runs} throughput runs on {MODEL}, real worker processes")
-    print(f"{'database':<11} {'workers':>7} {'runs/h':>8} {'busy s':>7} {'wall s':>7}")
-    for (name, workers), r in throughput.items():
+    print(f"runs/hour: {args.runs} heads/dla runs on {MODEL}; local = worker processes, ray =")
+    print("one dispatcher with N actors on its local Ray cluster; first/resident = mean seconds of")
+    print("each worker's first run (loads the model) and third run (same kind, model resident)")
+    head = f"{'database':<11} {'executor':>8} {'N':>2} {'runs/h':>8} {'busy s':>7} {'wall s':>7}"
+    print(f"{head} {'first s':>8} {'resident s':>10}")
+    for (name, executor, workers), r in throughput.items():
         cells = f"{r['runs_per_h']:>8.0f} {r['busy_s']:>7.1f} {r['wall_s']:>7.1f}"
-        print(f"{name:<11} {workers:>7} {cells}")
+        runs = f"{r['first_run_s']:>8.2f} {r['resident_run_s']:>10.2f}"
+        print(f"{name:<11} {executor:>8} {workers:>2} {cells} {runs}")
     print(f"\nclaim latency: {args.claims} runs claimed and finished")
     print(f"{'database':<11} {'procs':>7} {'p50 ms':>8} {'p99 ms':>8} {'claims/s':>9}")
     for (name, procs), r in latency.items():
         cells = f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['claims_per_s']:>9.0f}"
         print(f"{name:<11} {procs:>7} {cells}")
-    print("\npostgresql / sqlite:")
-    for workers in (1, 2):
-        ratio = (
-            throughput["postgresql", workers]["runs_per_h"]
-            / throughput["sqlite", workers]["runs_per_h"]
-        )
-        print(f"  runs/h with {workers} worker(s): {ratio:.2f}")
+    print("\nratios:")
+    for executor in ("local", "ray"):
+        for workers in (1, 2):
+            pg = throughput["postgresql", executor, workers]["runs_per_h"]
+            lite = throughput["sqlite", executor, workers]["runs_per_h"]
+            print(f"  runs/h postgresql / sqlite, {executor} x{workers}: {pg / lite:.2f}")
+    for name in dbs:
+        for workers in (1, 2):
+            ray_rate = throughput[name, "ray", workers]["runs_per_h"]
+            local = throughput[name, "local", workers]["runs_per_h"]
+            print(f"  runs/h ray / local, {name} x{workers}: {ray_rate / local:.2f}")
     for procs in (1, 4):
         ratio = latency["postgresql", procs]["p50_ms"] / latency["sqlite", procs]["p50_ms"]
-        print(f"  claim p50 with {procs} process(es): {ratio:.2f}")
+        print(f"  claim p50 postgresql / sqlite, {procs} process(es): {ratio:.2f}")
     return 0
 
 

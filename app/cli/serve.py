@@ -1,4 +1,5 @@
-"""``headlab serve`` (web app + local workers) and ``headlab worker`` (one worker process)."""
+"""``headlab serve`` (web app + local workers or a Ray dispatcher) and ``headlab worker`` (one
+worker process, or with ``--executor ray`` a dispatcher running runs on Ray actors)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,23 @@ import logging
 import signal
 import sys
 import threading
+from typing import Literal
 
 import typer
 
 from app.cli.context import open_store
 from app.cli.output import CliError
 from storage.settings import Settings, load_settings
+from storage.store import ResultStore
 
 log = logging.getLogger(__name__)
+Executor = Literal["local", "ray"]
+EXECUTOR = typer.Option(
+    "local", "--executor", help="local: worker processes here; ray: actors on a Ray cluster."
+)
+RAY_ADDRESS = typer.Option(
+    None, "--ray-address", help="Ray cluster to join (e.g. 10.0.0.5:6379); default: a local one."
+)
 
 
 def require_auth_for(host: str, settings: Settings) -> None:
@@ -31,25 +41,34 @@ def require_auth_for(host: str, settings: Settings) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind; non-loopback needs auth."),
     port: int = typer.Option(8050, min=1, max=65535),
-    workers: int = typer.Option(1, min=0, help="Local worker processes to start."),
+    workers: int = typer.Option(
+        1, min=0, help="Local worker processes to start (with --executor ray: Ray actors)."
+    ),
     debug: bool = typer.Option(
         False, help="Werkzeug's development server with Dash debug mode (default: waitress)."
     ),
+    executor: Executor = EXECUTOR,
+    ray_address: str | None = RAY_ADDRESS,
 ) -> None:
-    """Serve the web workbench and run local workers."""
+    """Serve the web workbench and run local workers (or a Ray dispatcher)."""
     from app.cli.supervisor import WorkerSupervisor
     from app.web import create_app, serve_app
 
     settings = load_settings()
     require_auth_for(host, settings)
     store = open_store(settings)
-    supervisor = WorkerSupervisor(store, workers)
+    if executor == "ray":
+        options = ("--executor", "ray", "--actors", str(workers), *_address_option(ray_address))
+        supervisor = WorkerSupervisor(store, 1 if workers else 0, worker_options=options)
+    else:
+        supervisor = WorkerSupervisor(store, workers)
     # SIGTERM (docker stop, systemd) must unwind through `finally` so the workers are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     supervisor.start()
     try:
         web = create_app(settings)
-        typer.echo(f"headlab: http://{host}:{port} ({workers} worker(s))", err=True)
+        what = f"{workers} Ray actor(s)" if executor == "ray" else f"{workers} worker(s)"
+        typer.echo(f"headlab: http://{host}:{port} ({what})", err=True)
         serve_app(web, host=host, port=port, debug=debug)
     finally:
         supervisor.stop()
@@ -59,6 +78,11 @@ def worker(
     once: bool = typer.Option(False, help="Run at most one queued run, then exit."),
     kinds: list[str] = typer.Option(None, "--kind", help="Only claim runs of these kinds."),
     heartbeat_s: float = typer.Option(2.0, min=0.1, help="Seconds between heartbeats."),
+    executor: Executor = EXECUTOR,
+    ray_address: str | None = RAY_ADDRESS,
+    actors: int = typer.Option(
+        1, min=1, help="With --executor ray: the most Ray actors (runs in flight) at a time."
+    ),
 ) -> None:
     """Run queued analyses (keeps the loaded model resident between runs)."""
     from analysis.worker import Worker
@@ -66,16 +90,50 @@ def worker(
     logging.getLogger().setLevel(logging.INFO)
     settings = load_settings()
     store = open_store(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if executor == "ray":
+        if once:
+            raise CliError("--once is for local workers; a Ray dispatcher runs until stopped")
+        _run_ray(store, settings, ray_address, actors, kinds, heartbeat_s, stop)
+        return
     runner = Worker(
         store, kinds=kinds or None, heartbeat_s=heartbeat_s, stale_after_s=settings.stale_after_s
     )
     if once:
         runner.reap_and_claim()
         return
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     runner.run_forever(stop)
+
+
+def _address_option(address: str | None) -> tuple[str, ...]:
+    return ("--ray-address", address) if address else ()
+
+
+def _run_ray(
+    store: ResultStore,
+    settings: Settings,
+    address: str | None,
+    actors: int,
+    kinds: list[str] | None,
+    heartbeat_s: float,
+    stop: threading.Event,
+) -> None:
+    from analysis.ray_executor import RayExecutor
+
+    executor = RayExecutor(
+        store,
+        address=address,
+        actors=actors,
+        kinds=kinds or None,
+        heartbeat_s=heartbeat_s,
+        stale_after_s=settings.stale_after_s,
+    )
+    try:
+        executor.run_forever(stop)
+    except ConnectionError as exc:
+        raise CliError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
 
 def register(root: typer.Typer) -> None:

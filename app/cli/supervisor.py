@@ -2,6 +2,8 @@
 
 When a worker process dies (killed, out of memory), the run it held is marked FAILED at once
 with the reason, instead of waiting for its heartbeat to go stale, and a new worker is started.
+Under ``--executor ray`` the one process is the Ray dispatcher; the runs of its actors (worker
+ids ``<host>:<pid>/ray<n>``) are failed with it.
 """
 
 from __future__ import annotations
@@ -25,15 +27,22 @@ class _Slot:
     process: subprocess.Popen[bytes]
 
 
-def worker_command() -> list[str]:
-    return [sys.executable, "-m", "app.cli", "worker"]
+def worker_command(*options: str) -> list[str]:
+    return [sys.executable, "-m", "app.cli", "worker", *options]
 
 
 class WorkerSupervisor:
-    def __init__(self, store: ResultStore, count: int, poll_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: ResultStore,
+        count: int,
+        poll_s: float = 1.0,
+        worker_options: tuple[str, ...] = (),
+    ) -> None:
         self.store = store
         self.count = count
         self.poll_s = poll_s
+        self.worker_options = worker_options
         self._slots: list[_Slot] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True, name="supervisor")
@@ -56,7 +65,7 @@ class WorkerSupervisor:
         return [slot.process.pid for slot in self._slots]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(worker_command())
+        process = subprocess.Popen(worker_command(*self.worker_options))
         log.info("started worker pid %s", process.pid)
         return process
 
@@ -74,7 +83,7 @@ class WorkerSupervisor:
         reason = f"worker process {pid} died (exit code {exit_code}) while running this run"
         try:
             for run in self.store.list_runs(status=RunStatus.RUNNING, limit=10_000):
-                if run.worker_id == worker_id:
+                if run.worker_id == worker_id or (run.worker_id or "").startswith(worker_id + "/"):
                     self.store.fail_run(run.id, reason)
                     log.warning("run %s: %s", run.id, reason)
         except StoreError as exc:
