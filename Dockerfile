@@ -9,7 +9,10 @@ COPY app ./app
 COPY analysis ./analysis
 COPY storage ./storage
 COPY assets ./assets
-RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+COPY headlab ./headlab
+# TORCH_INDEX: the CPU wheel by default; a CUDA index (e.g. .../whl/cu128) for GPU workers
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+RUN pip install --no-cache-dir torch==2.13.0 --index-url ${TORCH_INDEX} \
  && pip install --no-cache-dir .
 ENV HEADLAB_HOME=/data
 VOLUME ["/data"]

@@ -7,7 +7,8 @@ them — and hands each to a ``RunActor``: a Ray actor holding a ``Worker`` and 
 successive runs on one model skip the load. The store stays the one source of truth: the actor
 heartbeats, reports progress, sees cancel requests and commits results in one transaction through
 the store, as a local worker does, so the UI, ``runs`` commands, cancel and the reaper behave the
-same. Runs that ask for a CUDA device get actors with ``num_gpus=1``.
+same. Runs that ask for a CUDA device (or ``auto`` on a cluster with GPUs) get actors with
+``num_gpus=1``; a CUDA run on a cluster without GPUs fails at once, saying so.
 
 Faults: an actor that dies mid-run (its process killed, its node lost) fails its run at once with
 the reason, and a new actor takes its place; nothing of the run is written, because results are
@@ -212,7 +213,11 @@ class RayExecutor:
                     backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
                     continue
                 backoff_s = self.poll_s
-                if not busy:
+                if busy:
+                    continue
+                if any(slot.future is not None for slot in self.slots):
+                    self.collect(timeout_s=self.poll_s)  # returns as soon as a run ends
+                else:
                     stop.wait(self.poll_s)
             while any(s.run_id is not None for s in self.slots):
                 self.collect(timeout_s=1.0)
@@ -237,7 +242,8 @@ class RayExecutor:
         for run in sorted(queued, key=lambda r: r.id):
             if self.kinds and run.kind not in self.kinds:
                 continue
-            gpu = str(run.config.get("device", "cpu")).startswith("cuda")
+            device = str(run.config.get("device", "cpu"))
+            gpu = device.startswith("cuda") or (device == "auto" and self._cluster_has_gpu())
             if gpu and not self._cluster_has_gpu():
                 self._fail_unclaimed(
                     run, "it asks for a CUDA device and the Ray cluster has no GPU"
@@ -256,14 +262,17 @@ class RayExecutor:
         return handed
 
     def collect(self, timeout_s: float) -> int:
-        """Take the results of finished actor calls; fail the runs of actors that died."""
+        """Take the results of finished actor calls, waiting up to ``timeout_s`` for the first;
+        fail the runs of actors that died."""
         import ray
         from ray.exceptions import RayActorError
 
         busy = [s for s in self.slots if s.future is not None]
         if not busy:
             return 0
-        ready, _ = ray.wait([s.future for s in busy], num_returns=len(busy), timeout=timeout_s)
+        futures = [s.future for s in busy]
+        ray.wait(futures, num_returns=1, timeout=timeout_s)
+        ready, _ = ray.wait(futures, num_returns=len(futures), timeout=0)
         ended = 0
         for slot in [s for s in busy if s.future in ready]:
             run_id = slot.run_id

@@ -74,6 +74,7 @@ RUNS_DOWNLOAD = "runs-download"
 RUNS_REFRESH = "runs-refresh"
 RUNS_CONFIRM_DELETE = "runs-confirm-delete"
 RUNS_DELETE_TARGET = "runs-delete-target"
+RUNS_SWEEPS = "runs-sweeps"
 
 # Heads
 HEADS_RUN = "heads-run"
@@ -120,6 +121,10 @@ COMPARE_METRIC = "compare-metric"
 COMPARE_SIDE = "compare-side"
 COMPARE_DIFF = "compare-diff"
 COMPARE_MESSAGE = "compare-message"
+COMPARE_SWEEP_ID = "compare-sweep-id"
+COMPARE_SWEEP_METRIC = "compare-sweep-metric"
+COMPARE_SWEEP_GRID = "compare-sweep-grid"
+COMPARE_SWEEP_TABLE = "compare-sweep-table"
 
 # Figure export menus and table CSV downloads (pattern-matching ids).
 EXPORT_MENU = "export-menu"  # headlab.ExportMenu: spec, format, preset, n_clicks, download

@@ -94,6 +94,18 @@ class PromptPair(Base):
     meta_json: Mapped[Any] = mapped_column(JSONText)
 
 
+class Sweep(Base):
+    """One analysis fanned out over models × prompt sets × configs; its runs point to it."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    spec_json: Mapped[Any] = mapped_column(JSONText)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
 class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
@@ -123,6 +135,9 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sweep_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="SET NULL"), index=True
+    )
 
 
 class HeadResult(Base):
@@ -181,6 +196,7 @@ class CircuitNode(Base):
 models = cast(Table, Model.__table__)
 prompt_sets = cast(Table, PromptSet.__table__)
 prompt_pairs = cast(Table, PromptPair.__table__)
+sweeps = cast(Table, Sweep.__table__)
 runs = cast(Table, Run.__table__)
 head_results = cast(Table, HeadResult.__table__)
 artifacts = cast(Table, Artifact.__table__)

@@ -86,6 +86,7 @@ class RunRecord:
     started_at: datetime | None
     finished_at: datetime | None
     heartbeat_at: datetime | None
+    sweep_id: int | None = None
 
     @property
     def elapsed_s(self) -> float | None:
@@ -109,6 +110,43 @@ class RunRecord:
         if age is None:
             return self.status.value
         return f"{self.status.value} (stale: no heartbeat for {age:.0f} s)"
+
+
+@dataclass(frozen=True)
+class SweepChild:
+    """One run of a sweep, as ``ResultStore.enqueue_sweep`` takes it."""
+
+    config: dict[str, Any]
+    model_spec: str
+    prompt_set_id: int | None
+    versions: dict[str, str]
+    code_version: str
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """A sweep: ``kind`` over the grid in ``spec`` (models, prompt sets, fixed and varied
+    options); ``counts`` is how many of its runs are in each status."""
+
+    id: int
+    name: str
+    kind: str
+    spec: dict[str, Any]
+    created_at: datetime
+    counts: dict[str, int]
+
+    @property
+    def n_runs(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def n_ended(self) -> int:
+        ended = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED)
+        return sum(self.counts.get(s.value, 0) for s in ended)
+
+    @property
+    def done(self) -> bool:
+        return self.n_ended == self.n_runs
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ def run_from_row(row: Row[Any]) -> RunRecord:
         started_at=m["started_at"],
         finished_at=m["finished_at"],
         heartbeat_at=m["heartbeat_at"],
+        sweep_id=m["sweep_id"],
     )
 
 

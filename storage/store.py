@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storage import catalog_repo, results_repo, runs_repo
+from storage import catalog_repo, results_repo, runs_repo, sweeps_repo
 from storage.artifacts import ArtifactFiles, PendingFiles
 from storage.columns import checked_json, utc_now
 from storage.engine import Database
@@ -44,6 +44,8 @@ from storage.records import (
     RunOutput,
     RunRecord,
     RunStatus,
+    SweepChild,
+    SweepRecord,
 )
 from storage.settings import Settings
 from storage.uploads import Uploads
@@ -170,6 +172,42 @@ class ResultStore:
             if prompt_set_id is not None:
                 catalog_repo.get_prompt_set(conn, prompt_set_id)  # NotFound with the hint
             return runs_repo.insert_queued(conn, values)
+
+    def enqueue_sweep(
+        self, name: str, kind: str, spec: dict[str, Any], children: list[SweepChild]
+    ) -> tuple[SweepRecord, list[RunRecord]]:
+        """A sweep and all its runs, QUEUED, in one transaction (all or none)."""
+        rows = [
+            {
+                "kind": kind,
+                "config_json": checked_json(dict(child.config), f"the {kind} run config"),
+                "model_spec": child.model_spec,
+                "prompt_set_id": child.prompt_set_id,
+                "versions_json": checked_json(dict(child.versions), "the package versions"),
+                "code_version": child.code_version,
+                "summary_json": {},
+                "cancel_requested": False,
+                "created_at": utc_now(),
+            }
+            for child in children
+        ]
+        with self._db.write() as conn:
+            for child in children:
+                if child.prompt_set_id is not None:
+                    catalog_repo.get_prompt_set(conn, child.prompt_set_id)
+            return sweeps_repo.add_sweep(conn, name, kind, spec, rows)
+
+    def get_sweep(self, name_or_id: str | int) -> SweepRecord:
+        with self._db.read() as conn:
+            return sweeps_repo.get_sweep(conn, name_or_id)
+
+    def list_sweeps(self, limit: int = 100) -> list[SweepRecord]:
+        with self._db.read() as conn:
+            return sweeps_repo.list_sweeps(conn, limit)
+
+    def sweep_runs(self, sweep_id: int) -> list[RunRecord]:
+        with self._db.read() as conn:
+            return sweeps_repo.sweep_runs(conn, sweep_id)
 
     def claim_next_run(self, worker_id: str, kinds: list[str] | None = None) -> RunRecord | None:
         """Atomically take the oldest QUEUED run (of ``kinds``) and mark it RUNNING by us."""

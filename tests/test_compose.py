@@ -52,6 +52,30 @@ def test_postgres_profile_has_a_healthy_database_first(compose) -> None:
     assert "postgres-data" in compose["volumes"]
 
 
+def test_ray_profile_has_a_head_a_gpu_worker_and_the_dispatcher(compose) -> None:
+    services = compose["services"]
+    for name in ("ray-head", "ray-gpu-worker", "ray-dispatcher"):
+        assert services[name]["profiles"] == ["ray"]
+        assert "headlab-data:/data" in services[name]["volumes"]
+    assert services["ray-head"]["command"][:3] == ["ray", "start", "--head"]
+    gpu = services["ray-gpu-worker"]
+    assert "--address=ray-head:6379" in gpu["command"] and "--num-gpus=1" in gpu["command"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["capabilities"] == ["gpu"] and device["count"] == 1
+    assert "cu" in gpu["build"]["args"]["TORCH_INDEX"].rsplit("/", 1)[-1]
+    dispatcher = services["ray-dispatcher"]["command"]
+    assert dispatcher[:4] == ["headlab", "worker", "--executor", "ray"]
+    assert dispatcher[dispatcher.index("--ray-address") + 1] == "ray-head:6379"
+    assert services["worker"]["deploy"]["replicas"] == "${HEADLAB_LOCAL_WORKERS:-1}"
+
+
+def test_the_image_takes_a_torch_index_and_holds_every_package(compose) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in dockerfile
+    for package in ("app", "analysis", "storage", "headlab", "assets"):
+        assert f"COPY {package} ./{package}" in dockerfile
+
+
 def test_every_port_is_bound_to_loopback(compose) -> None:
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
@@ -65,7 +89,7 @@ def test_every_port_is_bound_to_loopback(compose) -> None:
 )
 def test_docker_compose_accepts_every_profile() -> None:
     env = {**os.environ, "HEADLAB_AUTH_TOKEN": "x" * 20, "HEADLAB_PG_PASSWORD": "pw"}
-    for profile in ([], ["--profile", "postgres"]):
+    for profile in ([], ["--profile", "postgres"], ["--profile", "ray"]):
         result = subprocess.run(
             ["docker", "compose", *profile, "config", "--quiet"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,

@@ -43,6 +43,7 @@ CALLBACKS: tuple[Callback | ClientsideCallback, ...] = (
     sae.show_feature,
     compare.pick_runs,
     compare.show,
+    compare.show_sweep,
 )
 
 

@@ -12,6 +12,7 @@ from app.services.context import WebContext
 from app.services.figures import page_figure
 from storage.errors import StoreError
 
+SWEEP_SPEC = ids.export_id("compare-sweep")
 SIDE_SPEC = ids.export_id("compare-side")
 DIFF_SPEC = ids.export_id("compare-diff")
 
@@ -53,3 +54,22 @@ def show(ctx: WebContext, metric: str | None, a: int | None, b: int | None) -> t
         except (StoreError, ValueError) as exc:
             out += [empty_figure(str(exc)), None]
     return (*out, note, "message warn" if note else "message empty")
+
+
+@callback(
+    Output(ids.COMPARE_SWEEP_GRID, "figure"),
+    Output(SWEEP_SPEC, "spec"),
+    Input(ids.COMPARE_SWEEP_METRIC, "value"),
+    State(ids.COMPARE_SWEEP_ID, "data"),
+)
+def show_sweep(ctx: WebContext, metric: str | None, sweep_id: int | None) -> tuple:
+    if sweep_id is None:
+        return empty_figure("No sweep"), None
+    try:
+        sweep, runs, _ = compare.sweep_view(ctx, int(sweep_id))
+        spec = compare.sweep_figure_spec(sweep, runs, metric)
+        if spec is None:
+            return empty_figure("No finished run of the sweep stores a per-head metric yet"), None
+        return page_figure(ctx.reader, spec), spec
+    except (StoreError, ValueError) as exc:
+        return empty_figure(str(exc)), None

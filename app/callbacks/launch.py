@@ -11,6 +11,7 @@ from app.components.launch import form
 from app.services import launch
 from app.services.context import WebContext
 from storage.errors import StoreError
+from storage.records import SweepRecord
 
 
 @callback(
@@ -56,7 +57,7 @@ def submit(ctx: WebContext, fired: Fired, _n: int, kind: str, values: list) -> t
     names = [field_id["field"] for field_id in fired.state_ids[1]]
     error_fields = [error_id["field"] for error_id in fired.output_ids[0]]
     try:
-        run = launch.enqueue(ctx.store, kind, dict(zip(names, values, strict=True)))
+        queued = launch.launch(ctx.store, kind, dict(zip(names, values, strict=True)))
     except launch.LaunchError as exc:
         errors = [exc.fields.get(name, "") for name in error_fields]
         other = {k: v for k, v in exc.fields.items() if k not in error_fields}
@@ -64,10 +65,20 @@ def submit(ctx: WebContext, fired: Fired, _n: int, kind: str, values: list) -> t
         return errors, text, "message error"
     except StoreError as exc:
         return [""] * len(error_fields), str(exc), "message error"
-    status = html.Span(
-        [
-            f"Run #{run.id} ({run.kind}) queued. ",
-            dcc.Link("Watch it on the Runs page →", href="/runs"),
-        ]
-    )
+    if isinstance(queued, SweepRecord):
+        status = html.Span(
+            [
+                f"Sweep #{queued.id} {queued.name!r}: {queued.n_runs} {queued.kind} runs queued. ",
+                dcc.Link("Watch them on the Runs page", href="/runs"),
+                " · ",
+                dcc.Link("compare them →", href=f"/compare?sweep={queued.id}"),
+            ]
+        )
+    else:
+        status = html.Span(
+            [
+                f"Run #{queued.id} ({queued.kind}) queued. ",
+                dcc.Link("Watch it on the Runs page →", href="/runs"),
+            ]
+        )
     return [""] * len(error_fields), status, "message ok"

@@ -11,12 +11,13 @@ from dash import ALL, Input, Output, State, dcc
 
 from app import ids
 from app.callbacks.wiring import Fired, callback
-from app.components.runs import run_table
+from app.components.runs import run_table, sweep_table
 from app.services import runs as run_service
 from app.services.context import WebContext
 from storage.errors import StoreError
 
 PAGE_SIZE = 25
+SWEEPS_SHOWN = 10
 
 
 def clicked_run(fired: Fired) -> int | None:
@@ -39,6 +40,7 @@ def run_action(act: Callable[[], object], done: str, counter: int | None) -> tup
     Output(ids.RUNS_TABLE, "children"),
     Output(ids.RUNS_INTERVAL, "disabled"),
     Output(ids.RUNS_PAGE_LABEL, "children"),
+    Output(ids.RUNS_SWEEPS, "children"),
     Input(ids.RUNS_INTERVAL, "n_intervals"),
     Input(ids.RUNS_FILTER_KIND, "value"),
     Input(ids.RUNS_FILTER_STATUS, "value"),
@@ -54,7 +56,8 @@ def refresh_table(
     rows = [(run_service.run_row(r, names, stale_after_s), run_service.open_href(r)) for r in runs]
     first = (page or 0) * PAGE_SIZE
     label = f"{first + 1}–{first + len(runs)} of {total}" if runs else f"0 of {total}"
-    return run_table(rows), not run_service.any_active(ctx.store), label
+    sweeps = ctx.store.list_sweeps(limit=SWEEPS_SHOWN)
+    return run_table(rows), not run_service.any_active(ctx.store), label, sweep_table(sweeps)
 
 
 @callback(

@@ -237,3 +237,46 @@ def compare_layout(
         figure_card("Difference (B − A)", ids.COMPARE_DIFF, "compare-diff", height=440),
         subtitle="Two runs of the same kind — different models, checkpoints or prompt sets.",
     )
+
+
+def compare_sweep_layout(
+    sweep: Any, rows: list[dict[str, Any]], metrics: list[str], metric: str | None
+) -> html.Div:
+    """Every run of a sweep: its table (what varies, status, scalar results) and one metric's
+    head grid per finished run, on one colour scale."""
+    ended = f"{sweep.n_ended}/{sweep.n_runs} runs ended"
+    picker = html.Div(
+        [
+            html.Label("Metric", className="field-label"),
+            dcc.Dropdown(
+                id=ids.COMPARE_SWEEP_METRIC,
+                options=metrics,
+                value=metric,
+                className="metric-select",
+                placeholder="no metric shared by the finished runs yet",
+            ),
+            dcc.Link("Compare two runs instead", href="/compare", className="btn small"),
+        ],
+        className="toolbar",
+    )
+    return page(
+        f"Compare sweep {sweep.name}",
+        dcc.Store(id=ids.COMPARE_SWEEP_ID, data=sweep.id),
+        picker,
+        figure_card(
+            "Each run of the sweep (shared colour scale)",
+            ids.COMPARE_SWEEP_GRID,
+            "compare-sweep",
+            height=520,
+        ),
+        card(f"Runs ({ended})", data_table(ids.COMPARE_SWEEP_TABLE, rows, page_size=25)),
+        subtitle=f"{sweep.kind} over {_sweep_axes(sweep.spec)}.",
+    )
+
+
+def _sweep_axes(spec: dict[str, Any]) -> str:
+    parts = [f"{len(spec.get('models', []))} model(s)"]
+    if spec.get("prompt_sets"):
+        parts.append(f"{len(spec['prompt_sets'])} prompt set(s)")
+    parts += [f"{key} ∈ {{{', '.join(map(str, v))}}}" for key, v in spec.get("vary", {}).items()]
+    return " × ".join(parts)

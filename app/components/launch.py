@@ -101,7 +101,59 @@ def form(specs: list[FieldSpec], models: list[str], prompt_sets: list[str]) -> h
             )
         )
     datalist = html.Datalist([html.Option(value=m) for m in models], id=MODELS_DATALIST)
-    return html.Div([*rows, datalist], className="form")
+    return html.Div([*rows, sweep_section(prompt_sets), datalist], className="form")
+
+
+SWEEP_HELP = {
+    "sweep_models": "More model specs, comma-separated: the run is repeated on each.",
+    "sweep_prompt_sets": "More prompt sets: the run is repeated on each.",
+    "sweep_vary": "option=v1,v2 (several: separate with ;), e.g. method=eap,eap-ig; "
+    "crossed with the models and prompt sets.",
+    "sweep_name": "Default: <kind>-sweep-<n>.",
+}
+
+
+def sweep_section(prompt_sets: list[str]) -> html.Details:
+    """Optional fields that turn the run into a sweep (one record, one run per combination)."""
+    inputs = {
+        "sweep_models": dcc.Input(
+            id=ids.launch_field_id("sweep_models"),
+            list=MODELS_DATALIST,
+            className="input wide",
+            placeholder="zoo:greater-than-3l, hf:owner/model",
+        ),
+        "sweep_prompt_sets": dcc.Dropdown(
+            id=ids.launch_field_id("sweep_prompt_sets"),
+            options=prompt_sets,
+            multi=True,
+            placeholder="none",
+        ),
+        "sweep_vary": dcc.Input(
+            id=ids.launch_field_id("sweep_vary"),
+            className="input wide",
+            placeholder="method=eap,eap-ig",
+        ),
+        "sweep_name": dcc.Input(id=ids.launch_field_id("sweep_name"), className="input wide"),
+    }
+    rows = [
+        html.Div(
+            [
+                html.Label(name.removeprefix("sweep_").replace("_", " "), className="form-label"),
+                html.Div(
+                    [
+                        widget,
+                        html.Div(SWEEP_HELP[name], className="form-help"),
+                        html.Div(id=ids.launch_error_id(name), className="form-error"),
+                    ],
+                    className="form-control",
+                ),
+            ],
+            className="form-row",
+        )
+        for name, widget in inputs.items()
+    ]
+    summary = html.Summary("Sweep: run it over more models, prompt sets or option values")
+    return html.Details([summary, *rows], className="sweep-section", id="launch-sweep")
 
 
 def launch_layout(kinds: list[str], kind: str | None, form_children: Any) -> html.Div:

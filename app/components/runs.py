@@ -8,6 +8,7 @@ from dash import dcc, html
 
 from app import ids
 from app.components.common import card, page
+from storage.records import SweepRecord
 
 STATUSES = ("QUEUED", "RUNNING", "FINISHED", "FAILED", "CANCELLED")
 COLUMNS = ("run", "kind", "model", "prompt set", "status", "progress", "elapsed", "created", "")
@@ -96,6 +97,52 @@ def run_table(rows: list[tuple[dict[str, Any], str]]) -> html.Table | html.P:
     )
 
 
+SWEEP_COLUMNS = ("sweep", "kind", "runs", "progress", "finished", "failed", "")
+
+
+def sweep_table(sweeps: list[SweepRecord]) -> html.Table | html.P:
+    """Sweeps with their progress (runs ended of all) and a link to compare their runs."""
+    if not sweeps:
+        return html.P(
+            "No sweeps. `headlab sweep start KIND --model … --vary option=a,b` queues one.",
+            className="muted",
+        )
+    body = []
+    for sweep in sweeps:
+        status = "finished" if sweep.done else "running"
+        fraction = sweep.n_ended / sweep.n_runs if sweep.n_runs else 1.0
+        finished = sweep.counts.get("FINISHED", 0)
+        ended = f"{sweep.n_ended}/{sweep.n_runs} ended"
+        link = (
+            dcc.Link("Compare", href=f"/compare?sweep={sweep.id}", className="btn small")
+            if finished
+            else html.Span()
+        )
+        body.append(
+            html.Tr(
+                [
+                    html.Td([html.Span(f"#{sweep.id} "), html.Strong(sweep.name)]),
+                    html.Td(sweep.kind),
+                    html.Td(str(sweep.n_runs)),
+                    html.Td(
+                        [
+                            progress_bar(fraction, status.upper()),
+                            html.Div(ended, className="bar-message"),
+                        ]
+                    ),
+                    html.Td(str(finished)),
+                    html.Td(str(sweep.counts.get("FAILED", 0))),
+                    html.Td(link, className="actions"),
+                ],
+                id=f"sweep-row-{sweep.id}",
+            )
+        )
+    return html.Table(
+        [html.Thead(html.Tr([html.Th(c) for c in SWEEP_COLUMNS])), html.Tbody(body)],
+        className="table runs sweeps",
+    )
+
+
 def runs_layout(kinds: list[str], kind: str | None, status: str | None) -> html.Div:
     filters = html.Div(
         [
@@ -130,6 +177,7 @@ def runs_layout(kinds: list[str], kind: str | None, status: str | None) -> html.
     return page(
         "Runs",
         card(None, filters, html.Div(id=ids.RUNS_TABLE, className="table-wrap"), pager),
+        card("Sweeps", html.Div(id=ids.RUNS_SWEEPS, className="table-wrap")),
         dcc.Store(id=ids.RUNS_PAGE, data=0),
         dcc.Store(id=ids.RUNS_REFRESH, data=0),
         dcc.Store(id=ids.RUNS_DELETE_TARGET),

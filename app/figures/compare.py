@@ -78,3 +78,56 @@ def difference_heatmap(df_a: pd.DataFrame, df_b: pd.DataFrame, metric: str) -> g
     return grid_heatmap(
         b - a, metric=f"Δ {metric} (B − A)", x_title="head", y_title="layer", signed=True
     )
+
+
+SWEEP_COLUMNS = 3
+
+
+def sweep_grids(frames: list[tuple[str, pd.DataFrame]], metric: str) -> go.Figure:
+    """One layer × head heatmap of ``metric`` per run of a sweep (titled by what varies), on one
+    shared colour scale; runs of different models may have different grids."""
+    if not frames:
+        raise ValueError(f"no finished run of the sweep stores {metric!r}")
+    grids = [(title, head_grid(df, metric)) for title, df in frames]
+    values = np.concatenate([g.ravel() for _, g in grids])
+    signed = metric_is_signed(metric, values)
+    zmin, zmax = colour_limits(values, signed)
+    cols = min(SWEEP_COLUMNS, len(grids))
+    rows = -(-len(grids) // cols)
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=[title for title, _ in grids],
+        horizontal_spacing=0.06,
+        vertical_spacing=0.12 if rows > 1 else 0.08,
+    )
+    for i, (title, grid) in enumerate(grids):
+        fig.add_heatmap(
+            z=grid,
+            x0=0,
+            dx=1,
+            y0=0,
+            dy=1,
+            zmin=zmin,
+            zmax=zmax,
+            zmid=0.0 if signed else None,
+            colorscale=colour_scale(signed),
+            showscale=i == 0,
+            colorbar=colour_bar(metric, outline=True),
+            hovertemplate=f"{title}<br>layer %{{y}}<br>head %{{x}}<br>"
+            f"{metric} %{{z:.4g}}<extra></extra>",
+            hoverongaps=False,
+            row=i // cols + 1,
+            col=i % cols + 1,
+        )
+    n_layers, n_heads = grids[0][1].shape
+    light_layout(fig, aspect=grid_aspect(n_layers * rows, n_heads * cols + cols))
+    fig.update_xaxes(showgrid=False, dtick=tick_step(n_heads), tick0=0)
+    fig.update_yaxes(showgrid=False, autorange="reversed", dtick=tick_step(n_layers), tick0=0)
+    for r in range(1, rows + 1):
+        fig.update_yaxes(title_text="layer", row=r, col=1)
+    for c in range(1, cols + 1):  # under the lowest panel of each column
+        lowest = rows if (rows - 1) * cols + c <= len(grids) else rows - 1
+        fig.update_xaxes(title_text="head", row=lowest, col=c)
+    fig.update_annotations(font_size=11)
+    return fig

@@ -1,11 +1,17 @@
-"""Comparing two runs of the same kind: run picker and the metrics both runs store."""
+"""Comparing runs: two runs of the same kind (run picker, the metrics both store), or every run
+of a sweep (the metrics its finished runs share, one panel per run)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from app.services import runs as run_service
 from app.services.context import WebContext
+
+if TYPE_CHECKING:
+    from app.services.results import ResultsReader
 
 
 def run_options(ctx: WebContext) -> list[dict[str, Any]]:
@@ -41,3 +47,66 @@ def common_metrics(ctx: WebContext, a: int | None, b: int | None) -> tuple[list[
     if not shared:
         return [], f"Runs #{a} and #{b} share no per-head metric."
     return shared, ""
+
+
+# circuit runs store one node per head: its score and whether it is in the circuit
+NODE_METRICS = {"circuit node score": "score", "in circuit": "in_circuit"}
+
+
+def head_metrics(reader: ResultsReader, run_id: int) -> list[str]:
+    """A run's per-head metrics, with its circuit nodes' as ``NODE_METRICS`` when it has any."""
+    metrics = list(reader.metrics(run_id))
+    nodes = reader.store.nodes(run_id)
+    if not nodes.empty and nodes["head"].notna().any():
+        metrics += list(NODE_METRICS)
+    return metrics
+
+
+def head_frame(reader: ResultsReader, run_id: int, metric: str) -> pd.DataFrame:
+    """Long-format per-head rows (metric, layer, head, value) of one metric of a run."""
+    if metric not in NODE_METRICS:
+        return reader.head_grid(run_id, metric).frame
+    nodes = reader.store.nodes(run_id)
+    nodes = nodes[nodes["head"].notna()]
+    return pd.DataFrame(
+        {
+            "metric": metric,
+            "layer": nodes["layer"].astype(int),
+            "head": nodes["head"].astype(int),
+            "value": nodes[NODE_METRICS[metric]].astype(float),
+        }
+    )
+
+
+def sweep_view(ctx: WebContext, sweep_id: int) -> tuple[Any, list[Any], list[str]]:
+    """(sweep, its runs, the per-head metrics every finished run of it stores)."""
+    sweep = ctx.store.get_sweep(sweep_id)
+    runs = ctx.store.sweep_runs(sweep.id)
+    finished = [r for r in runs if r.status.value == "FINISHED"]
+    shared: set[str] | None = None
+    for run in finished:
+        metrics = set(head_metrics(ctx.reader, run.id))
+        shared = metrics if shared is None else shared & metrics
+    return sweep, runs, sorted(shared or [])
+
+
+def sweep_rows(sweep: Any, runs: list[Any]) -> list[dict[str, Any]]:
+    """One table row per run of a sweep: what varies, its status, and its scalar summary."""
+    from app.sweeps import varied_values
+
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {"run": f"#{run.id}", **varied_values(sweep.spec, run)}
+        row["status"] = run.status.value
+        for key, value in run.summary.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                row[key] = round(float(value), 4)
+        rows.append(row)
+    return rows
+
+
+def sweep_figure_spec(sweep: Any, runs: list[Any], metric: str | None) -> dict[str, Any] | None:
+    finished = [r.id for r in runs if r.status.value == "FINISHED"]
+    if not metric or not finished:
+        return None
+    return {"kind": "compare_sweep", "sweep": sweep.id, "runs": finished, "metric": metric}

@@ -197,6 +197,19 @@ def _compare_diff(reader: ResultsReader, spec: Spec) -> go.Figure:
     return compare_figures.difference_heatmap(*_compare_grids(reader, spec))
 
 
+def _compare_sweep(reader: ResultsReader, spec: Spec) -> go.Figure:
+    from app.services.compare import head_frame
+    from app.sweeps import sweep_label
+
+    sweep = reader.store.get_sweep(int(spec["sweep"]))
+    metric = spec["metric"]
+    frames = [
+        (sweep_label(sweep.spec, reader.store.get_run(int(r))), head_frame(reader, int(r), metric))
+        for r in spec["runs"]
+    ]
+    return compare_figures.sweep_grids(frames, metric)
+
+
 # -- what a bundle draws of a run ---------------------------------------------------------------
 
 
@@ -318,6 +331,9 @@ FIGURES: tuple[FigureKind, ...] = (
     ),
     FigureKind("compare_side", "a, b, metric", _compare_side, "two runs' grids side by side"),
     FigureKind("compare_diff", "a, b, metric", _compare_diff, "difference of two runs' grids"),
+    FigureKind(
+        "compare_sweep", "sweep, runs, metric", _compare_sweep, "one metric across a sweep's runs"
+    ),
 )
 KINDS: dict[str, FigureKind] = {k.name: k for k in FIGURES}
 EXPORT_KINDS: dict[str, FigureKind] = {k.export_name: k for k in FIGURES if k.export_name}

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ValidationError
 from analysis.configs import parse_run_config, run_kinds, unwrap_optional
 from analysis.model_specs import looks_like_path
 from app.launching import LaunchRefused, enqueue_config
-from storage.errors import InvalidInput
-from storage.records import RunRecord
+from app.sweeps import SweepSpec, enqueue_sweep, parse_assignments
+from storage.errors import Conflict, InvalidInput
+from storage.records import RunRecord, SweepRecord
 from storage.store import ResultStore
 from storage.uploads import is_upload_ref
 
@@ -191,6 +192,20 @@ def refuse_server_paths(store: ResultStore, kind: str, form_values: dict[str, An
         raise LaunchError(refused)
 
 
+SWEEP_FIELDS = ("sweep_models", "sweep_prompt_sets", "sweep_vary", "sweep_name")
+
+
+def launch(store: ResultStore, kind: str, form_values: dict[str, Any]) -> RunRecord | SweepRecord:
+    """The Launch form's submit: the run (``enqueue``) or, when a sweep field is filled in, the
+    sweep of it over more models, prompt sets or option values."""
+    form_values = dict(form_values)
+    sweep_values = {k: form_values.pop(k, None) for k in SWEEP_FIELDS}
+    if not any(_coerce_given(v) for v in sweep_values.values()):
+        return enqueue(store, kind, form_values)
+    refuse_server_paths(store, kind, form_values)
+    return _enqueue_sweep(store, kind, form_values, sweep_values)
+
+
 def enqueue(store: ResultStore, kind: str, form_values: dict[str, Any]) -> RunRecord:
     """Validate the form and enqueue the run; raises ``LaunchError`` naming the bad fields.
     Server paths chosen by the client are refused first (``server_path_errors``)."""
@@ -217,3 +232,50 @@ def save_upload(store: ResultStore, contents: str, filename: str) -> str:
     except ValueError:
         raise InvalidInput(f"upload {filename!r} is not valid base64 data") from None
     return store.uploads.save(data, filename)
+
+
+def _enqueue_sweep(
+    store: ResultStore, kind: str, form_values: dict[str, Any], sweep: dict[str, Any]
+) -> SweepRecord:
+    """The form's run as the first of a sweep: its model and prompt set plus the sweep's, its
+    other options fixed except those varied."""
+    base = build_config(kind, form_values)
+    extra_models = [m.strip() for m in str(sweep["sweep_models"] or "").split(",") if m.strip()]
+    for model in extra_models:
+        refused = server_path_errors(store, kind, {**form_values, "model": model})
+        if "model" in refused:
+            raise LaunchError({"sweep_models": f"{model}: {refused['model']}"})
+    try:
+        vary_items = [v for v in str(sweep["sweep_vary"] or "").split(";") if v.strip()]
+        vary = parse_assignments(vary_items, "vary", many=True)
+    except LaunchRefused as exc:
+        raise LaunchError({"sweep_vary": str(exc)}) from None
+    prompt_sets = [base["prompt_set"]] if base.get("prompt_set") else []
+    prompt_sets += [p for p in sweep["sweep_prompt_sets"] or [] if p not in prompt_sets]
+    skip = {"kind", "model", "prompt_set", *vary}
+    fields = {spec.name for spec in form_fields(kind)}
+    fixed = {
+        k: v
+        for k, v in base.items()
+        if k not in skip and k in fields and _coerce_given(form_values.get(k))
+    }
+    spec = SweepSpec(
+        kind=kind,
+        models=list(dict.fromkeys([base["model"], *extra_models])),
+        prompt_sets=prompt_sets,
+        fixed=fixed,
+        vary=vary,
+    )
+    name = str(sweep["sweep_name"] or "").strip() or None
+    try:
+        sweep_record, _ = enqueue_sweep(store, spec, name)
+    except LaunchRefused as exc:
+        raise LaunchError({"sweep_vary": str(exc)}) from None
+    except (Conflict, InvalidInput) as exc:
+        raise LaunchError({"sweep_name": str(exc)}) from None
+    return sweep_record
+
+
+def _coerce_given(raw: Any) -> bool:
+    """Whether the user filled a form field in (so the sweep fixes it; else the default holds)."""
+    return raw not in (None, "", [])

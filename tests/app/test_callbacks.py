@@ -15,7 +15,7 @@ from app.callbacks import CALLBACKS, catalog, compare, heads, launch, router, ru
 from app.callbacks.wiring import Callback, ClientsideCallback, Fired
 from app.services.context import WebContext
 from storage.settings import load_settings
-from tests.browser.seeding import MODEL, seed_all
+from tests.browser.seeding import MODEL, seed_all, seed_sweep
 
 NO = dash.no_update
 
@@ -85,8 +85,50 @@ def test_runs_paging_cancel_and_delete(seeded):
     assert runs.delete_run(ctx, 1, s.dla, 4) == (f"Deleted run #{s.dla}.", 5)
     text, counter = runs.delete_run(ctx, 1, s.dla, 5)
     assert str(s.dla) in text and "does not exist" in text and counter == 6
-    table, interval_off, label = runs.refresh_table(ctx, 0, None, None, 0, 0)
+    table, interval_off, label, sweeps = runs.refresh_table(ctx, 0, None, None, 0, 0)
     assert label.endswith(f"of {ctx.store.count_runs()}")
+    assert "No sweeps" in str(sweeps)
+    sweep_id = seed_sweep(ctx.store)
+    *_, sweeps = runs.refresh_table(ctx, 0, None, None, 0, 0)
+    text = str(sweeps)
+    assert "demo-seeds" in text and "2/2 ended" in text and f"/compare?sweep={sweep_id}" in text
+
+
+def test_launch_submit_queues_a_sweep_from_the_sweep_fields(seeded):
+    ctx, _ = seeded
+    fields = ["model", "prompt_set", "seed", "sweep_models", "sweep_vary", "sweep_name"]
+    fired = Fired(
+        state_ids=(ids.LAUNCH_KIND, [ids.launch_field_id(f) for f in fields]),
+        output_ids=([ids.launch_error_id(f) for f in fields], ids.LAUNCH_STATUS),
+    )
+    before = ctx.store.count_runs()
+    values = [MODEL, "demo", 3, "", "max_prompts=2,4;repeat_length=5,6", "grid"]
+    errors, status, style = launch.submit(ctx, fired, 1, "heads", values)
+    assert style == "message ok" and "4 heads runs queued" in str(status), errors
+    (sweep,) = ctx.store.list_sweeps()
+    assert sweep.name == "grid" and sweep.spec["fixed"]["seed"] == 3
+    configs = [r.config for r in ctx.store.sweep_runs(sweep.id)]
+    assert {(c["max_prompts"], c["repeat_length"], c["seed"]) for c in configs} == {
+        (2, 5, 3), (2, 6, 3), (4, 5, 3), (4, 6, 3)
+    }  # fmt: skip
+    bad = [MODEL, "demo", 3, "", "max_prompts=2,x", ""]
+    errors, _, style = launch.submit(ctx, fired, 1, "heads", bad)
+    assert style == "message error" and "max_prompts='x'" in errors[4]
+    taken = [MODEL, "demo", 3, "", "max_prompts=2", "grid"]
+    errors, _, style = launch.submit(ctx, fired, 1, "heads", taken)
+    assert style == "message error" and "already exists" in errors[5]
+    assert ctx.store.count_runs() == before + 4 and len(ctx.store.list_sweeps()) == 1
+
+
+def test_compare_page_of_a_sweep(seeded):
+    ctx, _ = seeded
+    sweep_id = seed_sweep(ctx.store)
+    figure, spec = compare.show_sweep(ctx, "induction_score", sweep_id)
+    assert spec["kind"] == "compare_sweep" and len(spec["runs"]) == 2
+    titles = [a["text"] for a in figure["layout"]["annotations"]]
+    assert titles == [f"#{r} seed={s}" for r, s in zip(spec["runs"], (0, 1), strict=True)]
+    empty, no_spec = compare.show_sweep(ctx, None, sweep_id)
+    assert no_spec is None and "No finished run" in str(empty)
 
 
 def test_launch_submit_puts_errors_next_to_their_fields(seeded):

@@ -18,15 +18,21 @@ from app.services.figures import (
     run_figure,
 )
 from app.services.results import ResultsReader
-from tests.browser.seeding import seed_all
+from tests.browser.seeding import seed_all, seed_sweep
 
 
 @pytest.fixture
 def seeded(store, tmp_path):
-    return seed_all(store, tmp_path / "seed"), ResultsReader(store)
+    seeded = seed_all(store, tmp_path / "seed")
+    seeded.sweep = seed_sweep(store)
+    return seeded, ResultsReader(store)
 
 
-def _one_spec_per_kind(s) -> dict[str, dict]:
+def _sweep_runs(reader: ResultsReader, sweep: int) -> list[int]:
+    return [r.id for r in reader.store.sweep_runs(sweep)]
+
+
+def _one_spec_per_kind(s, reader: ResultsReader) -> dict[str, dict]:
     feature = 0
     return {
         "head_heatmap": {"run": s.heads, "metric": "induction_score"},
@@ -41,12 +47,17 @@ def _one_spec_per_kind(s) -> dict[str, dict]:
         "sae_dfa": {"run": s.sae, "feature": feature},
         "compare_side": {"a": s.heads, "b": s.compare, "metric": "induction_score"},
         "compare_diff": {"a": s.heads, "b": s.compare, "metric": "induction_score"},
+        "compare_sweep": {
+            "sweep": s.sweep,
+            "runs": _sweep_runs(reader, s.sweep),
+            "metric": "induction_score",
+        },
     }
 
 
 def test_every_declared_kind_builds_from_the_store(seeded):
     s, reader = seeded
-    specs = _one_spec_per_kind(s)
+    specs = _one_spec_per_kind(s, reader)
     assert set(specs) == set(KINDS), "a kind was added: give it a spec here"
     for name, fields in specs.items():
         fig = build_figure(reader, {"kind": name, **fields})

@@ -24,6 +24,7 @@ from storage.records import (
     NodeIn,
     PairIn,
     RunOutput,
+    SweepChild,
 )
 from storage.store import ResultStore
 
@@ -46,6 +47,7 @@ class Seeded:
     queued: int = 0
     big: int = 0
     compare: int = 0
+    sweep: int = 0
 
 
 def finished(
@@ -215,6 +217,27 @@ def sae_output(workdir: Path) -> RunOutput:
     }
     rows = head_rows("sae_features_dominated", 2, 4, rng)
     return RunOutput(head_results=rows, artifacts=arts, summary={"training_curve": curve})
+
+
+def seed_sweep(
+    store: ResultStore, prompt_set: str = "demo", seeds: tuple[int, ...] = (0, 1)
+) -> int:
+    """A finished heads sweep over ``seed`` on ``prompt_set`` (one induction_score grid per run)."""
+    ps = store.get_prompt_set(prompt_set).id
+    spec = {"kind": "heads", "models": [MODEL], "prompt_sets": [prompt_set], "fixed": {}}
+    spec["vary"] = {"seed": list(seeds)}
+    children = [
+        SweepChild({"kind": "heads", "model": MODEL, "prompt_set": prompt_set, "seed": seed},
+                   MODEL, ps, {"headlab": "test"}, "seed")
+        for seed in seeds
+    ]  # fmt: skip
+    sweep, runs = store.enqueue_sweep(f"{prompt_set}-seeds", "heads", spec, children)
+    rng = np.random.default_rng(7)
+    for run in runs:
+        store.claim_run(run.id, "seed-worker")
+        rows = head_rows("induction_score", 2, 4, rng)
+        store.finish_run(run.id, RunOutput(head_results=rows, summary={"n_prompts": 4}))
+    return sweep.id
 
 
 def seed_all(store: ResultStore, workdir: Path) -> Seeded:

@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from app import catalog
+from app.sweeps import SweepSpec, enqueue_sweep
 from storage.records import RunStatus
 from tests.integration.cli import HEADLAB, headlab
 from tests.integration.test_worker import wait_until
@@ -65,6 +66,22 @@ def test_ray_actors_keep_models_resident_and_the_store_stays_the_truth(store, he
         assert all(store.count_result_rows(i) > 0 for i in runs[:3])
         (slot,) = executor.slots
         assert ray.get(slot.actor.model_loads.remote()) == 2
+
+        # a sweep's runs are plain queued runs: the executor works them like any other
+        fixed = {"batch": 2, "seq_len": 16}
+        spec = SweepSpec("throughput", [OTHER], fixed=fixed, vary={"steps": [2, 3]})
+        sweep, children = enqueue_sweep(store, spec, "on-ray")
+        _work_until(executor, store, [r.id for r in children])
+        ended = [store.get_run(r.id) for r in children]
+        assert store.get_sweep(sweep.id).counts == {"FINISHED": 2}, [r.error for r in ended]
+        assert ray.get(slot.actor.model_loads.remote()) == 2  # the same model: still resident
+
+        # a CUDA run on a cluster without GPUs fails at once, saying so
+        config = {"kind": "throughput", "model": OTHER, "device": "cuda", "steps": 2}
+        cuda = store.enqueue_run("throughput", config, OTHER, None, {}, "test").id
+        _work_until(executor, store, [cuda], timeout_s=30)
+        refused = store.get_run(cuda)
+        assert refused.status is RunStatus.FAILED and "has no GPU" in (refused.error or "")
 
         # cancel through the store: the actor's heartbeat sees it and the run ends CANCELLED
         long_run = _throughput(store, OTHER, 1_000_000)

@@ -21,8 +21,8 @@ from tests.storage.store_fixtures import head_rows
 
 
 def test_revisions_are_linear_and_head_is_newest() -> None:
-    assert migrate.known_revisions() == ["0001", "0002"]
-    assert migrate.head_revision() == "0002"
+    assert migrate.known_revisions() == ["0001", "0002", "0003"]
+    assert migrate.head_revision() == "0003"
 
 
 def test_orm_metadata_equals_migrated_schema(db_url: str) -> None:
@@ -36,9 +36,9 @@ def test_orm_metadata_equals_migrated_schema(db_url: str) -> None:
 
 def test_upgrade_is_idempotent_and_reports_revisions(db_url: str) -> None:
     assert migrate.current_revision(db_url) is None
-    assert migrate.upgrade(db_url) == "0002"
-    assert migrate.upgrade(db_url) == "0002"
-    assert migrate.check_schema(db_url) == "0002"
+    assert migrate.upgrade(db_url) == "0003"
+    assert migrate.upgrade(db_url) == "0003"
+    assert migrate.check_schema(db_url) == "0003"
 
 
 def _insert_0001_rows(db_url: str) -> None:
@@ -89,7 +89,7 @@ def test_old_database_upgrades_and_keeps_its_rows(tmp_path: Path, db_url: str) -
     with pytest.raises(SchemaError, match=r"out of date.*`headlab db upgrade`"):
         migrate.check_schema(db_url)
 
-    assert migrate.upgrade(db_url) == "0002"
+    assert migrate.upgrade(db_url) == "0003"
     migrate.check_schema(db_url)
     with ResultStore(db_url, tmp_path / "artifacts") as store:
         run = store.get_run(1)
