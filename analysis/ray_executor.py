@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 FORWARDED_ENV = ("HEADLAB_HOME", "HEADLAB_DB", "HEADLAB_STALE_AFTER_S", "TORCH_NUM_THREADS")
 MAX_BACKOFF_S = 5.0
 ACTOR_START_S = 120.0
+DEVICE_MAP_REFUSED = (
+    "a device_map run splits one model over every GPU of a machine, and a Ray actor holds "
+    "one GPU; run it on that machine with `headlab run … --device-map` or a local worker"
+)
 
 
 class RunActor:
@@ -241,6 +245,9 @@ class RayExecutor:
         queued = self.store.list_runs(status=RunStatus.QUEUED, limit=self.max_actors * 4)
         for run in sorted(queued, key=lambda r: r.id):
             if self.kinds and run.kind not in self.kinds:
+                continue
+            if run.config.get("device_map"):
+                self._fail_unclaimed(run, DEVICE_MAP_REFUSED)
                 continue
             device = str(run.config.get("device", "cpu"))
             gpu = device.startswith("cuda") or (device == "auto" and self._cluster_has_gpu())

@@ -45,20 +45,25 @@ class ModelCache:
     """Keeps the most recently used model resident between jobs (one at a time: models are big)."""
 
     def __init__(self) -> None:
-        self._key: tuple[str, str, str] | None = None
+        self._key: tuple[str, str, str, str | None] | None = None
         self._model: TransformerBridge | None = None
         self._lock = threading.Lock()
         self.loads = 0  # models loaded so far (the rest of the calls found theirs resident)
 
     def get(self, config: RunConfigBase) -> TransformerBridge:
-        key = (config.model, config.device, config.dtype)
+        key = (config.model, config.device, config.dtype, config.device_map)
         with self._lock:
             if self._key != key:
                 from analysis.models import load_model
 
                 # free the old model before loading the next; a failed load leaves none
                 self._model, self._key = None, None
-                self._model = load_model(config.model, device=config.device, dtype=config.dtype)
+                self._model = load_model(
+                    config.model,
+                    device=config.device,
+                    dtype=config.dtype,
+                    device_map=config.device_map,
+                )
                 self._key = key
                 self.loads += 1
             assert self._model is not None  # loaded for ``key``, now or by an earlier call

@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from analysis.model_specs import ModelSpecError, parse_model_spec
 
@@ -27,6 +27,10 @@ class RunConfigBase(BaseModel):
     model: str = Field(description="Model spec, e.g. zoo:induction-2l or hf:gpt2")
     prompt_set: str | None = Field(default=None, description="Name of a stored prompt set")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    device_map: Literal["auto", "balanced"] | None = Field(
+        default=None,
+        description="Split an HF model over every GPU here (HF device_map); replaces device",
+    )
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     seed: int = 0
 
@@ -38,6 +42,14 @@ class RunConfigBase(BaseModel):
         except ModelSpecError as exc:
             raise ValueError(str(exc)) from None
         return spec
+
+    @model_validator(mode="after")
+    def _device_map_needs_an_hf_model(self) -> RunConfigBase:
+        if self.device_map is not None and parse_model_spec(self.model).kind == "zoo":
+            raise ValueError(
+                "device_map: zoo models are tiny and load on one device; drop --device-map"
+            )
+        return self
 
 
 def unwrap_optional(annotation: Any) -> tuple[Any, bool]:

@@ -128,3 +128,32 @@ def test_zoo_facts():
         "n_ctx": 64,
         "architecture": "TransformerLensNative",
     }
+
+
+@pytest.mark.parametrize("device_map", ["auto", "balanced"])
+def test_device_map_loads_the_same_model(hf_folder, device_map):
+    """The multi-GPU path's plumbing, on this machine's one device: a run config's device_map
+    reaches the HF loader, and the model it gives computes what the single-device one does."""
+    from analysis.configs import parse_run_config
+    from analysis.worker import ModelCache
+
+    spec = f"hf:{hf_folder}"
+    config = parse_run_config({"kind": "heads", "model": spec, "device_map": device_map})
+    cache = ModelCache()
+    split = cache.get(config)
+    assert cache.get(config) is split and cache.loads == 1
+    single = load_model(spec)
+    tokens = single.to_tokens("ab cd, ef.")
+    with torch.no_grad():
+        torch.testing.assert_close(split(tokens), single(tokens), rtol=0, atol=0)
+    other = parse_run_config({"kind": "heads", "model": spec})
+    assert cache.get(other) is not split and cache.loads == 2  # a different key: reloaded
+
+
+def test_device_map_is_refused_for_zoo_models():
+    from analysis.configs import ConfigError, parse_run_config
+
+    with pytest.raises(ConfigError, match="zoo models are tiny.*drop --device-map"):
+        parse_run_config({"kind": "heads", "model": "zoo:induction-2l", "device_map": "auto"})
+    with pytest.raises(ConfigError, match="device_map"):
+        parse_run_config({"kind": "heads", "model": "hf:gpt2", "device_map": "sequential"})

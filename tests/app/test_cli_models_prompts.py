@@ -131,3 +131,14 @@ def test_import_reports_each_stage_and_streams_the_rows(store, tmp_path):
     )
     stored = store.get_pairs(record.id)
     assert (stored[7].clean, stored[-1].corrupted) == ("abccab", f"ab{'d' * ((n - 1) % 5)}ab")
+
+
+def test_device_map_from_the_cli_reaches_the_run(store, headlab_env, tmp_path):
+    folder = make_hf_folder(tmp_path / "m", "gpt2")
+    args = ["--model", f"hf:{folder}", "--steps", "2", "--batch", "1", "--seq-len", "8"]
+    out = headlab_json("run", "throughput", *args, "--device-map", "balanced", env=headlab_env)
+    assert out["status"] == "FINISHED" and out["config"]["device_map"] == "balanced"
+    bad = headlab(
+        "run", "throughput", *args, "--device-map", "sideways", env=headlab_env, check=False
+    )
+    assert bad.returncode == 2 and "sideways" in bad.stderr

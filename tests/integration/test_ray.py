@@ -82,6 +82,10 @@ def test_ray_actors_keep_models_resident_and_the_store_stays_the_truth(store, he
         _work_until(executor, store, [cuda], timeout_s=30)
         refused = store.get_run(cuda)
         assert refused.status is RunStatus.FAILED and "has no GPU" in (refused.error or "")
+        split = {"kind": "throughput", "model": "hf:/models/big", "device_map": "auto"}
+        split_id = store.enqueue_run("throughput", split, "hf:/models/big", None, {}, "test").id
+        _work_until(executor, store, [split_id], timeout_s=30)
+        assert "device_map run splits one model" in (store.get_run(split_id).error or "")
 
         # cancel through the store: the actor's heartbeat sees it and the run ends CANCELLED
         long_run = _throughput(store, OTHER, 1_000_000)
