@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from storage.errors import Conflict, StoreError
+from storage.errors import Conflict
 from storage.records import RunRecord, RunStatus
 from storage.store import ResultStore
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FORWARDED_ENV = ("HEADLAB_HOME", "HEADLAB_DB", "HEADLAB_STALE_AFTER_S", "TORCH_NUM_THREADS")
-MAX_BACKOFF_S = 5.0
 ACTOR_START_S = 120.0
 DEVICE_MAP_REFUSED = (
     "a device_map run splits one model over every GPU of a machine, and a Ray actor holds "
@@ -205,28 +204,21 @@ class RayExecutor:
     def run_forever(self, stop: threading.Event) -> None:
         """Dispatch until ``stop`` is set, then wait for the runs in flight; store errors are
         waited out."""
+        from analysis.worker import poll_store
+
         self.start()
-        backoff_s = self.poll_s
         try:
-            while not stop.is_set():
-                try:
-                    busy = self.step()
-                except StoreError as exc:
-                    log.warning("the store is unavailable (%s); retrying in %.1f s", exc, backoff_s)
-                    stop.wait(backoff_s)
-                    backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
-                    continue
-                backoff_s = self.poll_s
-                if busy:
-                    continue
-                if any(slot.future is not None for slot in self.slots):
-                    self.collect(timeout_s=self.poll_s)  # returns as soon as a run ends
-                else:
-                    stop.wait(self.poll_s)
+            poll_store(stop, self.step, lambda: self._idle(stop), self.poll_s)
             while any(s.run_id is not None for s in self.slots):
                 self.collect(timeout_s=1.0)
         finally:
             self.shutdown()
+
+    def _idle(self, stop: threading.Event) -> None:
+        if any(slot.future is not None for slot in self.slots):
+            self.collect(timeout_s=self.poll_s)  # returns as soon as a run ends
+        else:
+            stop.wait(self.poll_s)
 
     def step(self) -> bool:
         """Collect ended runs, reap stale ones, dispatch what fits; whether anything happened."""
@@ -242,16 +234,23 @@ class RayExecutor:
         handed = 0
         if all(s.run_id is not None for s in self.slots) and len(self.slots) >= self.max_actors:
             return 0
-        queued = self.store.list_runs(status=RunStatus.QUEUED, limit=self.max_actors * 4)
+        limit = self.max_actors * 4
+        kinds: list[str | None] = [*self.kinds] if self.kinds else [None]
+        queued = [
+            run
+            for kind in kinds
+            for run in self.store.list_runs(
+                kind=kind, status=RunStatus.QUEUED, limit=limit, oldest_first=True
+            )
+        ]
+        has_gpu = self._cluster_has_gpu()
         for run in sorted(queued, key=lambda r: r.id):
-            if self.kinds and run.kind not in self.kinds:
-                continue
             if run.config.get("device_map"):
                 self._fail_unclaimed(run, DEVICE_MAP_REFUSED)
                 continue
             device = str(run.config.get("device", "cpu"))
-            gpu = device.startswith("cuda") or (device == "auto" and self._cluster_has_gpu())
-            if gpu and not self._cluster_has_gpu():
+            gpu = device.startswith("cuda") or (device == "auto" and has_gpu)
+            if gpu and not has_gpu:
                 self._fail_unclaimed(
                     run, "it asks for a CUDA device and the Ray cluster has no GPU"
                 )

@@ -20,6 +20,7 @@ import shutil
 import socket
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,26 @@ MAX_BACKOFF_S = 5.0
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def poll_store(
+    stop: threading.Event, step: Callable[[], bool], idle: Callable[[], object], poll_s: float
+) -> None:
+    """Call ``step`` until ``stop`` is set, and ``idle`` after a step that did nothing. A store
+    that cannot be reached or written (StoreError) is waited out with a doubling backoff of at
+    most ``MAX_BACKOFF_S``: the loop of every worker and of the Ray dispatcher."""
+    backoff_s = poll_s
+    while not stop.is_set():
+        try:
+            busy = step()
+        except StoreError as exc:
+            log.warning("the store is unavailable (%s); retrying in %.1f s", exc, backoff_s)
+            stop.wait(backoff_s)
+            backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+            continue
+        backoff_s = poll_s
+        if not busy:
+            idle()
 
 
 class ModelCache:
@@ -102,22 +123,16 @@ class Worker:
     def run_forever(self, stop: threading.Event, poll_s: float = 0.5) -> None:
         """Claim and run jobs until ``stop`` is set; store errors are waited out."""
         log.info("worker %s started", self.worker_id)
-        backoff_s = poll_s
         recovered = False
-        while not stop.is_set():
-            try:
-                if not recovered:
-                    self.recover()
-                    recovered = True
-                ran = self.reap_and_claim()
-            except StoreError as exc:
-                log.warning("the store is unavailable (%s); retrying in %.1f s", exc, backoff_s)
-                stop.wait(backoff_s)
-                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
-                continue
-            backoff_s = poll_s
-            if ran is None:
-                stop.wait(poll_s)
+
+        def step() -> bool:
+            nonlocal recovered
+            if not recovered:
+                self.recover()
+                recovered = True
+            return self.reap_and_claim() is not None
+
+        poll_store(stop, step, lambda: stop.wait(poll_s), poll_s)
 
     def recover(self) -> None:
         """Remove what runs that died left behind (see ``ResultStore.recover_after_crashes``)."""

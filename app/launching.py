@@ -42,17 +42,20 @@ def make_config(
     return parse_run_config(data)
 
 
+def stored_set_id(store: ResultStore, name: str) -> int:
+    """The id of prompt set ``name``; LaunchRefused (field ``prompt_set``) when none is stored."""
+    try:
+        return store.get_prompt_set(name).id
+    except NotFound:
+        raise LaunchRefused(
+            f"prompt_set: no prompt set named {name!r}; generate or import one "
+            "first (`headlab prompts list` shows the stored ones)"
+        ) from None
+
+
 def enqueue_config(store: ResultStore, config: RunConfigBase) -> RunRecord:
     """Insert ``config`` as a QUEUED run with its model, prompt set and provenance."""
-    prompt_set_id = None
-    if config.prompt_set is not None:
-        try:
-            prompt_set_id = store.get_prompt_set(config.prompt_set).id
-        except NotFound:
-            raise LaunchRefused(
-                f"prompt_set: no prompt set named {config.prompt_set!r}; generate or import one "
-                "first (`headlab prompts list` shows the stored ones)"
-            ) from None
+    prompt_set_id = None if config.prompt_set is None else stored_set_id(store, config.prompt_set)
     return store.enqueue_run(
         config.kind,
         config.model_dump(mode="json"),

@@ -18,8 +18,7 @@ from typing import Any
 
 from analysis.configs import ConfigError, RunConfigBase
 from analysis.provenance import code_version, package_versions
-from app.launching import LaunchRefused, analysis_kinds, make_config
-from storage.errors import NotFound
+from app.launching import LaunchRefused, analysis_kinds, make_config, stored_set_id
 from storage.records import RunRecord, SweepChild, SweepRecord
 from storage.store import ResultStore
 
@@ -108,15 +107,7 @@ def enqueue_sweep(
 ) -> tuple[SweepRecord, list[RunRecord]]:
     """Validate every run of ``spec`` and queue them all with the sweep record (all or none)."""
     configs = child_configs(spec)
-    prompt_ids: dict[str, int] = {}
-    for prompt_set in spec.prompt_sets:
-        try:
-            prompt_ids[prompt_set] = store.get_prompt_set(prompt_set).id
-        except NotFound:
-            raise LaunchRefused(
-                f"prompt_set: no prompt set named {prompt_set!r}; generate or import one first "
-                "(`headlab prompts list` shows the stored ones)"
-            ) from None
+    prompt_ids = {name: stored_set_id(store, name) for name in spec.prompt_sets}
     versions, code = package_versions(), code_version()
     children = [
         SweepChild(

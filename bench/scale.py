@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from storage import migrate  # noqa: E402
-from storage.records import HeadResultIn, PairIn, RunOutput  # noqa: E402
+from storage.records import HeadResultIn, PairIn, RunOutput, RunRecord  # noqa: E402
 from storage.store import ResultStore  # noqa: E402
 from tests.integration.cli import HEADLAB  # noqa: E402
 from tests.pg_server import PostgresServer  # noqa: E402
@@ -80,17 +80,19 @@ def _worker_commands(executor: str, workers: int) -> list[list[str]]:
     return [[*HEADLAB, "worker", "--heartbeat-s", "1"] for _ in range(workers)]
 
 
-def runs_per_hour(
-    db_url: str, home: Path, pairs: list[PairIn], runs: int, workers: int, executor: str
-) -> dict[str, float]:
+def _work(
+    db_url: str, home: Path, enqueue: Callable[[ResultStore], list[int]], executor: str, n: int
+) -> tuple[list[RunRecord], float]:
+    """Queue runs with ``enqueue`` in a fresh store, work them with ``n`` workers (or actors)
+    until all have ended; (their records, wall seconds from the workers' start)."""
     migrate.upgrade(db_url)
     env = {**os.environ, "HEADLAB_HOME": str(home), "HEADLAB_DB": db_url, "TORCH_NUM_THREADS": "1"}
     with ResultStore(db_url, home / "artifacts") as store:
-        ids = _queue(store, pairs, runs)
+        ids = enqueue(store)
         began = time.monotonic()
         procs = [
             subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for command in _worker_commands(executor, workers)
+            for command in _worker_commands(executor, n)
         ]
         try:
             while any(not store.get_run(i).status.is_terminal for i in ids):
@@ -102,8 +104,15 @@ def runs_per_hour(
             for proc in procs:
                 proc.wait(timeout=120)
         records = [store.get_run(i) for i in ids]
-    finished = [r for r in records if r.status.value == "FINISHED"]
-    assert len(finished) == runs, f"{runs - len(finished)} runs did not finish"
+    unfinished = [r.error for r in records if r.status.value != "FINISHED"]
+    assert not unfinished, f"{len(unfinished)} runs did not finish: {unfinished[:3]}"
+    return records, wall
+
+
+def runs_per_hour(
+    db_url: str, home: Path, pairs: list[PairIn], runs: int, workers: int, executor: str
+) -> dict[str, float]:
+    records, wall = _work(db_url, home, lambda s: _queue(s, pairs, runs), executor, workers)
     first = min(r.started_at for r in records if r.started_at)
     last = max(r.finished_at for r in records if r.finished_at)
     busy = (last - first).total_seconds()
@@ -113,26 +122,15 @@ def runs_per_hour(
 def residency(db_url: str, home: Path, executor: str) -> dict[str, float]:
     """Seconds of three ``throughput`` runs on zoo:code-6l in a row on one worker or actor: the
     first loads the model (6.8M parameters), the next find it resident."""
-    migrate.upgrade(db_url)
-    env = {**os.environ, "HEADLAB_HOME": str(home), "HEADLAB_DB": db_url, "TORCH_NUM_THREADS": "1"}
     config = {"kind": "throughput", "model": RESIDENT_MODEL, "steps": 2, "batch": 2, "seq_len": 16}
-    with ResultStore(db_url, home / "artifacts") as store:
-        ids = [
+
+    def enqueue(store: ResultStore) -> list[int]:
+        return [
             store.enqueue_run("throughput", config, RESIDENT_MODEL, None, {}, "bench").id
             for _ in range(3)
         ]
-        (command,) = _worker_commands(executor, 1)
-        proc = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            while any(not store.get_run(i).status.is_terminal for i in ids):
-                time.sleep(0.2)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=120)
-        records = [store.get_run(i) for i in ids]
-    assert all(r.status.value == "FINISHED" for r in records), [r.error for r in records]
+
+    records, _ = _work(db_url, home, enqueue, executor, 1)
     seconds = [
         (r.finished_at - r.started_at).total_seconds()
         for r in records

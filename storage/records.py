@@ -141,8 +141,7 @@ class SweepRecord:
 
     @property
     def n_ended(self) -> int:
-        ended = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED)
-        return sum(self.counts.get(s.value, 0) for s in ended)
+        return sum(n for status, n in self.counts.items() if RunStatus(status).is_terminal)
 
     @property
     def done(self) -> bool:

@@ -194,12 +194,17 @@ def parse_status(status: RunStatus | str) -> RunStatus:
 
 
 def list_runs(
-    conn: Connection, kind: str | None, status: RunStatus | str | None, limit: int, offset: int
+    conn: Connection,
+    kind: str | None,
+    status: RunStatus | str | None,
+    limit: int,
+    offset: int,
+    oldest_first: bool = False,
 ) -> list[RunRecord]:
     query = (
         select(runs)
         .where(*_filters(kind, status))
-        .order_by(runs.c.id.desc())
+        .order_by(runs.c.id if oldest_first else runs.c.id.desc())
         .limit(limit)
         .offset(offset)
     )

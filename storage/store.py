@@ -55,6 +55,30 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 
+def _queued_values(
+    kind: str,
+    config: dict[str, Any],
+    model_spec: str,
+    prompt_set_id: int | None,
+    versions: dict[str, str],
+    code_version: str,
+) -> dict[str, Any]:
+    """The ``runs`` row of a new QUEUED run (``runs_repo.insert_queued``), its JSON checked."""
+    if not kind:
+        raise InvalidInput("a run needs a kind (e.g. 'head_stats')")
+    return {
+        "kind": kind,
+        "config_json": checked_json(dict(config), f"the {kind} run config"),
+        "model_spec": model_spec,
+        "prompt_set_id": prompt_set_id,
+        "versions_json": checked_json(dict(versions), "the package versions"),
+        "code_version": code_version,
+        "summary_json": {},
+        "cancel_requested": False,
+        "created_at": utc_now(),
+    }
+
+
 @dataclass
 class Recovered:
     """What ``recover_after_crashes`` removed (paths relative to the data directory)."""
@@ -155,19 +179,7 @@ class ResultStore:
         versions: dict[str, str],
         code_version: str,
     ) -> RunRecord:
-        if not kind:
-            raise InvalidInput("a run needs a kind (e.g. 'head_stats')")
-        values = {
-            "kind": kind,
-            "config_json": checked_json(dict(config), f"the {kind} run config"),
-            "model_spec": model_spec,
-            "prompt_set_id": prompt_set_id,
-            "versions_json": checked_json(dict(versions), "the package versions"),
-            "code_version": code_version,
-            "summary_json": {},
-            "cancel_requested": False,
-            "created_at": utc_now(),
-        }
+        values = _queued_values(kind, config, model_spec, prompt_set_id, versions, code_version)
         with self._db.write() as conn:
             if prompt_set_id is not None:
                 catalog_repo.get_prompt_set(conn, prompt_set_id)  # NotFound with the hint
@@ -178,17 +190,14 @@ class ResultStore:
     ) -> tuple[SweepRecord, list[RunRecord]]:
         """A sweep and all its runs, QUEUED, in one transaction (all or none)."""
         rows = [
-            {
-                "kind": kind,
-                "config_json": checked_json(dict(child.config), f"the {kind} run config"),
-                "model_spec": child.model_spec,
-                "prompt_set_id": child.prompt_set_id,
-                "versions_json": checked_json(dict(child.versions), "the package versions"),
-                "code_version": child.code_version,
-                "summary_json": {},
-                "cancel_requested": False,
-                "created_at": utc_now(),
-            }
+            _queued_values(
+                kind,
+                child.config,
+                child.model_spec,
+                child.prompt_set_id,
+                child.versions,
+                child.code_version,
+            )
             for child in children
         ]
         with self._db.write() as conn:
@@ -356,10 +365,11 @@ class ResultStore:
         status: RunStatus | str | None = None,
         limit: int = 100,
         offset: int = 0,
+        oldest_first: bool = False,
     ) -> list[RunRecord]:
-        """Newest first."""
+        """Newest first (``oldest_first``: in queue order)."""
         with self._db.read() as conn:
-            return runs_repo.list_runs(conn, kind, status, limit, offset)
+            return runs_repo.list_runs(conn, kind, status, limit, offset, oldest_first)
 
     def count_runs(self, kind: str | None = None, status: RunStatus | str | None = None) -> int:
         with self._db.read() as conn:

@@ -66,8 +66,8 @@ def show_sweep(ctx: WebContext, metric: str | None, sweep_id: int | None) -> tup
     if sweep_id is None:
         return empty_figure("No sweep"), None
     try:
-        sweep, runs, _ = compare.sweep_view(ctx, int(sweep_id))
-        spec = compare.sweep_figure_spec(sweep, runs, metric)
+        runs = ctx.store.sweep_runs(int(sweep_id))  # the page listed the metrics already
+        spec = compare.sweep_figure_spec(int(sweep_id), runs, metric)
         if spec is None:
             return empty_figure("No finished run of the sweep stores a per-head metric yet"), None
         return page_figure(ctx.reader, spec), spec

@@ -23,6 +23,7 @@ from app.launching import LaunchRefused
 from app.sweeps import SweepSpec, enqueue_sweep, parse_assignments, sweep_label
 from storage.records import SweepRecord
 from storage.settings import load_settings
+from storage.store import ResultStore
 
 app = typer.Typer(
     help="Run one analysis over models × prompt sets × options.", no_args_is_help=True
@@ -88,7 +89,7 @@ def start(
     with store_errors():
         for run in runs:
             execute_inline(store, run, show_progress=not json_out, runner=runner)
-        _report(store.get_sweep(sweep.id), json_out)
+        _report(store, store.get_sweep(sweep.id), json_out)
     final = store.get_sweep(sweep.id)
     unfinished = final.n_runs - final.counts.get("FINISHED", 0)
     if unfinished:
@@ -98,8 +99,7 @@ def start(
         )
 
 
-def _report(sweep: SweepRecord, json_out: bool) -> None:
-    store = open_store()
+def _report(store: ResultStore, sweep: SweepRecord, json_out: bool) -> None:
     runs = store.sweep_runs(sweep.id)
     if json_out:
         emit_json({"sweep": sweep_summary(sweep), "runs": [run_summary(r) for r in runs]})
@@ -128,7 +128,7 @@ def show(sweep: str = typer.Argument(..., help="Sweep name or id."), json_out: b
     """A sweep's progress and its runs."""
     store = open_store()
     with store_errors():
-        _report(store.get_sweep(sweep), json_out)
+        _report(store, store.get_sweep(sweep), json_out)
 
 
 @app.command("list")

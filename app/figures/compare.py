@@ -34,6 +34,39 @@ def _grids(df_a: pd.DataFrame, df_b: pd.DataFrame, metric: str) -> tuple[np.ndar
     return a, b
 
 
+def _add_panel(
+    fig: go.Figure,
+    grid: np.ndarray,
+    title: str,
+    metric: str,
+    scale: tuple[float, float, bool],
+    showscale: bool,
+    row: int,
+    col: int,
+) -> None:
+    """One layer × head heatmap panel on a shared colour scale ``(zmin, zmax, signed)``."""
+    zmin, zmax, signed = scale
+    fig.add_heatmap(
+        z=grid,
+        x0=0,
+        dx=1,
+        y0=0,
+        dy=1,
+        zmin=zmin,
+        zmax=zmax,
+        zmid=0.0 if signed else None,
+        colorscale=colour_scale(signed),
+        coloraxis=None,
+        showscale=showscale,
+        colorbar=colour_bar(metric, outline=True),
+        hovertemplate=f"{title}<br>layer %{{y}}<br>head %{{x}}<br>"
+        f"{metric} %{{z:.4g}}<extra></extra>",
+        hoverongaps=False,
+        row=row,
+        col=col,
+    )
+
+
 def side_by_side(
     df_a: pd.DataFrame, df_b: pd.DataFrame, metric: str, *, titles: tuple[str, str] = ("A", "B")
 ) -> go.Figure:
@@ -44,25 +77,7 @@ def side_by_side(
     zmin, zmax = colour_limits(both, signed)
     fig = make_subplots(rows=1, cols=2, subplot_titles=list(titles), horizontal_spacing=0.08)
     for col, grid in ((1, a), (2, b)):
-        fig.add_heatmap(
-            z=grid,
-            x0=0,
-            dx=1,
-            y0=0,
-            dy=1,
-            zmin=zmin,
-            zmax=zmax,
-            zmid=0.0 if signed else None,
-            colorscale=colour_scale(signed),
-            coloraxis=None,
-            showscale=col == 2,
-            colorbar=colour_bar(metric, outline=True),
-            hovertemplate=f"{titles[col - 1]}<br>layer %{{y}}<br>head %{{x}}<br>"
-            f"{metric} %{{z:.4g}}<extra></extra>",
-            hoverongaps=False,
-            row=1,
-            col=col,
-        )
+        _add_panel(fig, grid, titles[col - 1], metric, (zmin, zmax, signed), col == 2, 1, col)
     n_rows, n_cols = a.shape
     light_layout(fig, aspect=grid_aspect(n_rows, 2 * n_cols + 2))
     fig.update_xaxes(title_text="head", showgrid=False, dtick=tick_step(n_cols), tick0=0)
@@ -102,24 +117,8 @@ def sweep_grids(frames: list[tuple[str, pd.DataFrame]], metric: str) -> go.Figur
         vertical_spacing=0.12 if rows > 1 else 0.08,
     )
     for i, (title, grid) in enumerate(grids):
-        fig.add_heatmap(
-            z=grid,
-            x0=0,
-            dx=1,
-            y0=0,
-            dy=1,
-            zmin=zmin,
-            zmax=zmax,
-            zmid=0.0 if signed else None,
-            colorscale=colour_scale(signed),
-            showscale=i == 0,
-            colorbar=colour_bar(metric, outline=True),
-            hovertemplate=f"{title}<br>layer %{{y}}<br>head %{{x}}<br>"
-            f"{metric} %{{z:.4g}}<extra></extra>",
-            hoverongaps=False,
-            row=i // cols + 1,
-            col=i % cols + 1,
-        )
+        scale = (zmin, zmax, signed)
+        _add_panel(fig, grid, title, metric, scale, i == 0, i // cols + 1, i % cols + 1)
     n_layers, n_heads = grids[0][1].shape
     light_layout(fig, aspect=grid_aspect(n_layers * rows, n_heads * cols + cols))
     fig.update_xaxes(showgrid=False, dtick=tick_step(n_heads), tick0=0)

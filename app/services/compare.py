@@ -105,8 +105,8 @@ def sweep_rows(sweep: Any, runs: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def sweep_figure_spec(sweep: Any, runs: list[Any], metric: str | None) -> dict[str, Any] | None:
+def sweep_figure_spec(sweep_id: int, runs: list[Any], metric: str | None) -> dict[str, Any] | None:
     finished = [r.id for r in runs if r.status.value == "FINISHED"]
     if not metric or not finished:
         return None
-    return {"kind": "compare_sweep", "sweep": sweep.id, "runs": finished, "metric": metric}
+    return {"kind": "compare_sweep", "sweep": sweep_id, "runs": finished, "metric": metric}
