@@ -88,6 +88,7 @@ def prompts_import_job(ctx: JobContext) -> RunOutput:
 
 def prompts_generate_job(ctx: JobContext) -> RunOutput:
     from analysis.prompts.generators import GeneratorError, generate_pairs
+    from analysis.prompts.needle import needle_options
 
     cfg = ctx.config
     assert isinstance(cfg, PromptsGenerateConfig)
@@ -96,7 +97,8 @@ def prompts_generate_job(ctx: JobContext) -> RunOutput:
     model = _model(ctx)
     ctx.progress(0.4, f"generating {cfg.n} {cfg.task} pairs")
     try:
-        pairs = generate_pairs(model, cfg.task, cfg.n, cfg.seed)
+        options = needle_options(cfg.needle_options) if cfg.needle_options else None
+        pairs = generate_pairs(model, cfg.task, cfg.n, cfg.seed, options)
     except (GeneratorError, ValueError) as exc:
         raise JobError(f"{cfg.task} on {cfg.model}: {exc}") from None
     spec = parse_model_spec(cfg.model).spec

@@ -12,6 +12,7 @@ from analysis.circuits.job import circuit_job
 from analysis.heads_job import ablate_job, dla_job, heads_job, patch_job
 from analysis.jobs import JobError, JobFn
 from analysis.sae.job import sae_circuit_job, sae_eval_job, sae_train_job
+from analysis.taxonomy.job import taxonomy_job
 from analysis.throughput import run_throughput
 
 JOBS: dict[str, JobFn] = {
@@ -19,6 +20,7 @@ JOBS: dict[str, JobFn] = {
     "dla": dla_job,
     "patch": patch_job,
     "ablate": ablate_job,
+    "taxonomy": taxonomy_job,
     "circuit": circuit_job,
     "sae-train": sae_train_job,
     "sae-eval": sae_eval_job,

@@ -127,10 +127,18 @@ def require_new_set_name(store: ResultStore, name: str) -> None:
 
 
 def generate_prompt_set(
-    store: ResultStore, task: str, model: str, n: int = 20, seed: int = 0, name: str | None = None
+    store: ResultStore,
+    task: str,
+    model: str,
+    n: int = 20,
+    seed: int = 0,
+    name: str | None = None,
+    needle: dict[str, Any] | None = None,
 ) -> PromptSetRecord:
-    """Generate a seeded task prompt set valid for the model's tokenizer, and store it."""
+    """Generate a seeded task prompt set valid for the model's tokenizer, and store it.
+    ``needle`` holds the needle task's options (``NeedleOptions`` fields)."""
     from analysis.prompts.generators import GeneratorError, generate_pairs
+    from analysis.prompts.needle import needle_options
 
     if not 1 <= n <= MAX_GENERATED:
         raise CatalogError(
@@ -141,10 +149,11 @@ def generate_prompt_set(
     name = name or f"{task}-{parsed.spec.split(':', 1)[1].rstrip('/').split('/')[-1]}-{n}-s{seed}"
     require_new_set_name(store, name)
     try:
-        pairs = generate_pairs(loaded, task, n, seed)
-    except (GeneratorError, ValueError) as exc:
+        options = needle_options(needle) if needle else None
+        pairs = generate_pairs(loaded, task, n, seed, options)
+    except (GeneratorError, ValueError, TypeError) as exc:
         raise CatalogError(str(exc)) from None
-    meta = {"task": task, "seed": seed}
+    meta = {"task": task, "seed": seed, **({"needle_options": needle} if needle else {})}
     return store.add_prompt_set(name, pairs, f"generate:{task}", parsed.spec, meta)
 
 

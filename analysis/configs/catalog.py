@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from analysis.configs.base import RunConfigBase
 from analysis.model_specs import parse_model_spec
 
 CATALOG_KINDS = ("prompts-import", "prompts-generate", "model-add")
-TASKS = ("induction", "induction-contrast", "ioi", "greater-than")
+TASKS = ("induction", "induction-contrast", "ioi", "greater-than", "needle")
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
 MAX_GENERATED = 100_000
 NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
@@ -121,19 +121,53 @@ class PromptsGenerateConfig(_CatalogConfig):
     """Generate a seeded task prompt set that is valid for the model's tokenizer."""
 
     kind: Literal["prompts-generate"] = "prompts-generate"
-    task: Literal["induction", "induction-contrast", "ioi", "greater-than"] = Field(
+    task: Literal["induction", "induction-contrast", "ioi", "greater-than", "needle"] = Field(
         default="induction", description="Task to generate pairs for."
     )
     n: int = Field(default=20, ge=1, le=MAX_GENERATED, description="Number of pairs.")
     name: str | None = Field(
         default=None, description="Name of the new set (default <task>-<model>-<n>-s<seed>)."
     )
+    needle_length: int = Field(
+        default=6, ge=2, le=64, description="needle task: units in the needle"
+    )
+    needle_query: int = Field(
+        default=2, ge=1, le=63, description="needle task: needle units repeated as the query"
+    )
+    contexts: list[int] = Field(
+        default=[], description="needle task: context lengths in tokens (empty: four up to n_ctx)"
+    )
+    depths: list[float] = Field(
+        default=[], description="needle task: needle depths in [0, 1] (empty: 0, .25, .5, .75, 1)"
+    )
 
     _name = field_validator("name")(check_name)
+
+    @model_validator(mode="after")
+    def _needle_options_for_needle_only(self) -> PromptsGenerateConfig:
+        custom = (self.needle_length, self.needle_query, self.contexts, self.depths) != (
+            6,
+            2,
+            [],
+            [],
+        )
+        if custom and self.task != "needle":
+            raise ValueError(
+                "needle_length, needle_query, contexts and depths apply to the needle task only"
+            )
+        return self
 
     @property
     def set_name(self) -> str:
         return self.name or default_set_name(self.task, self.model, self.n, self.seed)
+
+    @property
+    def needle_options(self) -> dict[str, Any] | None:
+        """Keyword arguments of ``analysis.prompts.needle.NeedleOptions`` (needle task only)."""
+        if self.task != "needle":
+            return None
+        return {"needle_length": self.needle_length, "query": self.needle_query,
+                "contexts": tuple(self.contexts), "depths": tuple(self.depths)}  # fmt: skip
 
 
 class ModelAddConfig(_CatalogConfig):

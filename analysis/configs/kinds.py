@@ -16,6 +16,7 @@ from analysis.configs.catalog import ModelAddConfig, PromptsGenerateConfig, Prom
 from analysis.configs.circuits import CircuitConfig
 from analysis.configs.heads import AblateConfig, DlaConfig, HeadsConfig, PatchConfig
 from analysis.configs.sae import SAECircuitConfig, SAEEvalConfig, SAETrainConfig
+from analysis.configs.taxonomy import TaxonomyConfig
 from analysis.configs.throughput import ThroughputConfig
 
 RUN_KINDS: dict[str, type[RunConfigBase]] = {
@@ -23,6 +24,7 @@ RUN_KINDS: dict[str, type[RunConfigBase]] = {
     "dla": DlaConfig,
     "patch": PatchConfig,
     "ablate": AblateConfig,
+    "taxonomy": TaxonomyConfig,
     "circuit": CircuitConfig,
     "sae-train": SAETrainConfig,
     "sae-eval": SAEEvalConfig,

@@ -16,6 +16,9 @@ returned, so a generator can never hand out a pair that analyses would reject.
   is a digit above Y1, incorrect one below (so 1 <= Y1 <= 8); corrupted uses YY = ``01``.
   Word tokenizers (Hanna et al. 2023): "The N lasted from the year 17YY to the year 17" ->
   correct a two-digit token above YY, incorrect one below; corrupted uses 1701.
+- ``needle`` (any tokenizer, ``analysis.prompts.needle``): a needle of distinct units in filler
+  at a grid of context lengths and depths, then the needle's first units; correct = its next
+  unit. Options (``NeedleOptions``): needle length, query length, contexts, depths.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from analysis.prompts.code_tasks import CODE_GENERATORS, CodeTaskError
+from analysis.prompts.needle import NeedleOptions, NeedleOptionsError, needle
 from analysis.prompts.validate import TokenizerView, pairs_as_raw, validate_pairs
 from storage.records import PairIn
 
@@ -281,19 +285,33 @@ GENERATORS: dict[str, Callable[[TokenizerView, int, random.Random], list[PairIn]
     "induction-contrast": induction_contrast,
     "ioi": ioi,
     "greater-than": greater_than,
+    "needle": lambda view, n, rng: needle(view, n, rng, NeedleOptions()),
     **CODE_GENERATORS,
 }
 
 
-def generate_pairs(model: TransformerBridge, task: str, n: int, seed: int = 0) -> list[PairIn]:
-    """``n`` seeded pairs of ``task`` for ``model``, validated against its tokenizer."""
+def generate_pairs(
+    model: TransformerBridge,
+    task: str,
+    n: int,
+    seed: int = 0,
+    needle_options: NeedleOptions | None = None,
+) -> list[PairIn]:
+    """``n`` seeded pairs of ``task`` for ``model``, validated against its tokenizer
+    (``needle_options`` shape the ``needle`` task and are refused for any other)."""
     if task not in GENERATORS:
         raise GeneratorError(f"unknown task {task!r}; choose one of: {', '.join(GENERATORS)}")
     if n < 1:
         raise GeneratorError(f"--n must be at least 1 (got {n})")
+    if needle_options is not None and task != "needle" and needle_options != NeedleOptions():
+        raise GeneratorError(f"needle options apply to the needle task only, not {task!r}")
     view = TokenizerView.of(model)
+    rng = random.Random(seed)
     try:
-        pairs = GENERATORS[task](view, n, random.Random(seed))
-    except CodeTaskError as exc:
+        if task == "needle":
+            pairs = needle(view, n, rng, needle_options or NeedleOptions())
+        else:
+            pairs = GENERATORS[task](view, n, rng)
+    except (CodeTaskError, NeedleOptionsError) as exc:
         raise GeneratorError(str(exc)) from None
     return validate_pairs(view, pairs_as_raw(pairs))

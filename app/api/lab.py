@@ -131,11 +131,14 @@ class Lab:
         seed: int = 0,
         name: str | None = None,
         exist_ok: bool = False,
+        **needle: Any,
     ) -> PromptSetRecord:
         """Generate a seeded task prompt set valid for the model's tokenizer and store it.
         With ``exist_ok`` a stored set of that name is returned as it is (notebook re-runs).
+        The needle task takes ``needle_length``, ``query``, ``contexts`` and ``depths``.
 
-        Example: ``lab.generate_prompts("induction-contrast", "zoo:induction-2l", n=16)``
+        Example: ``lab.generate_prompts("induction-contrast", "zoo:induction-2l", n=16)``;
+        ``lab.generate_prompts("needle", "zoo:induction-2l", n=40, contexts=(24, 56))``
         """
         with api_errors():
             if exist_ok and name is not None:
@@ -143,7 +146,9 @@ class Lab:
                     return self.store.get_prompt_set(name)
                 except NotFound:
                     pass
-            return catalog.generate_prompt_set(self.store, task, model, n, seed, name)
+            return catalog.generate_prompt_set(
+                self.store, task, model, n, seed, name, needle or None
+            )
 
     def import_prompts(
         self, path: str | Path, name: str, model: str, *, fmt: str | None = None

@@ -106,19 +106,51 @@ def import_progress() -> Iterator[catalog.ImportProgress]:
         yield report
 
 
+def _number_list(text: str | None, kind: type, option: str) -> tuple:
+    if not text:
+        return ()
+    try:
+        return tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: give comma-separated numbers", param_hint=option)
+
+
 @app.command("generate")
 def generate(
-    task: str = typer.Argument(..., help="induction, induction-contrast, ioi or greater-than"),
+    task: str = typer.Argument(
+        ..., help="induction, induction-contrast, ioi, greater-than or needle"
+    ),
     n: int = typer.Option(20, "--n", min=1, help="Number of pairs."),
     model: str = MODEL,
     name: str | None = typer.Option(None, "--name", help="Default: <task>-<model>-<n>-s<seed>"),
     seed: int = typer.Option(0, "--seed"),
+    needle_length: int = typer.Option(6, "--needle-length", min=2, help="needle: its units"),
+    needle_query: int = typer.Option(
+        2, "--needle-query", min=1, help="needle: units repeated as the query"
+    ),
+    contexts: str | None = typer.Option(
+        None, "--contexts", help="needle: context lengths, e.g. 16,32,60 (default: four)"
+    ),
+    depths: str | None = typer.Option(
+        None, "--depths", help="needle: depths in [0,1], e.g. 0,0.5,1 (default: 0,.25,.5,.75,1)"
+    ),
     json_out: bool = JSON,
 ) -> None:
     """Generate a seeded task prompt set that is valid for the model's tokenizer."""
+    options = {
+        "needle_length": needle_length,
+        "query": needle_query,
+        "contexts": _number_list(contexts, int, "--contexts"),
+        "depths": _number_list(depths, float, "--depths"),
+    }
+    default = {"needle_length": 6, "query": 2, "contexts": (), "depths": ()}
+    if task != "needle" and options != default:
+        raise typer.BadParameter("needle options apply to the needle task only", param_hint=task)
     store = open_store()
     with store_errors():
-        record = catalog.generate_prompt_set(store, task, model, n, seed, name)
+        record = catalog.generate_prompt_set(
+            store, task, model, n, seed, name, options if task == "needle" else None
+        )
     _store_set(record, json_out)
 
 
