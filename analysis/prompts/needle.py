@@ -50,7 +50,7 @@ def needle_options(values: dict) -> NeedleOptions:
             f"unknown needle options {unknown}; use {', '.join(sorted(known))}"
         )
     fixed = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()}
-    return NeedleOptions(**fixed)
+    return NeedleOptions(**fixed)  # type: ignore[arg-type]
 
 
 def _units(view: TokenizerView) -> list[str]:

@@ -166,7 +166,7 @@ def _similarity(ctx: JobContext, totals: ProbeTotals, shape, n_clusters: int):
     path.write_text(json.dumps({
         "heads": labels, "distance": distance.tolist(), "order": clusters.order,
         "clusters": clusters.labels, "representatives": clusters.representatives,
-        "measure": "Jensen-Shannon distance (base 2) of attention rows, mean over queries and prompts",
+        "measure": "Jensen-Shannon distance (base 2) of attention rows, mean over queries, prompts",
     }))  # fmt: skip
     grid = torch.tensor(clusters.labels, dtype=torch.float32).reshape(layers, heads)
     rep = torch.zeros(layers * heads)
@@ -249,7 +249,9 @@ def taxonomy_job(ctx: JobContext) -> RunOutput:
     ctx.progress(1.0, "done")
     summary.update(
         n_prompts=tb.n_prompts,
-        needle_prompts=[{"depth": d, "context": c} for d, c in zip(tb.depth, tb.context, strict=True)],
+        needle_prompts=[
+            {"depth": d, "context": c} for d, c in zip(tb.depth, tb.context, strict=True)
+        ],
         streaming={"sink": cfg.sink, "window": cfg.window, "ranking": cfg.ranking,
                    "affected_positions": dev.affected_positions,
                    "streaming_fraction": cfg.streaming_fraction},

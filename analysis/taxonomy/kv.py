@@ -105,15 +105,16 @@ def kv_curve(
     shape = (layers, n_kv, group)
     runs = sum(len(o) for o in orders.values()) * len(ks)
     done = 0
-    curves: dict[str, dict[str, dict[str, list[float]]]] = {}
+    curves: dict[str, dict[str, dict[str, list[float | None]]]] = {}
     for name, seed_orders in orders.items():
         values = torch.zeros(len(seed_orders), len(ks), len(METRICS), dtype=torch.float64)
         for si, order in enumerate(seed_orders):
             for ki, k in enumerate(ks):
-                m = _metrics_at(
-                    model, batch, lambda n, o=order, k=k: streamed_heads(o, k, shape, n),
-                    sink, window,
-                )  # fmt: skip
+
+                def streamed_for(n: int, o: list[int] = order, k: int = k) -> StreamedHeads:
+                    return streamed_heads(o, k, shape, n)
+
+                m = _metrics_at(model, batch, streamed_for, sink, window)
                 values[si, ki] = torch.tensor([m[x] for x in METRICS], dtype=torch.float64)
                 done += 1
                 progress(done / runs, f"KV simulation: {name}, {k}/{total} KV heads streaming")

@@ -11,7 +11,8 @@ causal) or, for similarity, heads flattened to ``[head, q, k]``.
   all heads (delimiters such as newlines or full stops become sinks in trained models).
 - ``sink_mass``: per head, the mean over queries q >= 1 of the attention on the sinks <= q.
 - ``js_distance``: the Jensen-Shannon distance (base 2, in [0, 1]) between two heads'
-  attention rows, averaged over query rows; ``cluster_heads`` groups heads by it (average
+  attention rows, averaged over query rows (at most ``JS_ROWS`` evenly spaced rows per prompt,
+  row 0 excluded: it is the same in every head); ``cluster_heads`` groups heads by it (average
   linkage) and names each cluster's medoid its representative head (ProxyAttn's idea).
 """
 
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float, Int
+
+JS_ROWS = 32  # query rows per prompt that head similarity averages over
 
 
 def attention_span(
@@ -60,24 +63,37 @@ def sink_mass(
     return pattern.float()[..., 1:, list(sinks)].sum(-1).mean(-1)
 
 
+def _xlogx(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x > 0, x * x.clamp(min=1e-30).log2(), 0.0)
+
+
 def js_distance(
     a: Float[torch.Tensor, "heads q k"], b: Float[torch.Tensor, "heads2 q k"]
 ) -> Float[torch.Tensor, "heads heads2"]:
-    """Jensen-Shannon distance (base 2) between every head of ``a`` and of ``b``, row-averaged."""
-    p, r = a.double()[:, None], b.double()[None]
-    m = (p + r) / 2
+    """Jensen-Shannon distance (base 2) between every head of ``a`` and of ``b``, row-averaged:
+    JS = H((p + r) / 2) - (H(p) + H(r)) / 2 per query row, then sqrt and the mean over rows."""
+    p, r = a.float(), b.float()
+    h_p, h_r = -_xlogx(p).sum(-1), -_xlogx(r).sum(-1)  # [heads, q]
+    h_m = -_xlogx((p[:, None] + r[None]) / 2).sum(-1)  # [heads, heads2, q]
+    div = h_m - (h_p[:, None] + h_r[None]) / 2
+    return div.clamp(min=0).sqrt().mean(-1)
 
-    def kl(x: torch.Tensor) -> torch.Tensor:
-        return torch.where(x > 0, x * (x.clamp(min=1e-300) / m.clamp(min=1e-300)).log2(), 0.0)
 
-    div = 0.5 * (kl(p) + kl(r)).sum(-1)  # [heads, heads2, q]
-    return div.clamp(min=0).sqrt().mean(-1).float()
+def js_rows(n: int, most: int = JS_ROWS) -> list[int]:
+    """The query rows the head similarity reads: all of 1..n-1 up to ``most``, else ``most``
+    evenly spaced ones (row 0 attends only to itself in every head)."""
+    rows = list(range(1, n)) or [0]
+    if len(rows) <= most:
+        return rows
+    return sorted({rows[round(i * (len(rows) - 1) / (most - 1))] for i in range(most)})
 
 
 def js_distance_matrix(
     heads: Float[torch.Tensor, "heads q k"], chunk: int = 16
 ) -> Float[torch.Tensor, "heads heads"]:
-    """All-pairs JS distance of one prompt's heads, ``chunk`` rows at a time (memory)."""
+    """All-pairs JS distance of one prompt's heads over its ``js_rows``, ``chunk`` heads at a
+    time (memory)."""
+    heads = heads[:, js_rows(heads.shape[1])]
     rows = [js_distance(heads[i : i + chunk], heads) for i in range(0, heads.shape[0], chunk)]
     out = torch.cat(rows)
     return (out + out.T) / 2  # exact symmetry despite float rounding

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Bool, Float
@@ -68,7 +68,7 @@ def forward_streamed(
     edits ``z`` directly."""
     n = tokens.shape[1]
     keep = streaming_mask(n, sink, window).to(tokens.device)
-    hooks = []
+    hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = []
     attn_only = bool(getattr(model.cfg, "attn_only", False))
     for layer, chosen in streamed.items():
         if not bool(chosen.any()):
@@ -167,16 +167,34 @@ class Outcome:
     kl_count: torch.Tensor
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The full model's next-token distributions, kept for KL(full || streamed)."""
+
+    probs: torch.Tensor  # [batch, pos, vocab]
+    neg_entropy: torch.Tensor  # [batch, pos]: sum p log p
+
+    @classmethod
+    def of(cls, logits: torch.Tensor) -> Reference:
+        logp = logits.log_softmax(-1)
+        probs = logp.exp()
+        return cls(probs, (probs * logp).sum(-1))
+
+
 def outcome(
-    logits: torch.Tensor, batch: TaxonomyBatch, reference: torch.Tensor | None, affected_from: int
+    logits: torch.Tensor, batch: TaxonomyBatch, reference: Reference | None, affected_from: int
 ) -> Outcome:
-    """Per-prompt metrics of ``logits`` (a multiple of the batch: variants x prompts)."""
-    reps = logits.shape[0] // batch.n_prompts
+    """Per-prompt metrics of ``logits`` (a multiple of the batch: variants x prompts).
+
+    log-probabilities are never materialised: log p = logit - logsumexp, so the loss reads
+    one logit per position and KL(full || streamed) = sum p log p - sum p logit + logsumexp."""
+    b = batch.n_prompts
+    reps = logits.shape[0] // b
     tok, lengths = batch.tokens.repeat(reps, 1), batch.lengths.repeat(reps)
-    logp = logits.log_softmax(-1)
+    lse = logits.logsumexp(-1)  # [n, pos]
     pos = torch.arange(tok.shape[1])
     real = pos[None, :] < (lengths[:, None] - 1)
-    nll = -logp[:, :-1].gather(-1, tok[:, 1:, None])[..., 0]
+    nll = lse[:, :-1] - logits[:, :-1].gather(-1, tok[:, 1:, None])[..., 0]
     loss = (nll * real[:, :-1]).sum(-1) / real[:, :-1].sum(-1).clamp(min=1)
     rows = torch.arange(tok.shape[0])
     last = batch.last.repeat(reps)
@@ -184,7 +202,7 @@ def outcome(
     diff = at_last[rows, batch.correct.repeat(reps)] - at_last[rows, batch.incorrect.repeat(reps)]
     if batch.has_needles:
         cp, mask = batch.copy_pos.repeat(reps, 1), batch.copy_mask.repeat(reps, 1)
-        pred = logits.argmax(-1).gather(1, cp)
+        pred = logits[rows[:, None], cp].argmax(-1)
         hit = ((pred == batch.copy_target.repeat(reps, 1)) & mask).sum(-1).float()
         steps = mask.sum(-1)
         acc = torch.where(steps > 0, hit / steps.clamp(min=1), torch.nan)
@@ -193,8 +211,9 @@ def outcome(
     if reference is None:
         kl = count = torch.zeros(tok.shape[0])
     else:
-        ref = reference.log_softmax(-1).repeat(reps, 1, 1)
-        per_pos = (ref.exp() * (ref - logp)).sum(-1)
+        shaped = logits.view(reps, b, *logits.shape[1:])
+        cross = torch.einsum("rbpv,bpv->rbp", shaped, reference.probs).reshape(lse.shape)
+        per_pos = reference.neg_entropy.repeat(reps, 1) - cross + lse
         affected = (pos[None, :] < lengths[:, None]) & (pos[None, :] >= affected_from)
         kl, count = (per_pos * affected).sum(-1), affected.sum(-1).float()
     return Outcome(loss, diff, acc, kl, count)
@@ -238,6 +257,7 @@ def head_deviation(
         with torch.no_grad():
             full = model(tokens).float().cpu()
         base = outcome(full, sub, None, sink + window)
+        reference = Reference.of(full)
         forwards += sub.n_prompts
         per_forward = max(1, LOGIT_BUDGET // (sub.n_prompts * int(tokens.shape[1]) * vocab))
         for layer in range(n_layers):
@@ -250,14 +270,14 @@ def head_deviation(
                     model, tokens.repeat(len(heads), 1), {layer: chosen}, sink, window
                 ).cpu()
                 forwards += len(heads) * sub.n_prompts
-                out = outcome(logits, sub, full, sink + window)
+                out = outcome(logits, sub, reference, sink + window)
                 for v, h in enumerate(heads):
                     s = slice(v * sub.n_prompts, (v + 1) * sub.n_prompts)
                     acc = (out.needle_accuracy[s] - base.needle_accuracy).nan_to_num(0.0)
+                    diff = out.logit_diff[s] - base.logit_diff
                     sums[:, layer, h] += torch.stack([
                         out.kl[s].sum(), out.kl_count[s].sum(),
-                        (out.loss[s] - base.loss).sum(), (out.logit_diff[s] - base.logit_diff).sum(),
-                        acc.sum(),
+                        (out.loss[s] - base.loss).sum(), diff.sum(), acc.sum(),
                     ]).double()  # fmt: skip
             progress((ci + (layer + 1) / n_layers) / len(chunks), f"streaming layer {layer}")
     count = int(sums[1, 0, 0])

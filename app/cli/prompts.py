@@ -112,7 +112,8 @@ def _number_list(text: str | None, kind: type, option: str) -> tuple:
     try:
         return tuple(kind(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise typer.BadParameter(f"{text!r}: give comma-separated numbers", param_hint=option)
+        message = f"{text!r}: give comma-separated numbers"
+        raise typer.BadParameter(message, param_hint=option) from None
 
 
 @app.command("generate")
