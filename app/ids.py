@@ -46,6 +46,11 @@ PROMPTS_GEN_N = "prompts-gen-n"
 PROMPTS_GEN_SEED = "prompts-gen-seed"
 PROMPTS_GEN_MODEL = "prompts-gen-model"
 PROMPTS_GEN_NAME = "prompts-gen-name"
+PROMPTS_GEN_NEEDLE = "prompts-gen-needle"  # the needle task's fields, shown for needle only
+PROMPTS_GEN_NEEDLE_LENGTH = "prompts-gen-needle-length"
+PROMPTS_GEN_NEEDLE_QUERY = "prompts-gen-needle-query"
+PROMPTS_GEN_CONTEXTS = "prompts-gen-contexts"
+PROMPTS_GEN_DEPTHS = "prompts-gen-depths"
 PROMPTS_GEN_SUBMIT = "prompts-gen-submit"
 PROMPTS_GEN_STATUS = "prompts-gen-status"
 PROMPTS_GEN_RESULT = "prompts-gen-result"
@@ -93,6 +98,8 @@ HEADS_POSITION = "heads-position"
 HEADS_POSITION_BOX = "heads-position-box"  # holds the per-position graph, or a note
 HEADS_POSITION_METRIC = "heads-position-metric"
 HEADS_MESSAGE = "heads-message"
+HEADS_HEAD_FIGURES = "heads-head-figures"  # a taxonomy run's figures of the selected head
+HEADS_RUN_FIGURES = "heads-run-figures"  # a taxonomy run's run-level figures, below the grid
 
 # Circuits
 CIRCUITS_RUNS = "circuits-runs"

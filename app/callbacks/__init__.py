@@ -29,6 +29,7 @@ CALLBACKS: tuple[Callback | ClientsideCallback, ...] = (
     catalog.preview,
     catalog.add_model,
     catalog.upload,
+    catalog.show_needle_fields,
     catalog.generate,
     heads.pick_run,
     heads.show_metric,

@@ -17,7 +17,13 @@ from dash import Input, Output, State, dcc, html
 
 from app import ids
 from app.callbacks.wiring import Fired, callback
-from app.components.catalog import facts_grid, pairs_table, token_errors, upload_errors
+from app.components.catalog import (
+    facts_grid,
+    needle_style,
+    pairs_table,
+    token_errors,
+    upload_errors,
+)
 from app.components.common import table_data
 from app.services import catalog, catalog_runs
 from app.services.catalog_runs import RunState
@@ -193,6 +199,15 @@ def upload(ctx: WebContext, fired: Fired, contents, _t, filename, name, model, r
 
 
 @callback(
+    Output(ids.PROMPTS_GEN_NEEDLE, "style"),
+    Input(ids.PROMPTS_GEN_TASK, "value"),
+    prevent_initial_call=True,  # the card comes with the first task's style
+)
+def show_needle_fields(ctx: WebContext, task: str | None) -> dict[str, str]:
+    return needle_style(task)
+
+
+@callback(
     Output(ids.PROMPTS_GEN_STATUS, "children"),
     Output(ids.PROMPTS_GEN_STATUS, "className"),
     Output(ids.PROMPTS_GEN_RESULT, "children"),
@@ -208,12 +223,34 @@ def upload(ctx: WebContext, fired: Fired, contents, _t, filename, name, model, r
     State(ids.PROMPTS_GEN_MODEL, "value"),
     State(ids.PROMPTS_GEN_NAME, "value"),
     State(ids.PROMPTS_GEN_RUN, "data"),
+    State(ids.PROMPTS_GEN_NEEDLE_LENGTH, "value"),
+    State(ids.PROMPTS_GEN_NEEDLE_QUERY, "value"),
+    State(ids.PROMPTS_GEN_CONTEXTS, "value"),
+    State(ids.PROMPTS_GEN_DEPTHS, "value"),
     prevent_initial_call=True,
     fired=True,
 )
-def generate(ctx: WebContext, fired: Fired, _n, _t, task, n, seed, model, name, run_id) -> tuple:
+def generate(
+    ctx: WebContext,
+    fired: Fired,
+    _n,
+    _t,
+    task,
+    n,
+    seed,
+    model,
+    name,
+    run_id,
+    needle_length=None,
+    needle_query=None,
+    contexts=None,
+    depths=None,
+) -> tuple:
+    needle = {"needle_length": needle_length, "needle_query": needle_query,
+              "contexts": contexts, "depths": depths}  # fmt: skip
+
     def enqueue() -> RunRecord | Shown:
-        form = {"task": task, "n": n, "seed": seed, "model": model, "name": name}
+        form = catalog_runs.generate_form(task, n, seed, model, name, needle)
         try:
             return catalog_runs.enqueue_generate(ctx.store, form)
         except LaunchError as exc:

@@ -8,7 +8,14 @@ from dash import Input, Output, State
 from app import ids
 from app.callbacks.wiring import ClientsideCallback, Fired, callback
 from app.components.common import empty_figure
-from app.components.heads import pattern_content, position_content, sae_list, scores_table
+from app.components.heads import (
+    head_figures,
+    pattern_content,
+    position_content,
+    run_figures,
+    sae_list,
+    scores_table,
+)
 from app.services import heads_view
 from app.services.context import WebContext
 from app.services.figures import page_figure
@@ -59,12 +66,15 @@ function (selected) {
     Output(ids.HEADS_PROMPT, "value"),
     Output(ids.HEADS_POSITION_METRIC, "options"),
     Output(ids.HEADS_POSITION_METRIC, "value"),
+    Output(ids.HEADS_RUN_FIGURES, "children"),
+    Output(ids.HEADS_HEAD_FIGURES, "children", allow_duplicate=True),
     Input(ids.HEADS_RUN, "value"),
     State(ids.HEADS_METRIC, "value"),
     prevent_initial_call=True,
 )
 def pick_run(ctx: WebContext, run_id: int, metric: str | None) -> tuple:
     state = heads_view.choices(ctx, int(run_id), metric)  # figures: the pickers' callbacks
+    run = ctx.store.get_run(int(run_id))
     return (
         state.metric_options,
         state.metric,
@@ -72,6 +82,8 @@ def pick_run(ctx: WebContext, run_id: int, metric: str | None) -> tuple:
         state.prompt,
         state.position_options,
         state.position_choice,
+        run_figures(heads_view.taxonomy_run_figures(ctx, run)),
+        [],  # the head figures were the previous run's; a click draws this run's
     )
 
 
@@ -99,6 +111,7 @@ def show_metric(ctx: WebContext, metric: str | None, run_id: int) -> tuple:
     # per-position grids of the selected head come in the same response (one round trip)
     Output(ids.HEADS_POSITION_BOX, "children", allow_duplicate=True),
     Output(POSITION_SPEC, "spec", allow_duplicate=True),
+    Output(ids.HEADS_HEAD_FIGURES, "children"),
     Input(ids.HEADS_CLICK, "data"),
     Input(ids.HEADS_KEY, "data"),
     Input(ids.HEADS_PROMPT, "value"),
@@ -127,7 +140,7 @@ def select_head(
         shape = heads_view.grid_shape(ctx, int(run_id), metric)
         selected = heads_view.move(selected, key.get("key", ""), *shape)
     if not selected:
-        return (dash.no_update,) * 8
+        return (dash.no_update,) * 9
     positions: tuple = (dash.no_update,) * 2
     if fired.id != ids.HEADS_PROMPT and heads_view.position_follows_head(ctx, position_choice):
         view = heads_view.position_view(ctx, position_choice, selected)
@@ -135,7 +148,8 @@ def select_head(
     try:
         detail = heads_view.head_detail(ctx, int(run_id), selected[0], selected[1], prompt)
     except StoreError as exc:
-        return selected, str(exc), pattern_content(None, str(exc)), None, "", "", *positions
+        note = pattern_content(None, str(exc))
+        return selected, str(exc), note, None, "", "", *positions, []
     pattern = pattern_content(
         detail.pattern_figure,
         "No stored attention patterns: run `heads` on this model to see them",
@@ -148,6 +162,7 @@ def select_head(
         scores_table(detail.scores),
         sae_list(detail.sae_features),
         *positions,
+        head_figures(detail.figures),
     )
 
 

@@ -36,6 +36,7 @@ DEMO_PROMPT_SETS = (
     ("demo-induction", INDUCTION, "induction-contrast", 16),
     ("demo-greater-than", GREATER_THAN, "greater-than", 16),
     ("demo-code", CODE, "attribute-recall", 8),
+    ("demo-needles", INDUCTION, "needle", 40),
 )
 
 # (kind, config fields beyond kind/model/prompt_set, prompt-set name). The real-text model's runs
@@ -52,6 +53,7 @@ DEMO_RUNS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("dla", {}, "demo-induction"),
     ("patch", {"positions": "both"}, "demo-induction"),
     ("heads", {"repeated_sequences": 32, "repeat_length": 12}, "demo-induction"),
+    ("taxonomy", {}, "demo-needles"),
     ("circuit", {"method": "eap-ig"}, "demo-code"),
     ("patch", {}, "demo-code"),
     ("heads", {"repeated_sequences": 16, "repeat_length": 40}, "demo-code"),

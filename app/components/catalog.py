@@ -238,6 +238,41 @@ def _number(input_id: str, label: str, value: int, minimum: int) -> list[Any]:
     ]
 
 
+NEEDLE_TASK = "needle"
+
+
+def needle_style(task: str | None) -> dict[str, str]:
+    """The needle fields' row is shown for the needle task only."""
+    return {} if task == NEEDLE_TASK else {"display": "none"}
+
+
+def _text(input_id: str, label: str, placeholder: str, width: int) -> list[Any]:
+    return [
+        html.Span(label, className="field-label"),
+        dcc.Input(
+            id=input_id,
+            type="text",
+            placeholder=placeholder,
+            className="input",
+            style={"flex": f"0 0 {width}px", "width": f"{width}px"},
+        ),
+    ]
+
+
+def _needle_fields(task: str | None) -> html.Div:
+    return html.Div(
+        [
+            *_number(ids.PROMPTS_GEN_NEEDLE_LENGTH, "needle length", 6, 2),
+            *_number(ids.PROMPTS_GEN_NEEDLE_QUERY, "query length", 2, 1),
+            *_text(ids.PROMPTS_GEN_CONTEXTS, "contexts", "e.g. 32, 64 (default: four)", 200),
+            *_text(ids.PROMPTS_GEN_DEPTHS, "depths", "in [0, 1], e.g. 0, 0.5, 1", 200),
+        ],
+        id=ids.PROMPTS_GEN_NEEDLE,
+        className="toolbar compact",
+        style=needle_style(task),
+    )
+
+
 def _generate_card(model_options: list[str], tasks: list[str]) -> html.Div:
     form = html.Div(
         [
@@ -264,12 +299,16 @@ def _generate_card(model_options: list[str], tasks: list[str]) -> html.Div:
     return card(
         "Generate a prompt set",
         form,
+        _needle_fields(tasks[0]),
         html.P(
             "Seeded pairs of a known task, built for the model's tokenizer by a worker "
             "(induction, induction-contrast — every corrupted token differs, the contrast the "
             "zoo's circuit ground truth assumes — and greater-than suit the character-level "
             "zoo models; ioi needs a "
-            "word-level tokenizer such as GPT-2's). The default name is "
+            "word-level tokenizer such as GPT-2's; needle hides a needle of distinct tokens at "
+            "each depth of filler contexts and asks for it back, the prompts a taxonomy run "
+            "scores retrieval heads on — contexts are token counts, depths run from 0, the "
+            "start of the filler, to 1, its end). The default name is "
             "<task>-<model>-<pairs>-s<seed>.",
             className="hint",
         ),

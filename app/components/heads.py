@@ -1,5 +1,6 @@
 """Heads page layout: run and metric pickers, the layer × head heatmap, the head detail panel
-(pattern on a chosen prompt, scores across runs, top SAE features) and per-position results."""
+(pattern on a chosen prompt, a taxonomy run's figures of the head, scores across runs, top SAE
+features), a taxonomy run's run-level figures and per-position results."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from app.components.common import (
     page,
 )
 from app.components.native import PlotlyFigure
-from app.services.heads_view import HeadsInitial, PositionView
+from app.services.heads_view import FigureView, HeadsInitial, PositionView
 
 SCORE_COLUMNS = ["run", "metric", "value", "rank"]
 PATTERN_HEIGHT, POSITION_HEIGHT = 380, 360
+HEAD_FIGURE_HEIGHT, RUN_FIGURE_HEIGHT = 300, 380
 
 
 def scores_table(rows: list[dict[str, Any]]) -> Any:
@@ -61,6 +63,43 @@ def pattern_content(figure: Any, note: str = "Click a head in the heatmap") -> A
 
 def position_content(view: PositionView) -> Any:
     return figure_or_note(ids.HEADS_POSITION, view.figure, view.message, POSITION_HEIGHT)
+
+
+def figure_block(view: FigureView, prefix: str, height: int) -> html.Div:
+    """One titled figure with its export menu (named ``<prefix>-<kind>``), or its message."""
+    return html.Div(
+        [
+            html.Div(
+                [html.H3(view.title), export_menu(f"{prefix}-{view.name}", view.spec)],
+                className="card-head",
+            ),
+            figure_or_note(f"{prefix}-graph-{view.name}", view.figure, view.message, height),
+        ],
+        className="figure-block",
+        **{"data-figure": view.name},  # type: ignore[arg-type]
+    )
+
+
+def head_figures(views: list[FigureView]) -> list[Any]:
+    """A taxonomy run's figures of the selected head (nothing for other runs)."""
+    return [figure_block(v, "heads-head", HEAD_FIGURE_HEIGHT) for v in views]
+
+
+def run_figures(views: list[FigureView]) -> Any:
+    """A taxonomy run's run-level figures in a card below the grid (nothing for other runs)."""
+    if not views:
+        return None
+    return card(
+        "Run figures",
+        html.Div(
+            [figure_block(v, "heads-run", RUN_FIGURE_HEIGHT) for v in views],
+            style={
+                "display": "grid",
+                "gridTemplateColumns": "repeat(auto-fit, minmax(360px, 1fr))",
+                "gap": "16px",
+            },
+        ),
+    )
 
 
 def heatmap_graph(state: HeadsInitial) -> PlotlyFigure:
@@ -146,6 +185,7 @@ def heads_layout(state: HeadsInitial) -> html.Div:
             className="toolbar compact",
         ),
         html.Div(pattern_content(None), id=ids.HEADS_PATTERN_BOX),
+        html.Div(id=ids.HEADS_HEAD_FIGURES),
         html.H3("Scores"),
         html.Div(id=ids.HEADS_SCORES),
         html.H3("Top SAE features"),
@@ -158,6 +198,7 @@ def heads_layout(state: HeadsInitial) -> html.Div:
         toolbar,
         message(None, id=ids.HEADS_MESSAGE),
         html.Div([heatmap, detail], className="two-col"),
+        html.Div(run_figures(state.run_figures), id=ids.HEADS_RUN_FIGURES),
         position,
         dcc.Store(id=ids.HEADS_SELECTED),
     )

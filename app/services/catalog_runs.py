@@ -102,10 +102,50 @@ def enqueue_import(
         return None, [RowError(None, f, m) for f, m in exc.fields.items()]
 
 
+NEEDLE_FIELDS = ("needle_length", "needle_query", "contexts", "depths")
+
+
+def _comma_list(raw: Any) -> list[str]:
+    if raw is None:
+        return []
+    if isinstance(raw, list | tuple):
+        return [str(v).strip() for v in raw if str(v).strip()]
+    return [part.strip() for part in str(raw).split(",") if part.strip()]
+
+
+def generate_form(
+    task: str | None,
+    n: Any,
+    seed: Any,
+    model: str | None,
+    name: str | None,
+    needle: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The Generate card's inputs as an ``enqueue_generate`` form. The needle fields (length,
+    query length, comma-separated contexts and depths) count for the needle task only: other
+    tasks leave them out, so a hidden field's leftover value never trips their check."""
+    form: dict[str, Any] = {"task": task, "n": n, "seed": seed, "model": model, "name": name}
+    if task == "needle" and needle:
+        form["needle_length"] = needle.get("needle_length")
+        form["needle_query"] = needle.get("needle_query")
+        form["contexts"] = _comma_list(needle.get("contexts"))
+        form["depths"] = _comma_list(needle.get("depths"))
+    return form
+
+
+def _depth_errors(config: dict[str, Any]) -> dict[str, str]:
+    bad = [d for d in config.get("depths") or [] if not 0.0 <= float(d) <= 1.0]
+    if bad:
+        return {"depths": f"each depth must lie in [0, 1] (0: the filler's start); got {bad}"}
+    return {}
+
+
 def enqueue_generate(store: ResultStore, form: dict[str, Any]) -> RunRecord:
     """Enqueue a ``prompts-generate`` run; ``LaunchError`` names the bad fields."""
     refuse_server_paths(store, "prompts-generate", form)
     config = build_config("prompts-generate", form)
+    if errors := _depth_errors(config):
+        raise LaunchError(errors)
     name = config["name"] or default_set_name(
         config["task"], config["model"], config["n"], config["seed"]
     )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from _plotly_utils.utils import to_typed_array_spec
 
@@ -28,8 +29,10 @@ from app.figures import compare as compare_figures
 from app.figures import heads as head_figures
 from app.figures import patterns as pattern_figures
 from app.figures import sae as sae_figures
+from app.figures import taxonomy as taxonomy_figures
 from app.services import circuits, sae
 from app.services.results import PATTERNS, ResultsReader
+from storage.errors import NotFound
 from storage.records import RunRecord
 
 Spec = dict[str, Any]
@@ -210,6 +213,120 @@ def _compare_sweep(reader: ResultsReader, spec: Spec) -> go.Figure:
     return compare_figures.sweep_grids(frames, metric)
 
 
+# -- taxonomy runs ----------------------------------------------------------------------------
+
+HEAD_SIMILARITY = "head_similarity.json"
+
+
+def _taxonomy_summary(run: RunRecord, key: str, what: str) -> Any:
+    value = run.summary.get(key)
+    if not value:
+        raise ExportError(
+            f"run {run.id} ({run.kind}) has no {key!r} in its summary: {what} comes from a "
+            "taxonomy run"
+        )
+    return value
+
+
+def _taxonomy_head(reader: ResultsReader, run: RunRecord, spec: Spec, name: str) -> tuple[int, int]:
+    """The spec's head, checked against the run's heads."""
+    head = _head(spec)
+    if head is None:
+        raise ExportError(f"the {name} figure needs --head LAYER.HEAD")
+    heads = reader.tables(run.id).aggregate
+    if heads:
+        grid = next(iter(heads.values()))
+        n_layers, n_heads = int(grid["layer"].max()) + 1, int(grid["head"].max()) + 1
+        if not (0 <= head[0] < n_layers and 0 <= head[1] < n_heads):
+            raise ExportError(
+                f"no head {head[0]}.{head[1]}: the model has layers 0..{n_layers - 1} "
+                f"and heads 0..{n_heads - 1}"
+            )
+    return head
+
+
+def _rows(reader: ResultsReader, run: RunRecord, metric: str, what: str) -> Any:
+    rows = reader.store.head_results(run.id, metric)
+    if rows.empty:
+        raise ExportError(f"run {run.id} ({run.kind}) has no {metric!r} rows: {what}")
+    return rows
+
+
+def _kv_curve(reader: ResultsReader, spec: Spec) -> go.Figure:
+    run = _run(reader, spec)
+    curve = _taxonomy_summary(run, "kv_curve", "the KV-cache curve")
+    metric = spec.get("metric")
+    try:
+        return taxonomy_figures.kv_curve(curve, metrics=[metric] if metric else None)
+    except ValueError as exc:
+        raise ExportError(f"run {run.id}: {exc}") from None
+
+
+def _retrieval_map(reader: ResultsReader, spec: Spec) -> go.Figure:
+    run = _run(reader, spec)
+    prompts = run.summary.get("needle_prompts") or []
+    if not any(p.get("depth") is not None for p in prompts):
+        raise ExportError(
+            f"run {run.id} ({run.kind}) has no needle prompts: run taxonomy on a needle prompt "
+            "set (headlab prompts generate needle) to draw retrieval maps"
+        )
+    layer, head = _taxonomy_head(reader, run, spec, "retrieval-map")
+    rows = _rows(reader, run, "retrieval_score", "no prompt of the run holds a needle")
+    rows = rows[rows["prompt"].notna()].copy()
+    index = rows["prompt"].astype(int)
+    known = index.between(0, len(prompts) - 1)
+    rows, index = rows[known], index[known]
+    rows["depth"] = [prompts[i].get("depth") for i in index]
+    rows["context"] = [prompts[i].get("context") for i in index]
+    return taxonomy_figures.retrieval_map(rows, layer, head)
+
+
+def _head_similarity(reader: ResultsReader, spec: Spec) -> go.Figure:
+    run = _run(reader, spec)
+    try:
+        artifact = reader.store.open_artifact(run.id, HEAD_SIMILARITY)
+    except NotFound:
+        raise ExportError(
+            f"run {run.id} ({run.kind}) has no {HEAD_SIMILARITY} artifact: head similarity "
+            "comes from a taxonomy run"
+        ) from None
+    with open(artifact.path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    return taxonomy_figures.head_similarity(data)
+
+
+def _span(reader: ResultsReader, spec: Spec) -> go.Figure:
+    run = _run(reader, spec)
+    layer, head = _taxonomy_head(reader, run, spec, "span")
+    rows = _rows(reader, run, "span", "attention spans come from a taxonomy run")
+    if rows["position"].isna().all():
+        raise ExportError(f"run {run.id} ({run.kind}) has no per-position 'span' rows")
+    return taxonomy_figures.span_profile(rows, layer, head)
+
+
+def _dormancy(reader: ResultsReader, spec: Spec) -> go.Figure:
+    run = _run(reader, spec)
+    layer, head = _taxonomy_head(reader, run, spec, "dormancy")
+    what = "dormancy comes from a taxonomy run"
+    rows = [_rows(reader, run, m, what) for m in ("sink_mass", "output_norm_ratio")]
+    frame = pd.concat(rows, ignore_index=True)
+    if frame["prompt"].isna().all():
+        raise ExportError(f"run {run.id} ({run.kind}) has no per-prompt dormancy rows")
+    return taxonomy_figures.dormancy(
+        frame,
+        layer,
+        head,
+        float(run.config.get("dormant_sink_mass", 0.6)),
+        float(run.config.get("dormant_norm_ratio", 0.5)),
+    )
+
+
+def _massive(reader: ResultsReader, spec: Spec) -> go.Figure:
+    run = _run(reader, spec)
+    rows = _taxonomy_summary(run, "massive_activations", "the massive activations")
+    return taxonomy_figures.massive_activations(rows)
+
+
 # -- what a bundle draws of a run ---------------------------------------------------------------
 
 
@@ -248,6 +365,37 @@ def _bundle_summary(kind: str, key: str, *, runs: bool) -> BundleSpecs:
         return [{"kind": kind, "runs": [run.id]} if runs else {"kind": kind, "run": run.id}]
 
     return specs
+
+
+def _bundle_taxonomy(kind: str, test: Callable[[ResultsReader, RunRecord], bool]) -> BundleSpecs:
+    def specs(reader: ResultsReader, run: RunRecord) -> list[Spec]:
+        return [{"kind": kind, "run": run.id}] if test(reader, run) else []
+
+    return specs
+
+
+def _bundle_top_head(kind: str, metric: str, needs: str | None = None) -> BundleSpecs:
+    """The figure of the head with the largest aggregate ``metric`` (the first head on ties),
+    when the run has that metric (and its summary has ``needs``)."""
+
+    def specs(reader: ResultsReader, run: RunRecord) -> list[Spec]:
+        if needs is not None and not run.summary.get(needs):
+            return []
+        if metric not in reader.metrics(run.id):
+            return []
+        grid = reader.head_grid(run.id, metric).frame
+        if grid.empty or not grid["value"].notna().any():
+            return []
+        best = grid.loc[grid["value"].idxmax()]
+        return [
+            {"kind": kind, "run": run.id, "layer": int(best["layer"]), "head": int(best["head"])}
+        ]
+
+    return specs
+
+
+def _has_similarity(reader: ResultsReader, run: RunRecord) -> bool:
+    return HEAD_SIMILARITY in {a.name for a in reader.store.artifacts(run.id)}
 
 
 FIGURES: tuple[FigureKind, ...] = (
@@ -329,6 +477,59 @@ FIGURES: tuple[FigureKind, ...] = (
         "per-head direct feature attribution over a top context of SAE --feature",
         "sae-dfa",
     ),
+    FigureKind(
+        "kv_curve",
+        "run, [metric]",
+        _kv_curve,
+        "KV-cache budget: loss / logit difference / needle accuracy against the fraction of "
+        "KV heads streaming (taxonomy runs)",
+        "kv-curve",
+        preset="text",
+        bundle=_bundle_taxonomy(
+            "kv_curve", lambda _, run: isinstance(run.summary.get("kv_curve"), dict)
+        ),
+    ),
+    FigureKind(
+        "retrieval_map",
+        "run, layer, head",
+        _retrieval_map,
+        "needle depth × context map of --head L.H's retrieval score (taxonomy runs)",
+        "retrieval-map",
+        bundle=_bundle_top_head("retrieval_map", "retrieval_score", "needle_prompts"),
+    ),
+    FigureKind(
+        "head_similarity",
+        "run",
+        _head_similarity,
+        "clustered Jensen-Shannon distances between the heads' attention (taxonomy runs)",
+        "head-similarity",
+        bundle=_bundle_taxonomy("head_similarity", _has_similarity),
+    ),
+    FigureKind(
+        "span_profile",
+        "run, layer, head",
+        _span,
+        "attention span of --head L.H against the query position (taxonomy runs)",
+        "span",
+    ),
+    FigureKind(
+        "dormancy",
+        "run, layer, head",
+        _dormancy,
+        "sink mass against output norm per prompt of --head L.H (taxonomy runs)",
+        "dormancy",
+        bundle=_bundle_top_head("dormancy", "dormancy_rate"),
+    ),
+    FigureKind(
+        "massive_activations",
+        "run",
+        _massive,
+        "peak residual activation per layer (taxonomy runs)",
+        "massive",
+        bundle=_bundle_taxonomy(
+            "massive_activations", lambda _, run: bool(run.summary.get("massive_activations"))
+        ),
+    ),
     FigureKind("compare_side", "a, b, metric", _compare_side, "two runs' grids side by side"),
     FigureKind("compare_diff", "a, b, metric", _compare_diff, "difference of two runs' grids"),
     FigureKind(
@@ -405,6 +606,8 @@ def bundle_stem(kind: FigureKind, spec: Spec) -> str:
         return safe_stem(f"{name}_{spec['metric']}")
     if kind.name == "pattern":
         return f"{name}_{spec['layer']}.{spec['head']}_prompt{spec.get('prompt', 0)}"
+    if spec.get("layer") is not None and spec.get("head") is not None:
+        return f"{name}_{spec['layer']}.{spec['head']}"
     return name
 
 

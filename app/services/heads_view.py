@@ -1,5 +1,10 @@
 """What the Heads page shows, composed from the store: run picker, metric grid, head detail.
 
+A ``taxonomy`` run adds figures: the selected head's (retrieval map, span profile, dormancy) in
+the head detail and the run's (KV-cache curve, head similarity, massive activations) below the
+grid. The metric picker lists aggregate per-head metrics only (``ResultsReader.metrics``):
+per-prompt rows such as ``dormant`` have no heatmap of their own.
+
 Head selection is a ``[layer, head]`` pair; arrow keys move it within the grid (up/down change
 the layer, left/right the head), clamped at the edges.
 """
@@ -9,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.export.errors import ExportError
 from app.services import runs as run_service
 from app.services import sae
 from app.services.context import WebContext
@@ -17,6 +23,19 @@ from storage.errors import NotFound, StoreError
 from storage.records import RunRecord
 
 PREFERRED_METRICS = ("induction_score", "prev_token_score", "dla", "patch_z", "ablate_mean")
+# a run kind's own first metrics, tried before PREFERRED_METRICS
+KIND_PREFERRED_METRICS = {"taxonomy": ("retrieval_score", "streaming_kl")}
+# figures of a ``taxonomy`` run: per head (the head detail) and per run (below the grid)
+TAXONOMY_HEAD_FIGURES = (
+    ("retrieval_map", "Retrieval by context and depth"),
+    ("span_profile", "Attention span by position"),
+    ("dormancy", "Dormancy by prompt"),
+)
+TAXONOMY_RUN_FIGURES = (
+    ("kv_curve", "KV-cache budget curve"),
+    ("head_similarity", "Head similarity"),
+    ("massive_activations", "Massive activations"),
+)
 MOVES = {"ArrowUp": (-1, 0), "ArrowDown": (1, 0), "ArrowLeft": (0, -1), "ArrowRight": (0, 1)}
 
 
@@ -33,6 +52,53 @@ class PositionView:
 
 
 @dataclass
+class FigureView:
+    """One figure of the page (plotly JSON) and its spec, or the message saying why none."""
+
+    name: str  # the figure's kind, also its export menu's name
+    title: str
+    spec: dict[str, Any]
+    figure: Any = None
+    message: str = ""
+
+
+def figure_view(ctx: WebContext, name: str, title: str, spec: dict[str, Any]) -> FigureView:
+    """The figure of ``spec``; a figure that cannot be drawn (an unknown kind, missing data, a
+    store error) becomes its message, never a traceback."""
+    try:
+        return FigureView(name, title, spec, page_figure(ctx.reader, spec))
+    except (ExportError, StoreError, ValueError) as exc:
+        return FigureView(name, title, spec, message=str(exc) or type(exc).__name__)
+
+
+def taxonomy_head_figures(
+    ctx: WebContext, run: RunRecord, layer: int, head: int
+) -> list[FigureView]:
+    """The selected head's figures of a ``taxonomy`` run (the retrieval map only when the run
+    scored retrieval, i.e. ran on a needle set); none for other kinds."""
+    if run.kind != "taxonomy":
+        return []
+    metrics = ctx.reader.metrics(run.id)
+    out = []
+    for name, title in TAXONOMY_HEAD_FIGURES:
+        if name == "retrieval_map" and "retrieval_score" not in metrics:
+            continue
+        spec = {"kind": name, "run": run.id, "layer": layer, "head": head}
+        out.append(figure_view(ctx, name, title, spec))
+    return out
+
+
+def taxonomy_run_figures(ctx: WebContext, run: RunRecord) -> list[FigureView]:
+    """The run-level figures of a ``taxonomy`` run; none for other kinds."""
+    if run.kind != "taxonomy":
+        return []
+    return [
+        figure_view(ctx, name, title, {"kind": name, "run": run.id})
+        for name, title in TAXONOMY_RUN_FIGURES
+    ]
+
+
+@dataclass
 class HeadsInitial:
     run_options: list[dict[str, Any]]
     run_id: int | None
@@ -43,6 +109,7 @@ class HeadsInitial:
     prompt_options: list[dict[str, Any]] = field(default_factory=list)
     position_options: list[dict[str, Any]] = field(default_factory=list)
     position: PositionView | None = None
+    run_figures: list[FigureView] = field(default_factory=list)
     message: str = ""
 
     @property
@@ -60,8 +127,8 @@ def first_value(options: list[dict[str, Any]]) -> Any:
     return options[0]["value"] if options else None
 
 
-def default_metric(metrics: list[str]) -> str | None:
-    for name in PREFERRED_METRICS:
+def default_metric(metrics: list[str], kind: str | None = None) -> str | None:
+    for name in (*KIND_PREFERRED_METRICS.get(kind or "", ()), *PREFERRED_METRICS):
         if name in metrics:
             return name
     return metrics[0] if metrics else None
@@ -164,7 +231,7 @@ def choices(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsIni
         run_id = preferred_run(ctx) or int(options[0]["value"])
     run = ctx.store.get_run(run_id)
     metrics = ctx.reader.metrics(run_id)
-    metric = metric if metric in metrics else default_metric(metrics)
+    metric = metric if metric in metrics else default_metric(metrics, run.kind)
     state = HeadsInitial(options, run_id, metrics, metric)
     state.prompt_options = prompt_options(ctx, run)
     state.position_options = position_options(ctx, run)
@@ -179,6 +246,7 @@ def initial(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsIni
     if state.run_id is None:
         return state
     state.position = position_view(ctx, state.position_choice, None)
+    state.run_figures = taxonomy_run_figures(ctx, ctx.store.get_run(state.run_id))
     if state.metric is not None:
         state.spec = heatmap_spec(state.run_id, state.metric)
         state.figure = page_figure(ctx.reader, state.spec)
@@ -209,6 +277,7 @@ class HeadDetail:
     pattern_spec: dict[str, Any] | None
     scores: list[dict[str, Any]]
     sae_features: list[dict[str, Any]]
+    figures: list[FigureView] = field(default_factory=list)  # a taxonomy run's, of this head
 
 
 def head_detail(
@@ -238,4 +307,5 @@ def head_detail(
         except NotFound:
             figure, spec = None, None
     features = sae.head_top_features(ctx.store, run.model_spec, layer, head)
-    return HeadDetail(f"Head {layer}.{head}", figure, spec, scores, features)
+    figures = taxonomy_head_figures(ctx, run, layer, head)
+    return HeadDetail(f"Head {layer}.{head}", figure, spec, scores, features, figures)

@@ -66,7 +66,7 @@ def test_heads_run_metric_and_head_click(seeded):
     assert clamped[0] == [1, 3]
     nothing = heads.select_head(ctx, Fired(id=ids.HEADS_PROMPT), None, None, 0, None, s.heads,
                                 "induction_score", None)  # fmt: skip
-    assert nothing == (NO,) * 8
+    assert nothing == (NO,) * 9
     no_metric, none = heads.show_metric(ctx, None, s.heads)
     assert none is None and "stores no per-head metrics" in str(no_metric)
 
@@ -166,6 +166,21 @@ def test_catalog_flows_enqueue_poll_and_show_the_outcome(seeded):
     assert idle == (NO, NO, NO, NO, NO, True)
     nothing = catalog.upload(ctx, Fired(id=ids.PROMPTS_UPLOAD), None, None, None, "s", MODEL, None)
     assert nothing == (NO,) * 7
+
+
+def test_generate_needle_set_shows_field_errors_and_queues(seeded):
+    ctx, _ = seeded
+    submit = Fired(id=ids.PROMPTS_GEN_SUBMIT)
+    bad = catalog.generate(ctx, submit, 1, None, "needle", 8, 0, MODEL, "nd", None,
+                           6, 2, "32", "0, 2")  # fmt: skip
+    assert bad[1] == "message error" and str(bad[0]).startswith("depths: ")
+    queued = catalog.generate(ctx, submit, 1, None, "needle", 8, 0, MODEL, "nd", None,
+                              6, 2, "32, 40", "0, 1")  # fmt: skip
+    assert queued[1] == "message info" and isinstance(queued[5], int)
+    config = ctx.store.get_run(queued[5]).config
+    assert config["contexts"] == [32, 40] and config["depths"] == [0.0, 1.0]
+    assert catalog.show_needle_fields(ctx, "needle") == {}
+    assert catalog.show_needle_fields(ctx, "ioi") == {"display": "none"}
 
 
 def test_sae_feature_pick_and_compare_metrics(seeded):

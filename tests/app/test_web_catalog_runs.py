@@ -86,3 +86,28 @@ def test_generate_and_model_add_name_checks(store):
     assert set(info.value.fields) == {"model"}
     assert "headlab models add" in info.value.fields["model"]
     assert store.count_runs() == 2
+
+
+def test_needle_generate_form_round_trip(store):
+    needle = {"needle_length": 5, "needle_query": 2, "contexts": "32, 48", "depths": "0, 0.5,1"}
+    form = catalog_runs.generate_form("needle", 8, 1, MODEL, None, needle)
+    assert form["contexts"] == ["32", "48"] and form["depths"] == ["0", "0.5", "1"]
+    run = catalog_runs.enqueue_generate(store, form)
+    config = run.config
+    assert config["task"] == "needle" and config["name"] == "needle-induction-2l-8-s1"
+    assert (config["needle_length"], config["needle_query"]) == (5, 2)
+    assert config["contexts"] == [32, 48] and config["depths"] == [0.0, 0.5, 1.0]
+    for depths, word in (("0, x", "depths"), ("0.5, 1.5", "[0, 1]")):
+        bad = catalog_runs.generate_form("needle", 8, 2, MODEL, None, {**needle, "depths": depths})
+        with pytest.raises(LaunchError) as info:
+            catalog_runs.enqueue_generate(store, bad)
+        assert set(info.value.fields) == {"depths"} and word in str(info.value)
+    bad = catalog_runs.generate_form("needle", 8, 2, MODEL, None, {**needle, "contexts": "a"})
+    with pytest.raises(LaunchError) as info:
+        catalog_runs.enqueue_generate(store, bad)
+    assert set(info.value.fields) == {"contexts"}
+    # another task leaves the (hidden) needle fields out, whatever they hold
+    other = catalog_runs.generate_form("induction", 4, 0, MODEL, None, {**needle, "depths": "9"})
+    assert not set(catalog_runs.NEEDLE_FIELDS) & set(other)
+    assert catalog_runs.enqueue_generate(store, other).config["task"] == "induction"
+    assert store.count_runs() == 2

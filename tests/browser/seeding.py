@@ -280,3 +280,50 @@ def seed_big(
     return finished(
         store, "heads", RunOutput(head_results=rows, artifacts=arts), ps, model="hf:big-80x64"
     )
+
+
+TAXONOMY_SUMMARY = {
+    "kv_curve": {
+        "context": 64, "fractions": [0.0, 0.5, 1.0], "kv_heads": 8, "sink": 1, "window": 8,
+        "kv_saved": [0.0, 0.43, 0.86], "kv_bytes_per_token": [1024.0, 584.0, 144.0],
+        "streamed_kv_heads": [0, 4, 8], "bytes_per_value": 4, "query_heads_per_kv_head": 1,
+        "curves": {
+            ranking: {
+                "loss": {"mean": [2.78, 2.78 + d, 3.28], "std": [0.0, d / 3, 0.0]},
+                "logit_diff": {"mean": [8.9, 9.1 - 5 * d, 6.6], "std": [0.0, d, 0.0]},
+                "needle_accuracy": {"mean": [1.0, 1.0 - d, 0.62], "std": [0.0, d / 2, 0.0]},
+            }
+            for ranking, d in (("duo", 0.0), ("razor", 0.0), ("random", 0.12))
+        },
+    },
+    "massive_activations": [
+        {"layer": 0, "dimension": 45, "position": 0, "peak": 1.5, "ratio": 5.6},
+        {"layer": 1, "dimension": 15, "position": 0, "peak": 22.9, "ratio": 13.0},
+    ],
+    "needle_prompts": [{"context": c, "depth": d} for c in (10, 27) for d in (0.0, 0.5, 1.0)],
+    "streaming": {"ranking": "kl", "sink": 1, "window": 8, "streaming_fraction": 0.5},
+}  # fmt: skip
+
+
+def seed_taxonomy(store: ResultStore, ps: int, n_layers: int = 2, n_heads: int = 4) -> int:
+    """A finished ``taxonomy`` run of store rows only (the job's metric names and summary keys,
+    made-up values; no artifacts): per-head, per-prompt, per-position and per-layer rows."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for metric in ("retrieval_score", "streaming_kl", "span", "sink_mass", "dormancy_rate"):
+        rows += head_rows(metric, n_layers, n_heads, rng)
+    for prompt in range(len(TAXONOMY_SUMMARY["needle_prompts"])):
+        for metric in ("retrieval_score", "dormant", "output_norm_ratio"):
+            rows += [
+                HeadResultIn(metric, la, h, float(rng.random()), prompt=prompt)
+                for la in range(n_layers)
+                for h in range(n_heads)
+            ]
+    rows += [
+        HeadResultIn("span", la, h, float(rng.random() * (q + 1)), position=q)
+        for la in range(n_layers) for h in range(n_heads) for q in range(12)
+    ]  # fmt: skip
+    for metric in ("massive_peak", "massive_ratio"):
+        rows += [HeadResultIn(metric, la, None, float(rng.random() * 10)) for la in range(n_layers)]
+    output = RunOutput(head_results=rows, summary=TAXONOMY_SUMMARY)
+    return finished(store, "taxonomy", output, ps)
