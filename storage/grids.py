@@ -41,12 +41,16 @@ class HeadGrid:
         return int((self.frame["value"].abs() > abs(value)).sum()) + 1
 
 
+MEAN_OVER_HEADS = frozenset({"span"})  # per-position metrics a layer's row averages
+
+
 @dataclass(frozen=True)
 class PositionGrid:
     """One metric per layer × position: ``frame`` has int ``layer``, ``position`` and ``value``.
 
     ``head`` is the head it shows, or None: values per layer (summed over heads when the
-    metric is stored per head, see ``per_head``)."""
+    metric is stored per head, see ``per_head`` — averaged for the metrics in
+    ``MEAN_OVER_HEADS``, which are sizes, not effects that add up)."""
 
     run_id: int
     metric: str
@@ -84,7 +88,8 @@ class ResultTables:
             frame = rows[["layer", "position", "value"]]
             head = None
         elif head is None:
-            frame = rows.groupby(["layer", "position"], as_index=False)["value"].sum()
+            grouped = rows.groupby(["layer", "position"], as_index=False)["value"]
+            frame = grouped.mean() if metric in MEAN_OVER_HEADS else grouped.sum()
         else:
             layer, h = head
             frame = rows[(rows["layer"] == layer) & (rows["head"] == h)]

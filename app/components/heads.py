@@ -65,8 +65,12 @@ def position_content(view: PositionView) -> Any:
     return figure_or_note(ids.HEADS_POSITION, view.figure, view.message, POSITION_HEIGHT)
 
 
+WIDE_FIGURES = ("kv_curve",)  # one panel per metric: a row of its own
+
+
 def figure_block(view: FigureView, prefix: str, height: int) -> html.Div:
     """One titled figure with its export menu (named ``<prefix>-<kind>``), or its message."""
+    wide = {"gridColumn": "1 / -1"} if view.name in WIDE_FIGURES else {}
     return html.Div(
         [
             html.Div(
@@ -76,6 +80,7 @@ def figure_block(view: FigureView, prefix: str, height: int) -> html.Div:
             figure_or_note(f"{prefix}-graph-{view.name}", view.figure, view.message, height),
         ],
         className="figure-block",
+        style=wide,
         **{"data-figure": view.name},  # type: ignore[arg-type]
     )
 
