@@ -56,6 +56,7 @@ def serve(
 
     settings = load_settings()
     require_auth_for(host, settings)
+    require_free_port(host, port)
     store = open_store(settings)
     if executor == "ray":
         options = ("--executor", "ray", "--actors", str(workers), *_address_option(ray_address))
@@ -105,6 +106,27 @@ def worker(
         runner.reap_and_claim()
         return
     runner.run_forever(stop)
+
+
+def require_free_port(host: str, port: int) -> None:
+    """Fail with one line naming the port when it cannot be bound (before workers start)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        message = f"--host {host!r} is not an address here ({exc.strerror}); use 127.0.0.1"
+        raise CliError(message) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise CliError(
+                f"cannot listen on {host}:{port}: {exc.strerror}; another server (an earlier "
+                "`headlab serve`?) holds it: stop it or pass --port N"
+            ) from None
 
 
 def _address_option(address: str | None) -> tuple[str, ...]:

@@ -18,6 +18,20 @@ def test_serve_on_all_interfaces_without_auth_is_refused(store, headlab_env):
     assert "HEADLAB_AUTH_TOKEN" in result.stderr
 
 
+def test_serve_on_a_busy_port_names_the_port(store, headlab_env):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = headlab("serve", "--port", str(port), "--workers", "0", env=headlab_env,
+                         check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_serve_refuses_unmigrated_database(headlab_env):
     result = headlab("serve", "--workers", "0", env=headlab_env, check=False)
     assert result.returncode == 4
