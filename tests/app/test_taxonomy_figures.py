@@ -15,7 +15,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-import headlab
 from app.cli import main
 from app.export.errors import ExportError
 from app.figures import taxonomy as taxonomy_figures
@@ -30,6 +29,7 @@ from app.services.figures import (
 )
 from app.services.results import ResultsReader
 from storage.records import HeadResultIn, PairIn, RunOutput
+from tests.app.taxonomy_run import taxonomy_run
 
 MODEL = "zoo:induction-2l"
 # kind → export name; the per-head ones take --head
@@ -52,19 +52,8 @@ def taxonomy(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("HEADLAB_HOME", str(home))
     patch.delenv("HEADLAB_DB", raising=False)
-    lab = headlab.Lab(home)
-    lab.generate_prompts("needle", MODEL, n=10, name="needles")
-    run = lab.run(
-        "taxonomy",
-        MODEL,
-        "needles",
-        max_prompts=10,
-        kv_points=3,
-        kv_seeds=2,
-        repeated_sequences=4,
-        progress=False,
-    )
-    yield ResultsReader(lab.store), run.record.id, _other_run(lab.store)
+    lab, run_id = taxonomy_run(home, 10, "needles")
+    yield ResultsReader(lab.store), run_id, _other_run(lab.store)
     lab.close()
     patch.undo()
 

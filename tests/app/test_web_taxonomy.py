@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-import headlab
 from app import ids
 from app.callbacks import heads
 from app.callbacks.wiring import Fired
@@ -21,6 +20,7 @@ from app.services.context import WebContext
 from app.services.figures import KINDS
 from storage.errors import NotFound
 from storage.settings import load_settings
+from tests.app.taxonomy_run import taxonomy_run
 
 MODEL = "zoo:induction-2l"
 HEAD_KINDS = ["retrieval_map", "span_profile", "dormancy"]
@@ -34,12 +34,8 @@ def taxonomy(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("HEADLAB_HOME", str(home))
     patch.delenv("HEADLAB_DB", raising=False)
-    lab = headlab.Lab(home)
-    lab.generate_prompts("needle", MODEL, n=8, name="nd")
-    run = lab.run(
-        "taxonomy", MODEL, "nd", max_prompts=8, kv_points=3, kv_seeds=2, repeated_sequences=4
-    )
-    yield WebContext.open(load_settings(), lab.store), run.record.id
+    lab, run_id = taxonomy_run(home, 8, "nd")
+    yield WebContext.open(load_settings(), lab.store), run_id
     lab.close()
     patch.undo()
 
