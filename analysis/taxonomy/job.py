@@ -23,8 +23,9 @@ from scipy.stats import spearmanr
 
 from analysis import heads as head_stats
 from analysis.configs.taxonomy import TaxonomyConfig
-from analysis.heads_job import _grid_rows, _pair_batch, _repeated_sequences
+from analysis.heads_job import _grid_rows, _repeated_sequences, input_errors
 from analysis.jobs import JobContext, JobError
+from analysis.prompt_batch import build_pair_batch
 from analysis.taxonomy import patterns as P
 from analysis.taxonomy.batch import NeedleError, taxonomy_batch
 from analysis.taxonomy.kv import kv_curve, kv_scores, kv_shape
@@ -180,8 +181,9 @@ def taxonomy_job(ctx: JobContext) -> RunOutput:
     t_start = time.perf_counter()
     cfg = ctx.config_as(TaxonomyConfig)
     model = ctx.model()
-    pairs = ctx.pairs()[: cfg.max_prompts]
-    batch = _pair_batch(ctx, model, cfg.max_prompts)
+    pairs = ctx.pairs()[: cfg.max_prompts]  # read and re-checked for this model once
+    with input_errors():
+        batch = build_pair_batch(model, pairs)
     try:
         tb = taxonomy_batch(model, pairs, batch)
     except NeedleError as exc:
