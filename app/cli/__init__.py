@@ -18,7 +18,7 @@ import sys
 
 import typer
 
-from app.cli import db, demo, export, models, prompts, run, runs, serve, sweep
+from app.cli import compare, db, demo, export, models, prompts, run, runs, serve, sweep
 from app.cli.output import CliError, fail
 
 EXIT_INTERRUPTED = 130
@@ -40,6 +40,7 @@ def build_cli() -> typer.Typer:
     root.add_typer(run.build_group(), name="run")
     root.add_typer(sweep.app, name="sweep")
     root.add_typer(export.app, name="export")
+    root.add_typer(compare.app, name="compare")
     root.add_typer(demo.app, name="demo")
     return root
 
