@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from analysis.configs import run_kinds
 from app import catalog, launching
 from app.api.errors import HeadlabError, api_errors
+from app.api.overlap import CircuitOverlapResult
 from app.api.run import Run
 from app.figures import compare as compare_figures
 from storage import migrate
@@ -289,3 +290,18 @@ class Lab:
         if difference:
             return compare_figures.difference_heatmap(left, right, metric)
         return compare_figures.side_by_side(left, right, metric, titles=(f"run {a}", f"run {b}"))
+
+    def circuit_overlap(self, runs: list[int]) -> CircuitOverlapResult:
+        """The overlap of 2+ finished circuit runs of one model (e.g. one per task): Jaccard
+        and overlap coefficient per pair of heads and of all nodes, heads shared and
+        task-specific, shared edges, each circuit against its task's ground truth.
+
+        Example: ``lab.circuit_overlap([4, 5, 6]).pairs``
+        """
+        from app.services.overlap import OverlapError, circuit_overlap
+
+        with api_errors():
+            try:
+                return CircuitOverlapResult(self.store, circuit_overlap(self.store, list(runs)))
+            except OverlapError as exc:
+                raise HeadlabError(str(exc)) from None

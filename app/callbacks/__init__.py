@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import dash
 
-from app.callbacks import catalog, circuits, compare, export, heads, launch, router, runs, sae
+from app.callbacks import (
+    catalog,
+    circuits,
+    compare,
+    export,
+    heads,
+    launch,
+    overlap,
+    router,
+    runs,
+    sae,
+)
 from app.callbacks.wiring import Callback, ClientsideCallback
 from app.services.context import WebContext
 
@@ -39,11 +50,14 @@ CALLBACKS: tuple[Callback | ClientsideCallback, ...] = (
     circuits.slider_limits,
     circuits.show_circuits,
     circuits.show_curves,
+    overlap.show_overlap,
     sae.pick_run,
     sae.pick_feature,
     sae.show_feature,
     compare.pick_runs,
+    compare.pick_prompts,
     compare.show,
+    compare.select_mover,
     compare.show_sweep,
 )
 

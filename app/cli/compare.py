@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 app = typer.Typer(
@@ -16,3 +18,94 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 JSON = typer.Option(False, "--json", help="Print one JSON object.")
+
+
+EDGES_SHOWN = 15  # shared edges the text output lists, strongest first
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _pair_table(title: str, by_level: dict[str, list[Any]], short: dict[str, str]) -> Any:
+    from rich.table import Table
+
+    table = Table("A", "B", "heads ∩/∪", "Jaccard", "overlap", "nodes ∩/∪", "Jaccard",
+                  "overlap", title=title, title_justify="left")  # fmt: skip
+    for heads, nodes in zip(by_level["heads"], by_level["nodes"], strict=True):
+        table.add_row(
+            short[heads.a], short[heads.b],
+            f"{heads.n_shared}/{heads.n_union}", _score(heads.jaccard), _score(heads.overlap),
+            f"{nodes.n_shared}/{nodes.n_union}", _score(nodes.jaccard), _score(nodes.overlap),
+        )  # fmt: skip
+    return table
+
+
+@app.command("circuits")
+def circuits(
+    runs: list[int] = typer.Argument(..., help="Two or more circuit run ids of one model."),
+    json_out: bool = JSON,
+) -> None:
+    """Overlap of circuits found on different tasks: Jaccard and overlap coefficient per pair
+    (heads, and nodes: heads + MLPs), shared and task-specific heads, shared edges, and each
+    circuit against its task's ground truth."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from analysis.circuits.overlap import pairwise
+    from app.cli.context import open_store, store_errors
+    from app.cli.output import CliError, emit_json
+    from app.services.overlap import OverlapError, circuit_overlap
+
+    with store_errors():
+        try:
+            found = circuit_overlap(open_store(), runs)
+        except OverlapError as exc:
+            raise CliError(str(exc)) from None
+    if json_out:
+        emit_json(found.to_json())
+        return
+    console = Console()
+    short = {r.label: f"#{r.id}" for r in found.runs}
+    console.print(f"circuit overlap on {found.model}")
+    for r in found.runs:
+        console.print(
+            f"  #{r.id}  {r.task or '(no task)'} · prompt set {r.prompt_set} · {r.method} · "
+            f"{len(r.heads)} heads, {len(r.nodes) - len(r.heads)} MLPs, {len(r.edges)} edges"
+        )
+    levels = ("heads", "nodes")
+    console.print(_pair_table("circuits", {lv: found.pairs(lv) for lv in levels}, short))
+    truths = {lv: found.truth_sets(lv) for lv in levels}
+    if truths["heads"] is not None and truths["nodes"] is not None:
+        by_level = {lv: pairwise(truths[lv] or {}) for lv in levels}
+        console.print(_pair_table("their tasks' ground truths", by_level, short))
+    console.print(f"heads in every circuit: {', '.join(found.shared('heads')) or '(none)'}")
+    for label, nodes in found.specific("nodes").items():
+        console.print(f"only in {short[label]}: {', '.join(nodes) or '(none)'}")
+    edges = found.shared_edges()
+    shown = edges[:EDGES_SHOWN]
+    more = (
+        f" (the {len(shown)} strongest below; --json lists all)" if len(edges) > len(shown) else ""
+    )
+    console.print(f"edges in every circuit: {len(edges)}{more}")
+    if edges:
+        table = Table("source", "target", *(short[r.label] for r in found.runs))
+        for edge in shown:
+            scores = [f"{edge[f'score {r.label}']:.4g}" for r in found.runs]
+            table.add_row(edge["source"], edge["target"], *scores)
+        console.print(table)
+    truth = Table("run", "ground truth", "heads Jaccard", "overlap", "found/true",
+                  title="each circuit against its task's ground truth (heads)",
+                  title_justify="left")  # fmt: skip
+    reasons = []
+    for t, row in zip(found.truths, found.truth_rows(), strict=True):
+        if t.heads is None:
+            reasons.append(f"#{t.run}: no ground truth: {t.reason}")
+            continue
+        name = row["ground_truth"].removeprefix(f"{found.model}/")
+        jaccard, coefficient = _score(t.heads.jaccard), _score(t.heads.overlap)
+        truth.add_row(f"#{t.run}", name, jaccard, coefficient, row["heads found/true"])
+    if truth.row_count:
+        console.print(truth)
+    for line in reasons:
+        console.print(line, soft_wrap=True)

@@ -62,7 +62,9 @@ def _size(
 
 @app.command("figure")
 def figure(
-    run: int = typer.Argument(..., help="Run id."),
+    run: list[int] = typer.Argument(
+        ..., help="Run id; several for kinds that draw several (circuit-overlap, overlap-matrix)."
+    ),
     kind: str = typer.Option(
         ..., "--kind", help="Figure kind, e.g. heatmap, pattern, circuit (a wrong one lists all)."
     ),
@@ -72,6 +74,7 @@ def figure(
     feature: int | None = typer.Option(None, help="SAE feature (sae-heads, sae-contexts)."),
     top_k: int | None = typer.Option(None, "--top-k", min=0, help="Circuit: k largest edges."),
     threshold: float | None = typer.Option(None, help="Circuit: edges with |score| >= this."),
+    level: str | None = typer.Option(None, help="Overlap matrix: heads (default) or nodes."),
     fmt: str | None = typer.Option(None, "--format", help="svg, pdf or png (default: --out)."),
     preset: str | None = typer.Option(
         None, help="Paper size preset (default: the kind's own, column or text); see bundle."
@@ -101,6 +104,7 @@ def figure(
             feature=feature,
             top_k=top_k,
             threshold=threshold,
+            level=level,
         )
         check_output_path(out, suffixes=(chosen,))
         fig = run_figure(ResultsReader(open_store()), run, kind, request)

@@ -8,6 +8,7 @@ from dash import dcc, html
 
 from app import ids
 from app.components.common import card, data_table, export_menu, figure_card, message, page
+from app.components.overlap import overlap_link
 
 
 def circuits_layout(
@@ -86,7 +87,7 @@ def circuits_layout(
     )
     return page(
         "Circuits",
-        card(None, controls, sliders),
+        card(None, controls, sliders, overlap_link(chosen if len(chosen) > 1 else [])),
         html.Div(id=ids.CIRCUITS_GRAPHS, className="graph-grid"),
         curves,
         card(

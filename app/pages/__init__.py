@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.pages import circuits, compare, heads, home, launch, models, prompts, runs, sae
+from app.pages import circuits, compare, heads, home, launch, models, overlap, prompts, runs, sae
 from app.services.context import WebContext
 
 Builder = Callable[[WebContext, dict[str, str]], Any]
@@ -26,6 +26,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/runs", "Runs", runs.build),
     Route("/launch", "Launch", launch.build),
     Route("/circuits", "Circuits", circuits.build),
+    Route("/overlap", "Overlap", overlap.build),
     Route("/sae", "SAEs", sae.build),
     Route("/compare", "Compare", compare.build),
     Route("/models", "Models", models.build),

@@ -2,6 +2,7 @@
 
 from app.components.analysis_pages import compare_layout, compare_sweep_layout
 from app.components.common import message, page
+from app.components.overlap import with_circuit_overlap_link
 from app.services import compare
 from app.services.context import WebContext
 from storage.errors import NotFound
@@ -13,9 +14,10 @@ def build(ctx: WebContext, query: dict[str, str]) -> object:
     a, b = compare.default_pair(ctx, query.get("a"), query.get("b"))
     metrics, _ = compare.common_metrics(ctx, a, b)
     metric = query.get("metric") if query.get("metric") in metrics else None
-    return compare_layout(
+    layout = compare_layout(
         compare.run_options(ctx), a, b, metrics, metric or (metrics[0] if metrics else None)
     )
+    return with_circuit_overlap_link(ctx, layout, a, b)
 
 
 def _sweep(ctx: WebContext, sweep_ref: str, metric: str | None) -> object:

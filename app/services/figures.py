@@ -14,7 +14,7 @@ Missing inputs raise :class:`ExportError` naming what is missing and the valid c
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +27,11 @@ from app.export.errors import ExportError
 from app.figures import circuits as circuit_figures
 from app.figures import compare as compare_figures
 from app.figures import heads as head_figures
+from app.figures import overlap as overlap_figures
 from app.figures import patterns as pattern_figures
 from app.figures import sae as sae_figures
 from app.figures import taxonomy as taxonomy_figures
-from app.services import circuits, sae
+from app.services import circuits, overlap, sae
 from app.services.results import PATTERNS, ResultsReader
 from storage.errors import NotFound
 from storage.records import RunRecord
@@ -211,6 +212,31 @@ def _compare_sweep(reader: ResultsReader, spec: Spec) -> go.Figure:
         for r in spec["runs"]
     ]
     return compare_figures.sweep_grids(frames, metric)
+
+
+def _overlap(reader: ResultsReader, spec: Spec) -> overlap.CircuitOverlap:
+    try:
+        return overlap.circuit_overlap(reader.store, [int(r) for r in spec["runs"]])
+    except overlap.OverlapError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def _circuit_overlap(reader: ResultsReader, spec: Spec) -> go.Figure:
+    found = _overlap(reader, spec)
+    labels = [r.label for r in found.runs]
+    return overlap_figures.membership_grid(
+        found.head_membership(), found.n_layers, found.n_heads, labels,
+        title=f"circuit heads across tasks · {found.model}",
+    )  # fmt: skip
+
+
+def _overlap_matrix(reader: ResultsReader, spec: Spec) -> go.Figure:
+    level = spec.get("level") or "heads"
+    if level not in ("heads", "nodes"):
+        raise ExportError(f"--level must be heads or nodes, got {level!r}")
+    found = _overlap(reader, spec)
+    matrices = {m: found.matrix(level, m) for m in overlap.MEASURES}
+    return overlap_figures.overlap_matrix([r.label for r in found.runs], matrices, level=level)
 
 
 # -- taxonomy runs ----------------------------------------------------------------------------
@@ -535,6 +561,22 @@ FIGURES: tuple[FigureKind, ...] = (
     FigureKind(
         "compare_sweep", "sweep, runs, metric", _compare_sweep, "one metric across a sweep's runs"
     ),
+    FigureKind(
+        "circuit_overlap",
+        "runs",
+        _circuit_overlap,
+        "heads of 2+ circuit runs on one grid: shared by all, by some, task-specific, in none",
+        "circuit-overlap",
+    ),
+    FigureKind(
+        "overlap_matrix",
+        "runs, [level]",
+        _overlap_matrix,
+        "pairwise Jaccard and overlap coefficient of 2+ circuit runs' heads (--level nodes: "
+        "heads and MLPs)",
+        "overlap-matrix",
+        preset="text",
+    ),
 )
 KINDS: dict[str, FigureKind] = {k.name: k for k in FIGURES}
 EXPORT_KINDS: dict[str, FigureKind] = {k.export_name: k for k in FIGURES if k.export_name}
@@ -550,6 +592,7 @@ class FigureRequest:
     feature: int | None = None
     top_k: int | None = None
     threshold: float | None = None
+    level: str | None = None
 
 
 def export_kind(export_name: str) -> FigureKind:
@@ -560,11 +603,24 @@ def export_kind(export_name: str) -> FigureKind:
     return EXPORT_KINDS[export_name]
 
 
-def export_spec(export_name: str, run_id: int, request: FigureRequest) -> Spec:
-    """The spec of ``headlab export figure RUN --kind export_name`` with its options."""
-    kind = export_kind(export_name).name
-    spec: Spec = {"kind": kind, "prompt": request.prompt}
-    spec |= {"runs": [run_id]} if kind in ("faithfulness", "roc") else {"run": run_id}
+def run_fields(figure: FigureKind, run_ids: list[int]) -> Spec:
+    """How a kind's spec names its runs: ``runs`` (one or more), ``a, b`` (two) or ``run``."""
+    if figure.fields.startswith("runs"):
+        return {"runs": run_ids}
+    wanted = 2 if figure.fields.startswith("a, b") else 1
+    if len(run_ids) != wanted:
+        raise ExportError(
+            f"figure kind {figure.export_name or figure.name} draws {wanted} run"
+            f"{'s' if wanted > 1 else ''}; got {len(run_ids)} run ids"
+        )
+    return {"a": run_ids[0], "b": run_ids[1]} if wanted == 2 else {"run": run_ids[0]}
+
+
+def export_spec(export_name: str, run_id: int | Sequence[int], request: FigureRequest) -> Spec:
+    """The spec of ``headlab export figure RUN [RUN …] --kind export_name`` with its options."""
+    figure = export_kind(export_name)
+    run_ids = [run_id] if isinstance(run_id, int) else [int(r) for r in run_id]
+    spec: Spec = {"kind": figure.name, "prompt": request.prompt} | run_fields(figure, run_ids)
     if request.head is not None:
         spec |= {"layer": request.head[0], "head": request.head[1]}
     options = {
@@ -572,22 +628,27 @@ def export_spec(export_name: str, run_id: int, request: FigureRequest) -> Spec:
         "feature": request.feature,
         "top_k": request.top_k,
         "threshold": request.threshold,
+        "level": request.level,
     }
     return spec | {k: v for k, v in options.items() if v is not None}
 
 
 def run_figure(
-    reader: ResultsReader, run_id: int, export_name: str, request: FigureRequest
+    reader: ResultsReader, run_id: int | Sequence[int], export_name: str, request: FigureRequest
 ) -> go.Figure:
-    """The figure ``export_name`` of run ``run_id``; raises ExportError or NotFound."""
+    """The figure ``export_name`` of run ``run_id`` (or of several runs, for kinds that draw
+    several); raises ExportError or NotFound."""
     spec = export_spec(export_name, run_id, request)
-    reader.store.get_run(run_id)
+    run_ids = [run_id] if isinstance(run_id, int) else [int(r) for r in run_id]
+    for one in run_ids:
+        reader.store.get_run(one)
     try:
         return build_figure(reader, spec)
     except ExportError:
         raise
     except (ValueError, KeyError) as exc:
-        raise ExportError(f"run {run_id}: cannot draw {export_name}: {exc}") from exc
+        named = "run " + ", ".join(map(str, run_ids))
+        raise ExportError(f"{named}: cannot draw {export_name}: {exc}") from exc
 
 
 def bundle_specs(reader: ResultsReader, run: RunRecord) -> list[tuple[str, Spec]]:

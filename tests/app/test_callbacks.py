@@ -28,6 +28,7 @@ def seeded(store):
 
 def test_callbacks_lists_every_module_level_callback_once():
     modules = (catalog, compare, heads, launch, router, runs, sae, callbacks.circuits)
+    modules += (callbacks.overlap,)
     declared = [
         value
         for module in (*modules, callbacks.export)

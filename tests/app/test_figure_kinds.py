@@ -54,6 +54,8 @@ def _one_spec_per_kind(s, reader: ResultsReader) -> dict[str, dict]:
             "runs": _sweep_runs(reader, s.sweep),
             "metric": "induction_score",
         },
+        "circuit_overlap": {"runs": s.circuits},
+        "overlap_matrix": {"runs": s.circuits, "level": "nodes"},
     }
 
 
