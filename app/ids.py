@@ -111,6 +111,16 @@ CIRCUITS_FAITH = "circuits-faithfulness"
 CIRCUITS_ROC = "circuits-roc"
 CIRCUITS_EDGES = "circuits-edges"
 
+# Circuit overlap
+OVERLAP_RUNS = "overlap-runs"
+OVERLAP_LEVEL = "overlap-level"
+OVERLAP_MESSAGE = "overlap-message"
+OVERLAP_GRID = "overlap-grid"
+OVERLAP_MATRIX = "overlap-matrix"
+OVERLAP_PAIRS = "overlap-pairs"
+OVERLAP_EDGES = "overlap-edges"
+OVERLAP_TRUTH = "overlap-truth"
+
 # SAEs
 SAE_RUN = "sae-run"
 SAE_FEATURES = "sae-features"

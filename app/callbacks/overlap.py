@@ -20,17 +20,17 @@ MATRIX_SPEC = ids.export_id(layout.MATRIX_FIGURE)
 
 
 @callback(
-    Output(layout.GRID, "figure"),
+    Output(ids.OVERLAP_GRID, "figure"),
     Output(GRID_SPEC, "spec"),
-    Output(layout.MATRIX, "figure"),
+    Output(ids.OVERLAP_MATRIX, "figure"),
     Output(MATRIX_SPEC, "spec"),
-    Output(layout.MESSAGE, "children"),
-    Output(layout.MESSAGE, "className"),
-    Output(layout.PAIRS, "children"),
-    Output(layout.EDGES, "children"),
-    Output(layout.TRUTH, "children"),
-    Input(layout.RUNS, "value"),
-    Input(layout.LEVEL, "value"),
+    Output(ids.OVERLAP_MESSAGE, "children"),
+    Output(ids.OVERLAP_MESSAGE, "className"),
+    Output(ids.OVERLAP_PAIRS, "children"),
+    Output(ids.OVERLAP_EDGES, "children"),
+    Output(ids.OVERLAP_TRUTH, "children"),
+    Input(ids.OVERLAP_RUNS, "value"),
+    Input(ids.OVERLAP_LEVEL, "value"),
 )
 def show_overlap(ctx: WebContext, run_ids: list[int] | None, level: str | None) -> tuple:
     runs = [int(r) for r in run_ids or []]

@@ -7,17 +7,10 @@ from typing import Any
 
 from dash import dcc, html
 
+from app import ids
 from app.components.common import card, data_table, figure_card, message, page
 from storage.errors import StoreError
 
-RUNS = "overlap-runs"
-LEVEL = "overlap-level"
-MESSAGE = "overlap-message"
-GRID = "overlap-grid"
-MATRIX = "overlap-matrix"
-PAIRS = "overlap-pairs"
-EDGES = "overlap-edges"
-TRUTH = "overlap-truth"
 GRID_FIGURE = "circuit-overlap"  # export menu names, as `headlab export figure --kind`
 MATRIX_FIGURE = "overlap-matrix"
 PAIR_COLUMNS = ["of", "level", "a", "b", "n_a", "n_b", "shared", "union", "jaccard", "overlap"]
@@ -28,7 +21,7 @@ def overlap_layout(run_options: list[dict[str, Any]], chosen: list[int]) -> html
         [
             html.Label("Circuit runs", className="field-label"),
             dcc.Dropdown(
-                id=RUNS,
+                id=ids.OVERLAP_RUNS,
                 options=run_options,
                 value=chosen,
                 multi=True,
@@ -36,7 +29,7 @@ def overlap_layout(run_options: list[dict[str, Any]], chosen: list[int]) -> html
                 className="grow",
             ),
             dcc.RadioItems(
-                id=LEVEL,
+                id=ids.OVERLAP_LEVEL,
                 value="heads",
                 inline=True,
                 options=[
@@ -51,19 +44,19 @@ def overlap_layout(run_options: list[dict[str, Any]], chosen: list[int]) -> html
     return page(
         "Circuit overlap",
         card(None, controls),
-        message(None, id=MESSAGE),
+        message(None, id=ids.OVERLAP_MESSAGE),
         html.Div(
             [
                 figure_card(
                     "Heads across circuits",
-                    GRID,
+                    ids.OVERLAP_GRID,
                     GRID_FIGURE,
                     height=460,
                     spec={"kind": "circuit_overlap", "runs": chosen},
                 ),
                 figure_card(
                     "Pairwise overlap",
-                    MATRIX,
+                    ids.OVERLAP_MATRIX,
                     MATRIX_FIGURE,
                     height=460,
                     spec={"kind": "overlap_matrix", "runs": chosen, "level": "heads"},
@@ -71,9 +64,9 @@ def overlap_layout(run_options: list[dict[str, Any]], chosen: list[int]) -> html
             ],
             className="two-col even",
         ),
-        card("Pairs", html.Div(id=PAIRS, className="table-wrap")),
-        card("Edges in every circuit", html.Div(id=EDGES, className="table-wrap")),
-        card("Each circuit against its task's ground truth", html.Div(id=TRUTH)),
+        card("Pairs", html.Div(id=ids.OVERLAP_PAIRS, className="table-wrap")),
+        card("Edges in every circuit", html.Div(id=ids.OVERLAP_EDGES, className="table-wrap")),
+        card("Each circuit against its task's ground truth", html.Div(id=ids.OVERLAP_TRUTH)),
         subtitle="Circuits of one model found on different tasks: which heads they share "
         "(Jaccard |A∩B|/|A∪B| and overlap coefficient |A∩B|/min(|A|,|B|)), which are "
         "task-specific, and the edges every circuit keeps.",

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from app import ids
 from app.callbacks.overlap import show_overlap
-from app.components import overlap as layout
 from app.components.native import ExportMenu
 from app.pages import route_for
 from app.services.context import WebContext
@@ -43,13 +43,13 @@ def by_id(node: Any, wanted: str) -> Any:
 def test_the_page_opens_with_the_runs_of_its_url(web):
     ctx, runs = web
     page = route_for("/overlap").build(ctx, {"runs": f"{runs['A']},{runs['C']}"})
-    picker = by_id(page, layout.RUNS)
+    picker = by_id(page, ids.OVERLAP_RUNS)
     assert picker.value == [runs["A"], runs["C"]]
     assert {o["value"] for o in picker.options} == set(runs.values())
     menus = find(page, lambda n: isinstance(n, ExportMenu))
     assert [m.id["figure"] for m in menus] == ["circuit-overlap", "overlap-matrix"]
     default = route_for("/overlap").build(ctx, {})  # newest run per prompt set, at most three
-    assert by_id(default, layout.RUNS).value == sorted(runs.values())
+    assert by_id(default, ids.OVERLAP_RUNS).value == sorted(runs.values())
     bad = route_for("/overlap").build(ctx, {"runs": "1;2"})
     assert "runs must be comma-separated run ids such as 3,5,8" in str(bad)
 
