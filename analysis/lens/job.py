@@ -1,0 +1,226 @@
+"""Job of the run kind ``lens``: the attention lenses of every head, stored for the pages.
+
+Per-head metrics (aggregate rows): ``ov_copy_score`` (fraction of the OV lens' sources whose top
+promoted token is the source itself: the vocabulary when it is small, else the prompt set's
+tokens), ``ov_prompt_copy_score`` (the same over the prompt set's tokens), ``ov_lens_kl`` and
+``logit_lens_kl`` (the zero-training lenses' mean KL to the model's next-token distribution)
+and, with ``--train``, ``lens_kl`` (the trained lens'). Every KL is measured on the lens data:
+the set's clean prompts, or the text file's windows when ``--train-text`` names one.
+
+Artifacts: ``lens.safetensors`` (the OV lens' average and per-source top promoted / suppressed
+tokens; per prompt ``i`` the head logit lens' and the trained lens' top-k tokens at every
+position, ``[layer, head, position, k]``), ``tokens.json`` (the prompts' tokens and the text of
+every token id the lens file names) and, with ``--train``, ``lens_weights.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import save_file
+
+from analysis.configs.lens import LensConfig
+from analysis.heads_job import _grid_rows
+from analysis.jobs import JobContext, JobError
+from analysis.lens.activations import LensActivations, LensInputError, collect
+from analysis.lens.decode import HeadScan
+from analysis.lens.logit_lens import logit_lens
+from analysis.lens.ov import OvLens, ov_lens, ov_lens_kl
+from analysis.lens.trained import lens_scan, save_lens, train_lens
+from analysis.sae.activations import PromptTokens, TextFileTokens, TokenSourceError
+from storage.records import ArtifactIn, HeadResultIn, RunOutput
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+LENS_FILE, TOKENS_FILE, WEIGHTS_FILE = "lens.safetensors", "tokens.json", "lens_weights.safetensors"
+OV_APPROXIMATION = (
+    "W_E[s] centred (LayerNorm) and divided by the layer's mean ln1 scale, through W_V W_O "
+    "(no biases), centred and divided by the mean ln_final scale, then W_U"
+)
+
+
+def constant_kl(act: LensActivations) -> float:
+    """Mean KL(model ‖ q) of the best constant distribution q (the mean of the model's): what a
+    lens that ignores the head reaches."""
+    mean = act.log_probs.exp().mean(0).clamp(min=1e-30).log()
+    return float((act.log_probs.exp() * (act.log_probs - mean)).sum(-1).mean())
+
+
+def _per_prompt(scan: HeadScan, act: LensActivations, prefix: str) -> dict[str, torch.Tensor]:
+    assert scan.ids is not None and scan.probs is not None and scan.logits is not None
+    out = {}
+    for i in range(len(act.lengths)):
+        rows = act.rows_of(i)
+        for name, values in (("ids", scan.ids), ("probs", scan.probs), ("logits", scan.logits)):
+            out[f"{prefix}.prompt{i}.{name}"] = values[rows].permute(1, 2, 0, 3).contiguous()
+    return out
+
+
+def _ov_tensors(ov: OvLens) -> dict[str, torch.Tensor]:
+    return {
+        **ov.mean.tensors("ov.mean"),
+        **ov.prompt_mean.tensors("ov.prompt_mean"),
+        **ov.per_source.tensors("ov.source"),
+        "ov.sources": ov.prompt_sources.to(torch.int32),
+    }
+
+
+def _token_texts(model: TransformerBridge, tensors: dict[str, torch.Tensor]) -> dict[str, str]:
+    ids = sorted({int(t) for k, v in tensors.items() if k.endswith(("ids", "sources"))
+                  for t in v.flatten().tolist()})  # fmt: skip
+    if not ids:
+        return {}
+    texts = model.to_str_tokens(torch.tensor(ids))
+    return {str(i): str(t) for i, t in zip(ids, texts, strict=True)}
+
+
+def _lens_data(ctx: JobContext, model, cfg: LensConfig, prompts) -> tuple[Any, str]:
+    if cfg.train_text is None:
+        return prompts, f"the prompt set's {prompts.tokens.shape[0]} clean prompts"
+    path = ctx.local_file(cfg.train_text) or ""
+    text = TextFileTokens(model, path, cfg.text_window)
+    n = min(cfg.text_windows, text.tokens.shape[0])
+    windows = type(text)(text.tokens[:n], text.mask[:n], text.label)
+    return windows, f"{n} windows of {cfg.text_window} tokens of the text file"
+
+
+@dataclass
+class _Results:
+    """What the job stores, gathered stage by stage."""
+
+    kls: dict[str, torch.Tensor] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    artifacts: list[ArtifactIn] = field(default_factory=list)
+    cost: dict[str, float] = field(default_factory=dict)
+    training: dict[str, Any] | None = None
+
+    def stage(self, name: str, t0: float) -> None:
+        self.cost[name] = time.perf_counter() - t0
+
+
+def _trained(ctx: JobContext, model, cfg: LensConfig, data, prompt_act, out: _Results) -> None:
+    """Train the lens on ``data``; its KL there, its top tokens on the prompts, its file."""
+    t0 = time.perf_counter()
+    ctx.progress(0.45, "training a linear lens per head")
+    lens = train_lens(
+        model, data, cfg.train_steps, cfg.train_batch, cfg.train_lr, cfg.seed,
+        lambda f, m: ctx.progress(0.45 + 0.4 * f, m),
+    )  # fmt: skip
+    out.stage("lens training", t0)
+    t0 = time.perf_counter()
+    shown = lens_scan(model, prompt_act, lens.weight, lens.bias, cfg.top_k)
+    on_data = shown if data is prompt_act else lens_scan(model, data, lens.weight, lens.bias, None)
+    out.kls["lens_kl"] = on_data.kl
+    out.tensors |= _per_prompt(shown, prompt_act, "trained_lens")
+    path = ctx.workdir / WEIGHTS_FILE
+    meta = {
+        "decoder": "unembed(ln_final(x @ weight + bias)), x = z @ W_O",
+        "steps": str(cfg.train_steps),
+        "seed": str(cfg.seed),
+        "model": cfg.model,
+    }
+    save_lens(path, lens, meta)
+    out.artifacts.append(ArtifactIn(WEIGHTS_FILE, "lens_weights", str(path)))
+    out.training = {
+        "steps": cfg.train_steps,
+        "batch": cfg.train_batch,
+        "lr": cfg.train_lr,
+        "seed": cfg.seed,
+        "curve": {"step": lens.curve_step, "kl": lens.curve_kl},
+    }
+    out.stage("trained lens read", t0)
+
+
+def _zero_training(ctx: JobContext, model, cfg: LensConfig, data, prompt_act, out: _Results):
+    """The OV lens and the head logit lens: their KLs on ``data``, their tokens on the prompts."""
+    t0 = time.perf_counter()
+    ov = ov_lens(model, prompt_act, cfg.top_k, cfg.full_vocab_limit,
+                 lambda f, m: ctx.progress(0.05 + 0.2 * f, m))  # fmt: skip
+    out.stage("OV lens", t0)
+    t0 = time.perf_counter()
+    ctx.progress(0.25, "zero-training lenses: KL to the model")
+    shown = logit_lens(model, prompt_act, cfg.top_k)
+    out.kls["ov_lens_kl"] = ov_lens_kl(model, data)
+    out.kls["logit_lens_kl"] = shown.kl if data is prompt_act else logit_lens(model, data, None).kl
+    out.tensors |= _ov_tensors(ov) | _per_prompt(shown, prompt_act, "logit_lens")
+    out.stage("head logit lens and KLs", t0)
+    return ov
+
+
+def _write_files(ctx: JobContext, model, prompt_act, out: _Results, top_k: int) -> None:
+    lens_path, tokens_path = ctx.workdir / LENS_FILE, ctx.workdir / TOKENS_FILE
+    save_file(out.tensors, str(lens_path), metadata={"top_k": str(top_k)})
+    prompts = [model.to_str_tokens(torch.tensor(t)) for t in prompt_act.tokens]
+    vocab = _token_texts(model, out.tensors)
+    tokens_path.write_text(json.dumps({"prompts": prompts, "vocab": vocab}))
+    out.artifacts += [
+        ArtifactIn(LENS_FILE, "lens", str(lens_path)),
+        ArtifactIn(TOKENS_FILE, "tokens", str(tokens_path), "application/json"),
+    ]
+
+
+def _top_heads(grid: torch.Tensor, n: int = 5, lowest: bool = False) -> list[dict[str, Any]]:
+    order = torch.argsort(grid.flatten(), descending=not lowest, stable=True)[:n]
+    heads = grid.shape[1]
+    return [{"head": f"{int(i) // heads}.{int(i) % heads}", "value": float(grid.flatten()[i])}
+            for i in order]  # fmt: skip
+
+
+def _activations(ctx: JobContext, model, cfg: LensConfig):
+    """(prompt activations, lens-data activations, its label, sequences run)."""
+    try:
+        prompts = PromptTokens(model, ctx.pairs()[: cfg.max_prompts], corrupted=False)
+        source, label = _lens_data(ctx, model, cfg, prompts)
+        ctx.progress(0.02, "activations of the prompts")
+        prompt_act = collect(model, prompts.tokens, prompts.mask)
+        data = prompt_act if source is prompts else collect(model, source.tokens, source.mask)
+    except (TokenSourceError, LensInputError) as exc:
+        raise JobError(str(exc)) from None
+    n_forward = prompts.tokens.shape[0] + (0 if source is prompts else source.tokens.shape[0])
+    return prompt_act, data, label, n_forward
+
+
+def lens_job(ctx: JobContext) -> RunOutput:
+    t_start = time.perf_counter()
+    cfg = ctx.config_as(LensConfig)
+    model = ctx.model()
+    out = _Results()
+    t0 = time.perf_counter()
+    prompt_act, data, data_label, n_forward = _activations(ctx, model, cfg)
+    out.stage("activations", t0)
+    ov = _zero_training(ctx, model, cfg, data, prompt_act, out)
+    if cfg.train:
+        _trained(ctx, model, cfg, data, prompt_act, out)
+    ctx.progress(0.95, "writing the lens artifacts")
+    _write_files(ctx, model, prompt_act, out, cfg.top_k)
+    rows: list[HeadResultIn] = _grid_rows("ov_copy_score", ov.copy_score)
+    rows += _grid_rows("ov_prompt_copy_score", ov.prompt_copy_score)
+    for name, grid in out.kls.items():
+        rows += _grid_rows(name, grid)
+    ctx.progress(1.0, "done")
+    summary = {
+        "n_prompts": len(prompt_act.lengths),
+        "top_k": cfg.top_k,
+        "lens_data": data_label,
+        "lens_positions": data.n,
+        "ov": {
+            "source_set": ov.source_set, "n_sources": ov.n_sources,
+            "n_prompt_sources": len(ov.prompt_sources), "approximation": OV_APPROXIMATION,
+            "ln1_scale": [float(s) for s in prompt_act.ln1_scale],
+            "final_scale": prompt_act.final_scale_mean,
+        },
+        "copy_heads": _top_heads(ov.copy_score),
+        "mean_kl": {name: float(grid.mean()) for name, grid in out.kls.items()},
+        "best_kl_heads": {name: _top_heads(grid, lowest=True) for name, grid in out.kls.items()},
+        "constant_kl": constant_kl(data),
+        "training": out.training,
+        "cost": out.cost,
+        "n_forward": n_forward,
+        "wall_s": time.perf_counter() - t_start,
+    }  # fmt: skip
+    return RunOutput(head_results=rows, artifacts=out.artifacts, summary=summary)
