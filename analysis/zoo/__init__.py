@@ -3,7 +3,9 @@
 Each zoo model lives in ``analysis/zoo/models/<name>/``:
 
 - ``config.json``: ``{"format": "headlab-zoo/1", "name", "tl_config": {TransformerBridgeConfig
-  fields}, "alphabet", "training": {recipe and measured training numbers}}``
+  fields}, "alphabet", "training": {recipe and measured training numbers}}``; an earlier
+  checkpoint of another zoo model's training run also has ``"checkpoint_of": <name>, "step": N``
+  in ``training``
 - ``model.safetensors``: the TransformerBridge state dict (keys ``embed.weight``,
   ``blocks.{L}.attn.q.weight``, ..., ``unembed.weight``), float32
 - ``tokenizer/``: a saved ``PreTrainedTokenizerFast`` (character level, ``<bos>`` prepended)
@@ -16,12 +18,13 @@ Spec ``zoo:<name>`` loads one. This module is torch-free: it only names and loca
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 # The zoo's models; each has a training recipe in ``analysis.zoo.train.RECIPES``.
-ZOO_NAMES: tuple[str, ...] = ("code-6l", "greater-than-3l", "induction-2l")
+ZOO_NAMES: tuple[str, ...] = ("code-6l", "greater-than-3l", "induction-2l", "induction-2l-early")
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -43,3 +46,14 @@ def is_built(name: str, models_dir: Path | None = None) -> bool:
     """True when the zoo model's weights, config and tokenizer are all on disk."""
     folder = (models_dir or MODELS_DIR) / name
     return all((folder / part).exists() for part in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_DIR))
+
+
+def checkpoint_of(name: str, models_dir: Path | None = None) -> tuple[str, int] | None:
+    """``(parent, step)`` when zoo model ``name`` is the parent's training run stopped after
+    ``step`` steps (read from its shipped config); None for a model of its own run."""
+    path = (models_dir or MODELS_DIR) / name / CONFIG_FILE
+    if not path.exists():
+        return None
+    training = json.loads(path.read_text(encoding="utf-8")).get("training") or {}
+    parent, step = training.get("checkpoint_of"), training.get("step")
+    return (str(parent), int(step)) if parent and step is not None else None

@@ -6,10 +6,17 @@ next letter is unpredictable; from the second copy on it is the letter that foll
 occurrence of the current letter, which a previous-token head (layer 0) + induction head (layer 1)
 pair predicts. The period is random on purpose: with a fixed layout the model learns a positional
 shortcut and no induction head forms (measured, see DESIGN.md).
+
+``zoo:induction-2l-early`` (``EARLY_RECIPE``) is the same training run stopped after
+``EARLY_STEP`` of its 1400 steps: same seed, data, optimiser and settings, so its weights are the
+full run's weights at that step. There the loss on a repeated string's second copy is still
+high and the layer-1 heads' induction scores are at their initial level; they form between steps
+175 and 250 (docs/heads.md, "Comparing checkpoints").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import string
 
 import torch
@@ -51,3 +58,6 @@ RECIPE = Recipe(
     batch_size=32,
     lr=3e-3,
 )
+
+EARLY_STEP = 150  # before the induction heads form (measured: docs/heads.md)
+EARLY_RECIPE = dataclasses.replace(RECIPE, name="induction-2l-early", steps=EARLY_STEP)

@@ -6,6 +6,11 @@ Rebuild one with ``python -m analysis.zoo.train <name> [--out DIR]`` (default: t
 settings and a batch sampler. Training uses the bare ``NativeModel`` (no hooks) with AdamW, on
 ``threads`` CPU threads; the weights, the torch RNG for init and the data generator are all
 seeded, so a rebuild on the same machine and thread count reproduces the shipped weights.
+
+A checkpoint (``CHECKPOINTS``: zoo name → the zoo model whose training run it stops early) is
+the parent's recipe with fewer steps. Nothing in the loop depends on the total (no schedule,
+one generator drawn once per step), so its weights are exactly the parent run's weights after
+that many steps; its config's ``training`` names the parent and the step.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +40,11 @@ RECIPES: dict[str, Recipe | TextRecipe] = {
     "induction-2l": induction.RECIPE,
     "greater-than-3l": greater_than.RECIPE,
     "code-6l": code_lm.RECIPE,
+    "induction-2l-early": induction.EARLY_RECIPE,
 }
+
+# Earlier checkpoints of a zoo model's training run: checkpoint name -> the full run's name.
+CHECKPOINTS: dict[str, str] = {"induction-2l-early": "induction-2l"}
 
 
 def load_recipe(name: str) -> Recipe | TextRecipe:
@@ -57,8 +67,13 @@ def masked_loss(model: NativeModel, batch: TaskBatch) -> torch.Tensor:
     return (losses * mask).sum() / mask.sum()
 
 
-def train_native(recipe: Recipe, steps: int | None = None) -> tuple[NativeModel, dict[str, Any]]:
-    """Train a NativeModel from the recipe; returns it and a log of losses."""
+def train_native(
+    recipe: Recipe,
+    steps: int | None = None,
+    after_step: Callable[[int, NativeModel], None] | None = None,
+) -> tuple[NativeModel, dict[str, Any]]:
+    """Train a NativeModel from the recipe; returns it and a log of losses. ``after_step(n,
+    model)`` is called after the n-th optimiser step (n = 1, 2, ...), e.g. to save snapshots."""
     vocab = char_vocab(recipe.alphabet)
     cfg = TransformerBridgeConfig(**full_tl_config(recipe))
     torch.manual_seed(recipe.seed)
@@ -75,6 +90,8 @@ def train_native(recipe: Recipe, steps: int | None = None) -> tuple[NativeModel,
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+        if after_step is not None:
+            after_step(step + 1, model)
         if step % 100 == 0 or step == n_steps - 1:
             curve["step"].append(step)
             curve["loss"].append(round(loss.item(), 5))
@@ -109,6 +126,8 @@ def build_zoo_model(name: str, out: Path | None = None, threads: int = 1) -> Pat
         "wall_s": round(wall_s, 1),
         "curve": curve,
     }
+    if name in CHECKPOINTS:
+        training |= {"checkpoint_of": CHECKPOINTS[name], "step": recipe.steps}
     state = bridge_state_dict(model.state_dict(), tl_config["d_vocab"])
     save_zoo_model(
         folder,
