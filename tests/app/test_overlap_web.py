@@ -4,11 +4,13 @@ Compare pages."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
 
 from app import ids
+from app.callbacks import export
 from app.callbacks.overlap import show_overlap
 from app.components.native import ExportMenu
 from app.pages import route_for
@@ -96,3 +98,12 @@ def test_circuits_and_compare_pages_link_to_the_overlap(web, store):
     assert not [h for h in links(other) if h.startswith("/overlap")]
     circuits = route_for("/circuits").build(ctx, {})
     assert any(h.startswith("/overlap") for h in links(circuits))
+
+
+def test_the_export_menu_rebuilds_the_figure_from_its_spec(web):
+    ctx, runs = web
+    spec = {"kind": "overlap_matrix", "runs": [runs["A"], runs["B"]], "level": "heads"}
+    download, error = export.export_figure(ctx, 1, "svg", "text", spec)
+    assert error == "" and download["filename"].endswith("_text.svg")
+    svg = base64.b64decode(download["content"]).decode()
+    assert "<svg" in svg[:2000] and "0.67" in svg  # A·B heads overlap coefficient 2/3

@@ -63,3 +63,12 @@ def test_compare_page_of_two_circuit_runs_links_to_the_overlap(page, base_url, o
     page.locator("#overlap-grid .legendtext").first.wait_for()
     assert page.url.endswith(f"/overlap?runs={a},{b}")
     assert page.console.errors == []
+
+
+def test_overlap_page_without_runs_and_with_one_run(page, base_url, overlap_runs):
+    page.goto(f"{base_url}/overlap")
+    wait_idle(page)
+    assert page.locator("h1").first.inner_text() == "Circuit overlap"
+    page.goto(f"{base_url}/overlap?runs={overlap_runs['A']}")
+    page.locator("#overlap-message", has_text="overlap needs two or more circuit runs").wait_for()
+    assert page.console.errors == []
