@@ -273,6 +273,7 @@ class Lab:
 
         Example: ``lab.compare(3, 8, "patch_z").nlargest(5, "difference")``
         """
+        self._check_pair(a, b)
         left = self.get_run(a).heads(metric).dropna(subset=["head"])
         right = self.get_run(b).heads(metric).dropna(subset=["head"])
         merged = left[["layer", "head", "value"]].merge(
@@ -283,8 +284,37 @@ class Lab:
         merged = merged.rename(columns={"value_a": "a", "value_b": "b"})
         return merged.assign(difference=merged["b"] - merged["a"])
 
+    def movers(self, a: int, b: int, metric: str, top: int = 10) -> pd.DataFrame:
+        """The ``top`` heads whose ``metric`` moved most from run ``a`` to run ``b``: layer,
+        head, a, b, delta (b − a), rank_a, rank_b (1 = largest |value| in that run), largest
+        |delta| first. The runs are of one kind, on one model or on two models of the same
+        layer × head shape (two checkpoints of one training run, a base and a fine-tune).
+
+        Example: ``lab.movers(early.id, late.id, "induction_score", top=4)``
+        """
+        from app.services.compare import CompareError
+        from app.services.compare import movers as find_movers
+        from app.services.results import ResultsReader
+
+        with api_errors():
+            try:
+                return find_movers(ResultsReader(self.store), a, b, metric, top)
+            except CompareError as exc:
+                raise HeadlabError(str(exc)) from None
+
+    def _check_pair(self, a: int, b: int) -> None:
+        """HeadlabError when runs ``a`` and ``b`` differ in kind or model shape."""
+        from app.services.compare import run_pair
+        from app.services.results import ResultsReader
+
+        with api_errors():
+            problem = run_pair(ResultsReader(self.store), a, b).problem()
+        if problem:
+            raise HeadlabError(problem)
+
     def compare_figure(self, a: int, b: int, metric: str, *, difference: bool = False) -> go.Figure:
         """The Compare page's figure: both grids side by side, or their difference."""
+        self._check_pair(a, b)
         left = self.get_run(a).heads(metric).dropna(subset=["head"])
         right = self.get_run(b).heads(metric).dropna(subset=["head"])
         if difference:

@@ -55,7 +55,9 @@ CALLBACKS: tuple[Callback | ClientsideCallback, ...] = (
     sae.pick_feature,
     sae.show_feature,
     compare.pick_runs,
+    compare.pick_prompts,
     compare.show,
+    compare.select_mover,
     compare.show_sweep,
 )
 

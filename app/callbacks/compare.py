@@ -1,4 +1,5 @@
-"""Compare page: two runs + a shared metric → side-by-side and difference heatmaps."""
+"""Compare page: two runs + a shared metric → the heads that moved most (table and chart), the
+selected mover's attention in both runs, side-by-side and difference heatmaps."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from storage.errors import StoreError
 SWEEP_SPEC = ids.export_id("compare-sweep")
 SIDE_SPEC = ids.export_id("compare-side")
 DIFF_SPEC = ids.export_id("compare-diff")
+MOVERS_SPEC = ids.export_id("compare-movers")
+PATTERN_SPECS = (ids.export_id("compare-pattern-a"), ids.export_id("compare-pattern-b"))
+TOP = 10  # movers the page lists
 
 
 @callback(
@@ -27,7 +31,22 @@ DIFF_SPEC = ids.export_id("compare-diff")
 )
 def pick_runs(ctx: WebContext, a: int | None, b: int | None, metric: str | None) -> tuple:
     metrics, _ = compare.common_metrics(ctx, a, b)
-    return metrics, metric if metric in metrics else (metrics[0] if metrics else None)
+    return metrics, metric if metric in metrics else compare.first_metric(ctx, a, metrics)
+
+
+@callback(
+    Output(ids.COMPARE_PROMPT, "options"),
+    Output(ids.COMPARE_PROMPT, "value"),
+    Input(ids.COMPARE_RUN_A, "value"),
+    Input(ids.COMPARE_RUN_B, "value"),
+    State(ids.COMPARE_PROMPT, "value"),
+    prevent_initial_call=True,
+)
+def pick_prompts(ctx: WebContext, a: int | None, b: int | None, prompt: int | None) -> tuple:
+    """The prompts both runs store attention patterns of; the chosen one kept if it still is."""
+    options = compare.prompt_options(ctx, a, b)
+    values = [option["value"] for option in options]
+    return options, prompt if prompt in values else (values[0] if values else None)
 
 
 @callback(
@@ -35,6 +54,9 @@ def pick_runs(ctx: WebContext, a: int | None, b: int | None, metric: str | None)
     Output(SIDE_SPEC, "spec"),
     Output(ids.COMPARE_DIFF, "figure"),
     Output(DIFF_SPEC, "spec"),
+    Output(ids.COMPARE_MOVERS_CHART, "figure"),
+    Output(MOVERS_SPEC, "spec"),
+    Output(ids.COMPARE_MOVERS, "data"),
     Output(ids.COMPARE_MESSAGE, "children"),
     Output(ids.COMPARE_MESSAGE, "className"),
     Input(ids.COMPARE_METRIC, "value"),
@@ -42,10 +64,11 @@ def pick_runs(ctx: WebContext, a: int | None, b: int | None, metric: str | None)
     State(ids.COMPARE_RUN_B, "value"),
 )
 def show(ctx: WebContext, metric: str | None, a: int | None, b: int | None) -> tuple:
-    _, note = compare.common_metrics(ctx, a, b)
-    if not metric or a is None or b is None:
+    metrics, note = compare.common_metrics(ctx, a, b)
+    css = "message empty" if not note else "message info" if metrics else "message warn"
+    if not metric or metric not in metrics or a is None or b is None:
         blank = empty_figure(note or "Pick two runs and a metric")
-        return blank, None, blank, None, note, "message warn" if note else "message empty"
+        return blank, None, blank, None, blank, None, [], note, css
     out: list = []
     for kind in ("compare_side", "compare_diff"):
         spec = {"kind": kind, "a": int(a), "b": int(b), "metric": metric}
@@ -53,7 +76,59 @@ def show(ctx: WebContext, metric: str | None, a: int | None, b: int | None) -> t
             out += [page_figure(ctx.reader, spec), spec]
         except (StoreError, ValueError) as exc:
             out += [empty_figure(str(exc)), None]
-    return (*out, note, "message warn" if note else "message empty")
+    try:
+        rows = compare.mover_rows(compare.movers(ctx.reader, int(a), int(b), metric, TOP))
+        spec = compare.movers_spec(int(a), int(b), metric, TOP)
+        out += [page_figure(ctx.reader, spec), spec, rows]
+    except (StoreError, ValueError) as exc:
+        out += [empty_figure(str(exc)), None, []]
+    return (*out, note, css)
+
+
+@callback(
+    Output(ids.COMPARE_MOVER_TITLE, "children"),
+    Output(ids.COMPARE_PATTERN_A, "figure"),
+    Output(PATTERN_SPECS[0], "spec"),
+    Output(ids.COMPARE_PATTERN_B, "figure"),
+    Output(PATTERN_SPECS[1], "spec"),
+    Output(ids.COMPARE_MOVERS, "style_data_conditional"),
+    Input(ids.COMPARE_MOVERS, "active_cell"),
+    Input(ids.COMPARE_MOVERS, "data"),
+    Input(ids.COMPARE_PROMPT, "value"),
+    State(ids.COMPARE_RUN_A, "value"),
+    State(ids.COMPARE_RUN_B, "value"),
+)
+def select_mover(
+    ctx: WebContext,
+    cell: dict | None,
+    rows: list[dict] | None,
+    prompt: int | None,
+    a: int | None,
+    b: int | None,
+) -> tuple:
+    """The clicked mover (else the top one): its attention pattern in run A and in run B."""
+    known = [row["id"] for row in rows or []]
+    chosen = cell.get("row_id") if cell else None
+    chosen = chosen if chosen in known else (known[0] if known else None)
+    if chosen is None or a is None or b is None:
+        blank = empty_figure("No mover to show")
+        return "Select a mover", blank, None, blank, None, []
+    layer, head = (int(x) for x in str(chosen).split("."))
+    out: list = []
+    try:
+        specs = compare.mover_pattern_specs(ctx.reader, int(a), int(b), (layer, head), prompt or 0)
+    except StoreError as exc:
+        specs = [str(exc), str(exc)]
+    for spec in specs:
+        if isinstance(spec, str):
+            out += [empty_figure(spec), None]
+            continue
+        try:
+            out += [page_figure(ctx.reader, spec), spec]
+        except (StoreError, ValueError) as exc:
+            out += [empty_figure(str(exc)), None]
+    highlight = [{"if": {"filter_query": f'{{id}} = "{chosen}"'}, "backgroundColor": "#e8f0fb"}]
+    return (f"Head {chosen}: attention in A and in B", *out, highlight)
 
 
 @callback(

@@ -20,6 +20,51 @@ app = typer.Typer(
 JSON = typer.Option(False, "--json", help="Print one JSON object.")
 
 
+@app.command("heads")
+def heads(
+    a: int = typer.Argument(..., help="Run id of A (e.g. the early checkpoint)."),
+    b: int = typer.Argument(..., help="Run id of B, of the same kind and model shape."),
+    metric: str = typer.Option(..., "--metric", help="A per-head metric both runs store."),
+    top: int = typer.Option(10, "--top", help="How many heads to list."),
+    json_out: bool = JSON,
+) -> None:
+    """The heads whose --metric moved most from run A to run B (|B − A|, largest first), with
+    A, B, Δ and each head's rank in A and in B (1 = largest |value|). A and B are runs of one
+    kind on one model or on two models of the same layer × head shape (two checkpoints)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from app.cli.context import open_store, store_errors
+    from app.cli.output import CliError, emit_json
+    from app.services.compare import CompareError, movers, run_pair
+    from app.services.results import ResultsReader
+
+    with store_errors():
+        reader = ResultsReader(open_store())
+        try:
+            pair = run_pair(reader, a, b)
+            table = movers(reader, a, b, metric, top)
+        except CompareError as exc:
+            raise CliError(str(exc)) from None
+    rows = table.to_dict(orient="records")
+    if json_out:
+        emit_json(
+            {"a": a, "b": b, "metric": metric, "model_a": pair.model_a, "model_b": pair.model_b}
+            | {"kind": pair.a.kind, "shape": list(pair.shape_a or ()), "movers": rows}
+        )
+        return
+    console = Console()
+    console.print(pair.relation() or f"run #{a} → run #{b} on {pair.model_a}")
+    out = Table("head", "A", "B", "Δ (B − A)", "rank in A", "rank in B",
+                title=f"{metric}: the {len(rows)} heads that moved most")  # fmt: skip
+    for row in rows:
+        out.add_row(
+            f"{row['layer']}.{row['head']}", f"{row['a']:.4f}", f"{row['b']:.4f}",
+            f"{row['delta']:+.4f}", str(row["rank_a"]), str(row["rank_b"]),
+        )  # fmt: skip
+    console.print(out)
+
+
 EDGES_SHOWN = 15  # shared edges the text output lists, strongest first
 
 

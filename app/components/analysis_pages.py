@@ -7,7 +7,15 @@ from typing import Any
 from dash import dcc, html
 
 from app import ids
-from app.components.common import card, data_table, export_menu, figure_card, message, page
+from app.components.common import (
+    card,
+    data_table,
+    export_menu,
+    figure_card,
+    graph,
+    message,
+    page,
+)
 from app.components.overlap import overlap_link
 
 
@@ -214,7 +222,10 @@ def compare_layout(
     b: int | None,
     metrics: list[str],
     metric: str | None,
+    prompt_options: list[dict[str, Any]] | None = None,
 ) -> html.Div:
+    """Two runs of one kind (one model, or two models of one shape): their heads that moved
+    most, the selected mover's attention in both, both grids and their difference."""
     pickers = html.Div(
         [
             html.Label("Run A", className="field-label"),
@@ -232,11 +243,72 @@ def compare_layout(
         "Compare",
         pickers,
         message(None, id=ids.COMPARE_MESSAGE),
+        html.Div(
+            [
+                _movers_card(),
+                figure_card(
+                    "Δ of the heads that moved most", ids.COMPARE_MOVERS_CHART, "compare-movers"
+                ),
+            ],
+            className="two-col even",
+        ),
+        _mover_patterns_card(prompt_options or []),
         figure_card(
             "Side by side (shared colour scale)", ids.COMPARE_SIDE, "compare-side", height=440
         ),
         figure_card("Difference (B − A)", ids.COMPARE_DIFF, "compare-diff", height=440),
-        subtitle="Two runs of the same kind — different models, checkpoints or prompt sets.",
+        subtitle="Two runs of the same kind — one model on two prompt sets, or two models of "
+        "the same layer × head shape (two checkpoints, a base and a fine-tuned model).",
+    )
+
+
+def _movers_card() -> html.Div:
+    table = data_table(
+        ids.COMPARE_MOVERS, [], ["head", "A", "B", "Δ (B − A)", "rank in A", "rank in B"]
+    )
+    return card(
+        "Heads that moved most",
+        table,
+        html.P(
+            "|B − A| largest first; rank = place by |value| in that run. Click a row to see "
+            "the head's attention in both runs.",
+            className="hint",
+        ),
+    )
+
+
+def _mover_patterns_card(prompt_options: list[dict[str, Any]]) -> html.Div:
+    prompt = prompt_options[0]["value"] if prompt_options else None
+    patterns = [
+        html.Div(
+            [
+                html.Div([html.H3(title), export_menu(name)], className="card-head"),
+                graph(graph_id, height=460),
+            ]
+        )
+        for title, graph_id, name in (
+            ("A", ids.COMPARE_PATTERN_A, "compare-pattern-a"),
+            ("B", ids.COMPARE_PATTERN_B, "compare-pattern-b"),
+        )
+    ]
+    return card(
+        None,
+        html.Div([html.H2("Select a mover", id=ids.COMPARE_MOVER_TITLE)], className="card-head"),
+        html.Div(
+            [
+                html.Label("Prompt", className="field-label"),
+                dcc.Dropdown(
+                    id=ids.COMPARE_PROMPT,
+                    options=prompt_options,
+                    value=prompt,
+                    clearable=False,
+                    className="grow",
+                ),
+            ],
+            className="toolbar compact",
+        ),
+        html.Div(patterns, className="two-col even"),
+        class_name="detail-card",
     )
 
 

@@ -130,3 +130,30 @@ def sweep_grids(frames: list[tuple[str, pd.DataFrame]], metric: str) -> go.Figur
         fig.update_xaxes(title_text="head", row=lowest, col=c)
     fig.update_annotations(font_size=11)
     return fig
+
+
+def mover_bars(table: pd.DataFrame, metric: str, *, title: str | None = None) -> go.Figure:
+    """The movers of two runs (``app.services.compare.movers``: layer, head, a, b, delta,
+    rank_a, rank_b; largest |delta| first) as horizontal bars of Δ = B − A, the largest mover
+    at the top, coloured on the signed ``RdBu`` scale centred at 0 like the difference heatmap."""
+    if table.empty:
+        raise ValueError(f"no head has {metric!r} in both runs")
+    labels = [f"head {int(r.layer)}.{int(r.head)}" for r in table.itertuples()]
+    delta = table["delta"].to_numpy(dtype=float)
+    zmin, zmax = colour_limits(delta, True)
+    custom = table[["a", "b", "rank_a", "rank_b"]].to_numpy(dtype=float)
+    fig = go.Figure(
+        go.Bar(
+            x=delta,
+            y=labels,
+            orientation="h",
+            marker=dict(color=delta, colorscale=colour_scale(True), cmin=zmin, cmax=zmax, cmid=0),
+            customdata=custom,
+            hovertemplate="%{y}<br>A %{customdata[0]:.4g} (rank %{customdata[2]})<br>"
+            "B %{customdata[1]:.4g} (rank %{customdata[3]})<br>Δ %{x:.4g}<extra></extra>",
+        )
+    )
+    light_layout(fig, aspect=min(1.3, max(0.45, 0.1 * len(labels) + 0.2)), title=title)
+    fig.update_xaxes(title_text=f"Δ {metric} (B − A)", zeroline=True, zerolinecolor="#888888")
+    fig.update_yaxes(autorange="reversed", title_text=None)
+    return fig

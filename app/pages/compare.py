@@ -1,4 +1,5 @@
-"""Route: /compare?a=ID&b=ID — two runs of the same kind; /compare?sweep=ID — a whole sweep."""
+"""Route: /compare?a=ID&b=ID[&metric=M] — two runs of one kind (one model, or two models of one
+shape: checkpoints); /compare?sweep=ID — a whole sweep."""
 
 from app.components.analysis_pages import compare_layout, compare_sweep_layout
 from app.components.common import message, page
@@ -15,7 +16,12 @@ def build(ctx: WebContext, query: dict[str, str]) -> object:
     metrics, _ = compare.common_metrics(ctx, a, b)
     metric = query.get("metric") if query.get("metric") in metrics else None
     layout = compare_layout(
-        compare.run_options(ctx), a, b, metrics, metric or (metrics[0] if metrics else None)
+        compare.run_options(ctx),
+        a,
+        b,
+        metrics,
+        metric or compare.first_metric(ctx, a, metrics),
+        compare.prompt_options(ctx, a, b),
     )
     return with_circuit_overlap_link(ctx, layout, a, b)
 

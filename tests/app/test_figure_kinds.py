@@ -49,6 +49,7 @@ def _one_spec_per_kind(s, reader: ResultsReader) -> dict[str, dict]:
         "sae_dfa": {"run": s.sae, "feature": feature},
         "compare_side": {"a": s.heads, "b": s.compare, "metric": "induction_score"},
         "compare_diff": {"a": s.heads, "b": s.compare, "metric": "induction_score"},
+        "compare_movers": {"a": s.heads, "b": s.compare, "metric": "induction_score"},
         "compare_sweep": {
             "sweep": s.sweep,
             "runs": _sweep_runs(reader, s.sweep),
