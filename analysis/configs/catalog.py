@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -117,13 +117,26 @@ class PromptsImportConfig(_CatalogConfig):
         return content
 
 
+# The generator tasks (``analysis.prompts.generators.GENERATORS`` has one function each; a test
+# checks both name the same tasks): the zoo's character tasks, the word tasks, needles, code tasks.
+PromptTask = Literal[
+    "induction",
+    "induction-contrast",
+    "ioi",
+    "greater-than",
+    "needle",
+    "identifier-induction",
+    "bracket-match",
+    "attribute-recall",
+]
+PROMPT_TASKS: tuple[str, ...] = get_args(PromptTask)
+
+
 class PromptsGenerateConfig(_CatalogConfig):
     """Generate a seeded task prompt set that is valid for the model's tokenizer."""
 
     kind: Literal["prompts-generate"] = "prompts-generate"
-    task: Literal["induction", "induction-contrast", "ioi", "greater-than", "needle"] = Field(
-        default="induction", description="Task to generate pairs for."
-    )
+    task: PromptTask = Field(default="induction", description="Task to generate pairs for.")
     n: int = Field(default=20, ge=1, le=MAX_GENERATED, description="Number of pairs.")
     name: str | None = Field(
         default=None, description="Name of the new set (default <task>-<model>-<n>-s<seed>)."

@@ -26,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from analysis.configs.catalog import PROMPT_TASKS
 from analysis.prompts.files import FORMATS, write_prompt_file
 from app import catalog
 from app.cli.context import open_store, store_errors
@@ -118,9 +119,7 @@ def _number_list(text: str | None, kind: type, option: str) -> tuple:
 
 @app.command("generate")
 def generate(
-    task: str = typer.Argument(
-        ..., help="induction, induction-contrast, ioi, greater-than or needle"
-    ),
+    task: str = typer.Argument(..., help=f"One of: {', '.join(PROMPT_TASKS)}."),
     n: int = typer.Option(20, "--n", min=1, help="Number of pairs."),
     model: str = MODEL,
     name: str | None = typer.Option(None, "--name", help="Default: <task>-<model>-<n>-s<seed>"),

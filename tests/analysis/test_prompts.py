@@ -252,3 +252,10 @@ def test_valid_pairs_stop_at_the_first_bad_row_and_report_all(view):
     assert done == [CHUNK, CHUNK + 3]
     assert info.value.problems[0].startswith("row 2: correct answer")
     assert info.value.problems[1].startswith(f"row {CHUNK + 2}: clean is")
+
+
+def test_the_configs_task_list_names_every_generator():
+    from analysis.configs.catalog import PROMPT_TASKS
+    from analysis.prompts.generators import GENERATORS
+
+    assert set(PROMPT_TASKS) == set(GENERATORS)
