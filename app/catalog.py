@@ -17,7 +17,7 @@ from typing import Any
 
 from analysis.configs.catalog import MAX_GENERATED
 from analysis.prompts.files import PromptFileError, iter_prompt_file, shown_name
-from analysis.zoo import CONFIG_FILE, is_built, zoo_folder, zoo_names
+from analysis.zoo import CONFIG_FILE, checkpoint_label, is_built, zoo_folder, zoo_names
 from storage.catalog_repo import check_name
 from storage.errors import InvalidInput, NotFound
 from storage.records import ModelRecord, PairIn, PromptSetRecord
@@ -86,7 +86,8 @@ def zoo_facts(name: str) -> dict[str, Any]:
 def model_rows(store: ResultStore) -> list[dict[str, Any]]:
     """Registered models, then the built-in zoo models not registered yet: what ``headlab
     models list`` shows in any home. ``builtin`` is True for every zoo model; ``id`` and
-    ``created_at`` are None for one that is not registered (``zoo:<name>`` works anyway)."""
+    ``created_at`` are None for one that is not registered (``zoo:<name>`` works anyway);
+    ``checkpoint_of`` names the training run a zoo checkpoint stops early (else None)."""
     rows = [
         {
             "id": r.id,
@@ -95,6 +96,7 @@ def model_rows(store: ResultStore) -> list[dict[str, Any]]:
             "builtin": r.spec.startswith("zoo:"),
             "registered": True,
             "facts": r.facts,
+            "checkpoint_of": checkpoint_label(r.spec),
             "created_at": r.created_at,
         }
         for r in store.list_models()
@@ -105,7 +107,8 @@ def model_rows(store: ResultStore) -> list[dict[str, Any]]:
         if spec not in registered and is_built(name):
             rows.append(
                 {"id": None, "name": name, "spec": spec, "builtin": True, "registered": False}
-                | {"facts": zoo_facts(name), "created_at": None}
+                | {"facts": zoo_facts(name), "checkpoint_of": checkpoint_label(spec)}
+                | {"created_at": None}
             )
     return rows
 

@@ -57,3 +57,14 @@ def checkpoint_of(name: str, models_dir: Path | None = None) -> tuple[str, int] 
     training = json.loads(path.read_text(encoding="utf-8")).get("training") or {}
     parent, step = training.get("checkpoint_of"), training.get("step")
     return (str(parent), int(step)) if parent and step is not None else None
+
+
+def spec_checkpoint(spec: str) -> tuple[str, int] | None:
+    """``(parent, step)`` when model spec ``spec`` names a zoo checkpoint (``zoo:<name>``)."""
+    return checkpoint_of(spec.removeprefix("zoo:")) if spec.startswith("zoo:") else None
+
+
+def checkpoint_label(spec: str) -> str | None:
+    """``"step 150 of induction-2l"`` for a zoo checkpoint's spec, else None."""
+    found = spec_checkpoint(spec)
+    return None if found is None else f"step {found[1]} of {found[0]}"

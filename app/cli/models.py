@@ -79,6 +79,8 @@ def list_models(json_out: bool = JSON) -> None:
     )
     for row in rows:
         source = "built in" if row["builtin"] else "registered"
+        if row.get("checkpoint_of"):
+            source += f", {row['checkpoint_of']}"
         table.add_row(
             row["name"],
             row["spec"],

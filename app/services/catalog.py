@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from analysis.zoo import checkpoint_label
 from app.services import heads_view
 from app.services import runs as run_service
 from app.services.context import WebContext
@@ -63,6 +64,7 @@ def model_rows(store: ResultStore) -> list[dict[str, Any]]:
                 "d_head": f.get("d_head", ""),
                 "vocab": f.get("d_vocab", ""),
                 "context": f.get("n_ctx", ""),
+                "checkpoint of": checkpoint_label(m.spec) or "",
                 "created": m.created_at.strftime("%Y-%m-%d %H:%M"),
             }
         )

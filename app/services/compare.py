@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from analysis.zoo import checkpoint_of, is_built
+from analysis.zoo import is_built, spec_checkpoint
 from app.catalog import zoo_facts
 from app.services import runs as run_service
 from app.services.context import WebContext
@@ -114,7 +114,7 @@ class RunPair:
             return ""
         known = ""
         for spec, name in ((self.a.model_spec, self.model_a), (self.b.model_spec, self.model_b)):
-            if (step := zoo_checkpoint(spec)) is not None:
+            if (step := spec_checkpoint(spec)) is not None:
                 known += f"; {name} is step {step[1]} of {step[0]}'s training"
         return (
             f"Checkpoint comparison: {self.model_a} → {self.model_b} "
@@ -167,13 +167,8 @@ def default_pair(ctx: WebContext, a: str | None, b: str | None) -> tuple[int | N
 
 def _is_checkpoint(early: RunRecord, late: RunRecord) -> bool:
     """True when ``early``'s model is a zoo checkpoint of ``late``'s model's training run."""
-    parent = zoo_checkpoint(early.model_spec)
+    parent = spec_checkpoint(early.model_spec)
     return parent is not None and f"zoo:{parent[0]}" == late.model_spec
-
-
-def zoo_checkpoint(spec: str) -> tuple[str, int] | None:
-    """(parent zoo model, step) when ``spec`` names a zoo checkpoint, else None."""
-    return checkpoint_of(spec.removeprefix("zoo:")) if spec.startswith("zoo:") else None
 
 
 def common_metrics(ctx: WebContext, a: int | None, b: int | None) -> tuple[list[str], str]:

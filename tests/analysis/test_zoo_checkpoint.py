@@ -15,7 +15,14 @@ from safetensors.torch import load_file
 
 from analysis import heads as head_stats
 from analysis.models import load_model
-from analysis.zoo import CONFIG_FILE, WEIGHTS_FILE, checkpoint_of, induction, zoo_folder
+from analysis.zoo import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    checkpoint_label,
+    checkpoint_of,
+    induction,
+    zoo_folder,
+)
 from analysis.zoo.checkpoint import bridge_state_dict, read_zoo_config
 from analysis.zoo.evidence import repeat_prompts
 from analysis.zoo.train import CHECKPOINTS, RECIPES, full_tl_config, train_native
@@ -29,6 +36,8 @@ def test_the_early_checkpoint_is_the_full_recipe_stopped_early():
     assert dataclasses.replace(early, name=LATE, steps=late.steps) == late
     assert early.steps == induction.EARLY_STEP == 150 < late.steps
     assert checkpoint_of(EARLY) == (LATE, 150) and checkpoint_of(LATE) is None
+    assert checkpoint_label(f"zoo:{EARLY}") == "step 150 of induction-2l"
+    assert checkpoint_label(f"zoo:{LATE}") is None and checkpoint_label(f"hf:/x/{EARLY}") is None
     config, parent = read_zoo_config(zoo_folder(EARLY)), read_zoo_config(zoo_folder(LATE))
     assert config["tl_config"] == parent["tl_config"] and config["alphabet"] == parent["alphabet"]
     training = config["training"]

@@ -148,7 +148,10 @@ def test_pairs_name_their_models_and_refuse_other_shapes_and_kinds(lab_runs):
 
 
 def test_the_page_opens_on_the_checkpoint_pair(lab_runs):
-    _, runs, ctx = lab_runs
+    lab, runs, ctx = lab_runs
+    listed = lab.models().set_index("name")["checkpoint_of"]  # what `models list` shows
+    assert listed["induction-2l-early"] == "step 150 of induction-2l"
+    assert listed[["induction-2l", "ckpt-base"]].isna().all()
     assert default_pair(ctx, None, None) == (runs["early"], runs["late"])
     assert default_pair(ctx, str(runs["base"]), str(runs["narrow"])) == (
         runs["base"],
