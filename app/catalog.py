@@ -88,7 +88,7 @@ def model_rows(store: ResultStore) -> list[dict[str, Any]]:
     models list`` shows in any home. ``builtin`` is True for every zoo model; ``id`` and
     ``created_at`` are None for one that is not registered (``zoo:<name>`` works anyway);
     ``checkpoint_of`` names the training run a zoo checkpoint stops early (else None)."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": r.id,
             "name": r.name,

@@ -140,8 +140,9 @@ def shared_metrics(reader: ResultsReader, a: int, b: int) -> list[str]:
 
 def default_pair(ctx: WebContext, a: str | None, b: str | None) -> tuple[int | None, int | None]:
     """The requested runs, else a comparable pair of the newest finished runs: two runs of one
-    kind, on models of one shape, that store per-head metrics. A zoo checkpoint and its full
-    run come first (the checkpoint as A), then two models of one shape, then one model."""
+    kind, on models of one shape, that share a per-head metric. A zoo checkpoint and its full
+    run come first (the checkpoint as A), then two models of one shape, then one model; within
+    each, the pair with the newest run."""
     if a and a.isdigit() and b and b.isdigit():
         return int(a), int(b)
     runs = run_service.finished_runs(ctx.store, limit=100)
@@ -149,7 +150,7 @@ def default_pair(ctx: WebContext, a: str | None, b: str | None) -> tuple[int | N
     for run in runs:
         if run.model_spec not in shapes:
             shapes[run.model_spec] = model_shape(ctx.reader, run)
-    best: tuple[int, int, int] | None = None  # (preference, A, B); lower preference wins
+    candidates: list[tuple[int, int, int, int]] = []  # (preference, order, A, B)
     for i, newer in enumerate(runs):
         for older in runs[i + 1 :]:
             shape = shapes[older.model_spec]
@@ -158,11 +159,15 @@ def default_pair(ctx: WebContext, a: str | None, b: str | None) -> tuple[int | N
             first, second = (newer, older) if _is_checkpoint(newer, older) else (older, newer)
             preference = 2 if first.model_spec == second.model_spec else 1
             preference = 0 if _is_checkpoint(first, second) else preference
-            if best is not None and preference >= best[0]:
-                continue
-            if shared_metrics(ctx.reader, first.id, second.id):
-                best = (preference, first.id, second.id)
-    return (best[1], best[2]) if best else (None, None)
+            candidates.append((preference, len(candidates), first.id, second.id))
+    metrics: dict[int, set[str]] = {}
+    for _, _, first_id, second_id in sorted(candidates):
+        for run_id in (first_id, second_id):
+            if run_id not in metrics:
+                metrics[run_id] = set(ctx.reader.metrics(run_id))
+        if metrics[first_id] & metrics[second_id]:
+            return first_id, second_id
+    return None, None
 
 
 def _is_checkpoint(early: RunRecord, late: RunRecord) -> bool:
