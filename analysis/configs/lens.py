@@ -39,9 +39,11 @@ class LensConfig(RunConfigBase):
     text_windows: int = Field(
         default=16, ge=1, le=1024, description="Windows of the text file trained on"
     )
-    text_window: int = Field(
-        default=128, ge=4, le=4096, description="Tokens per text window (with BOS)"
-    )
+    text_window: int | None = Field(
+        default=None, ge=4, le=4096,
+        description="Tokens per text window, BOS included (default: the model's context, at "
+        "most 128)",
+    )  # fmt: skip
     train_steps: int = Field(default=100, ge=1, le=100_000, description="Lens training steps")
     train_batch: int = Field(
         default=64, ge=1, le=65_536, description="Positions per lens training step"

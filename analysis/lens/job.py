@@ -9,8 +9,9 @@ the set's clean prompts, or the text file's windows when ``--train-text`` names 
 
 Artifacts: ``lens.safetensors`` (the OV lens' average and per-source top promoted / suppressed
 tokens; per prompt ``i`` the head logit lens' and the trained lens' top-k tokens at every
-position, ``[layer, head, position, k]``), ``tokens.json`` (the prompts' tokens and the text of
-every token id the lens file names) and, with ``--train``, ``lens_weights.safetensors``.
+position, ``[layer, head, position, k]``), ``tokens.json`` (the prompts' tokens, their ids
+and the text of every token id the lens file names) and, with ``--train``,
+``lens_weights.safetensors``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -31,13 +33,15 @@ from analysis.lens.decode import HeadScan
 from analysis.lens.logit_lens import logit_lens
 from analysis.lens.ov import OvLens, ov_lens, ov_lens_kl
 from analysis.lens.trained import lens_scan, save_lens, train_lens
-from analysis.sae.activations import PromptTokens, TextFileTokens, TokenSourceError
+from analysis.prompts.files import printable
+from analysis.sae.activations import FixedTokens, PromptTokens, TextFileTokens, TokenSourceError
 from storage.records import ArtifactIn, HeadResultIn, RunOutput
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
 LENS_FILE, TOKENS_FILE, WEIGHTS_FILE = "lens.safetensors", "tokens.json", "lens_weights.safetensors"
+DEFAULT_WINDOW = 128  # tokens per text window when the config names none (at most n_ctx)
 OV_APPROXIMATION = (
     "W_E[s] centred (LayerNorm) and divided by the layer's mean ln1 scale, through W_V W_O "
     "(no biases), centred and divided by the mean ln_final scale, then W_U"
@@ -80,13 +84,25 @@ def _token_texts(model: TransformerBridge, tensors: dict[str, torch.Tensor]) -> 
 
 
 def _lens_data(ctx: JobContext, model, cfg: LensConfig, prompts) -> tuple[Any, str]:
+    """The sequences the lenses are trained and scored on: the prompts, or the text's windows."""
     if cfg.train_text is None:
         return prompts, f"the prompt set's {prompts.tokens.shape[0]} clean prompts"
-    path = ctx.local_file(cfg.train_text) or ""
-    text = TextFileTokens(model, path, cfg.text_window)
+    path = Path(ctx.local_file(cfg.train_text) or "")
+    n_ctx = int(model.cfg.n_ctx)
+    width = cfg.text_window or min(n_ctx, DEFAULT_WINDOW)
+    if not path.is_file():
+        raise JobError(f"train_text: no file {printable(str(path))}; pass an existing file")
+    if width > n_ctx:
+        raise JobError(f"text_window: {width} exceeds the model's context of {n_ctx}; lower it")
+    try:
+        text = TextFileTokens(model, path, width)
+    except TokenSourceError as exc:
+        raise JobError(
+            f"train_text: {str(exc).replace('--context-size', '--text-window')}"
+        ) from None
     n = min(cfg.text_windows, text.tokens.shape[0])
-    windows = type(text)(text.tokens[:n], text.mask[:n], text.label)
-    return windows, f"{n} windows of {cfg.text_window} tokens of the text file"
+    windows = FixedTokens(text.tokens[:n], text.mask[:n], text.label)
+    return windows, f"{n} windows of {width} tokens of the text file"
 
 
 @dataclass
@@ -157,7 +173,8 @@ def _write_files(ctx: JobContext, model, prompt_act, out: _Results, top_k: int) 
     save_file(out.tensors, str(lens_path), metadata={"top_k": str(top_k)})
     prompts = [model.to_str_tokens(torch.tensor(t)) for t in prompt_act.tokens]
     vocab = _token_texts(model, out.tensors)
-    tokens_path.write_text(json.dumps({"prompts": prompts, "vocab": vocab}))
+    ids = prompt_act.tokens
+    tokens_path.write_text(json.dumps({"prompts": prompts, "prompt_ids": ids, "vocab": vocab}))
     out.artifacts += [
         ArtifactIn(LENS_FILE, "lens", str(lens_path)),
         ArtifactIn(TOKENS_FILE, "tokens", str(tokens_path), "application/json"),

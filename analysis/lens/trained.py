@@ -107,4 +107,3 @@ def identity_lens(model: TransformerBridge) -> tuple[torch.Tensor, torch.Tensor]
     """The untrained lens (``W = I, b = 0``): the head's output through a fresh final norm."""
     n_layers, n_heads, d = int(model.cfg.n_layers), int(model.cfg.n_heads), int(model.cfg.d_model)
     return torch.eye(d).repeat(n_layers, n_heads, 1, 1), torch.zeros(n_layers, n_heads, d)
-

@@ -85,9 +85,16 @@ def figure_block(view: FigureView, prefix: str, height: int) -> html.Div:
     )
 
 
+# a lens run's token tables (a row per token or position) need more room than a curve
+TALL_HEAD_FIGURES = {"ov_lens": 420, "logit_lens_tokens": 560, "trained_lens_tokens": 560}
+
+
 def head_figures(views: list[FigureView]) -> list[Any]:
-    """A taxonomy run's figures of the selected head (nothing for other runs)."""
-    return [figure_block(v, "heads-head", HEAD_FIGURE_HEIGHT) for v in views]
+    """A taxonomy or lens run's figures of the selected head (nothing for other runs)."""
+    return [
+        figure_block(v, "heads-head", TALL_HEAD_FIGURES.get(v.name, HEAD_FIGURE_HEIGHT))
+        for v in views
+    ]
 
 
 def run_figures(views: list[FigureView]) -> Any:

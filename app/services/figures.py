@@ -32,6 +32,7 @@ from app.figures import patterns as pattern_figures
 from app.figures import sae as sae_figures
 from app.figures import taxonomy as taxonomy_figures
 from app.services import circuits, overlap, sae
+from app.services import lens as lens_service
 from app.services.results import PATTERNS, ResultsReader
 from storage.errors import NotFound
 from storage.records import RunRecord
@@ -571,6 +572,33 @@ FIGURES: tuple[FigureKind, ...] = (
         bundle=_bundle_taxonomy(
             "massive_activations", lambda _, run: bool(run.summary.get("massive_activations"))
         ),
+    ),
+    FigureKind(
+        "ov_lens",
+        "run, layer, head, [prompt]",
+        lens_service.ov_lens_figure,
+        "--head L.H's OV lens: its top promoted and suppressed tokens, on average and for each "
+        "token of --prompt i (lens runs)",
+        "ov-lens",
+        preset="text",
+        bundle=_bundle_top_head("ov_lens", "ov_copy_score"),
+    ),
+    FigureKind(
+        "logit_lens_tokens",
+        "run, layer, head, prompt",
+        lens_service.logit_lens_figure,
+        "--head L.H's logit lens: its top tokens at each position of --prompt i (lens runs)",
+        "head-lens",
+        bundle=_bundle_top_head("logit_lens_tokens", "ov_copy_score"),
+    ),
+    FigureKind(
+        "trained_lens_tokens",
+        "run, layer, head, prompt",
+        lens_service.trained_lens_figure,
+        "--head L.H's trained lens: its top tokens at each position of --prompt i (lens runs "
+        "with --train)",
+        "trained-lens",
+        bundle=_bundle_top_head("trained_lens_tokens", "ov_copy_score", "training"),
     ),
     FigureKind("compare_side", "a, b, metric", _compare_side, "two runs' grids side by side"),
     FigureKind("compare_diff", "a, b, metric", _compare_diff, "difference of two runs' grids"),

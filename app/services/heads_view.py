@@ -2,8 +2,10 @@
 
 A ``taxonomy`` run adds figures: the selected head's (retrieval map, span profile, dormancy) in
 the head detail and the run's (KV-cache curve, head similarity, massive activations) below the
-grid. The metric picker lists aggregate per-head metrics only (``ResultsReader.metrics``):
-per-prompt rows such as ``dormant`` have no heatmap of their own.
+grid. A ``lens`` run adds the selected head's OV lens and its lenses' top tokens on the chosen
+prompt (whose options are the lens run's own prompts). The metric picker lists aggregate
+per-head metrics only (``ResultsReader.metrics``): per-prompt rows such as ``dormant`` have no
+heatmap of their own.
 
 Head selection is a ``[layer, head]`` pair; arrow keys move it within the grid (up/down change
 the layer, left/right the head), clamped at the edges.
@@ -24,7 +26,10 @@ from storage.records import RunRecord
 
 PREFERRED_METRICS = ("induction_score", "prev_token_score", "dla", "patch_z", "ablate_mean")
 # a run kind's own first metrics, tried before PREFERRED_METRICS
-KIND_PREFERRED_METRICS = {"taxonomy": ("retrieval_score", "streaming_kl")}
+KIND_PREFERRED_METRICS = {
+    "taxonomy": ("retrieval_score", "streaming_kl"),
+    "lens": ("ov_copy_score", "lens_kl"),
+}
 # figures of a ``taxonomy`` run: per head (the head detail) and per run (below the grid)
 TAXONOMY_HEAD_FIGURES = (
     ("retrieval_map", "Retrieval by context and depth"),
@@ -98,6 +103,29 @@ def taxonomy_run_figures(ctx: WebContext, run: RunRecord) -> list[FigureView]:
     ]
 
 
+# figures of a ``lens`` run's selected head (the trained lens only when the run trained one)
+LENS_HEAD_FIGURES = (
+    ("ov_lens", "OV lens: promoted and suppressed tokens"),
+    ("logit_lens_tokens", "Head logit lens by position"),
+    ("trained_lens_tokens", "Trained lens by position"),
+)
+
+
+def lens_head_figures(
+    ctx: WebContext, run: RunRecord, layer: int, head: int, prompt: int
+) -> list[FigureView]:
+    """The selected head's figures of a ``lens`` run on the chosen prompt; none for others."""
+    if run.kind != "lens":
+        return []
+    out = []
+    for name, title in LENS_HEAD_FIGURES:
+        if name == "trained_lens_tokens" and not run.config.get("train"):
+            continue
+        spec = {"kind": name, "run": run.id, "layer": layer, "head": head, "prompt": prompt}
+        out.append(figure_view(ctx, name, title, spec))
+    return out
+
+
 @dataclass
 class HeadsInitial:
     run_options: list[dict[str, Any]]
@@ -153,7 +181,8 @@ def run_options(ctx: WebContext, current: int | None) -> list[dict[str, Any]]:
 
 
 def prompt_options(ctx: WebContext, run: RunRecord) -> list[dict[str, Any]]:
-    source = ctx.reader.pattern_run(run)
+    # a lens run's figures read its own prompts (tokens.json); others show a heads run's
+    source = run if run.kind == "lens" else ctx.reader.pattern_run(run)
     if source is None:
         return []
     tokens = ctx.reader.prompt_tokens(source.id)
@@ -308,4 +337,5 @@ def head_detail(
             figure, spec = None, None
     features = sae.head_top_features(ctx.store, run.model_spec, layer, head)
     figures = taxonomy_head_figures(ctx, run, layer, head)
+    figures += lens_head_figures(ctx, run, layer, head, int(prompt or 0))
     return HeadDetail(f"Head {layer}.{head}", figure, spec, scores, features, figures)

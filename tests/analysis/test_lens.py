@@ -10,7 +10,8 @@
   every position TransformerLens' ``stack_head_results`` + ``apply_ln_to_stack`` + ``W_U``;
 - the trained lens: its decoder is the model's ``unembed(ln_final(·))``, it is deterministic by
   seed, reaches a lower KL than both zero-training lenses on the data it was trained on, and
-  its safetensors file round-trips.
+  its safetensors file round-trips;
+- the job: its scores as rows, a text file as lens data, bad files and configs named in one line.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from analysis.configs import ConfigError, parse_run_config
 from analysis.dla import direct_logit_attribution
+from analysis.job_table import job_for
+from analysis.jobs import JobContext, JobError
 from analysis.lens import decode
 from analysis.lens.activations import LensActivations, collect, norm_scale
 from analysis.lens.logit_lens import logit_lens, logit_lens_logits
@@ -31,6 +35,16 @@ from analysis.sae.activations import PromptTokens
 from tests.analysis import heads_fixtures as F
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+@pytest.fixture
+def one_thread():
+    """Many tiny ops (a 2-layer model, small chunks): one thread avoids the cost of waking a
+    second on a busy machine (20× here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +195,7 @@ def test_head_logit_lens_is_transformer_lens_stack_and_apply_ln(induction, induc
     assert torch.allclose(ours, tl[:, 0].detach(), atol=1e-4)
 
 
-def test_logit_lens_scan_chunked_equals_one_pass(induction, induction_act, monkeypatch):
+def test_logit_lens_scan_chunked_equals_one_pass(induction, induction_act, monkeypatch, one_thread):
     whole = logit_lens(induction, induction_act, 3)
     monkeypatch.setattr(decode, "MAX_LOGITS", 7 * 38 * 4)  # 7 rows per chunk
     chunked = logit_lens(induction, induction_act, 3)
@@ -204,7 +218,7 @@ def test_fresh_norm_decoder_is_the_models_unembed_of_ln_final(induction):
 
 
 def test_trained_lens_beats_the_zero_training_lenses_and_round_trips(
-    induction, induction_act, tmp_path
+    induction, induction_act, tmp_path, one_thread
 ):
     act = induction_act
     lens = train_lens(induction, act, steps=60, batch=64, lr=3e-3, seed=0)
@@ -221,3 +235,58 @@ def test_trained_lens_beats_the_zero_training_lenses_and_round_trips(
     weight, bias = load_lens(path)
     assert torch.equal(weight, lens.weight) and torch.equal(bias, lens.bias)
     assert torch.equal(lens_scan(induction, act, weight, bias, None).kl, trained)
+
+
+# --- the job ----------------------------------------------------------------------------------
+
+
+def run_lens(store, tmp_path, model, **fields):
+    cfg = parse_run_config({"kind": "lens", "model": "zoo:induction-2l", "prompt_set": "ind",
+                            **fields})  # fmt: skip
+    ctx = JobContext(1, cfg, store, tmp_path, lambda c: model, lambda f, m: False)
+    return job_for("lens")(ctx)
+
+
+def test_lens_job_stores_the_scores_and_trains_on_a_text_file(
+    store, tmp_path, induction, one_thread
+):
+    pairs = generate_pairs(induction, "induction", 4, 0)
+    store.add_prompt_set("ind", pairs, "test", "zoo:induction-2l")
+    out = run_lens(store, tmp_path, induction, max_prompts=4)
+    copy = {(r.layer, r.head): r.value for r in out.head_results if r.metric == "ov_copy_score"}
+    assert min(copy[1, h] for h in range(4)) > 0.5 > max(copy[0, h] for h in range(4))
+    assert {a.name for a in out.artifacts} == {"lens.safetensors", "tokens.json"}
+    assert not any(r.metric == "lens_kl" for r in out.head_results)
+    text = tmp_path / "letters.txt"
+    rng = torch.Generator().manual_seed(0)
+    text.write_text("".join(LETTERS[i] for i in torch.randint(0, 10, (2000,), generator=rng)))
+    out = run_lens(store, tmp_path, induction, max_prompts=4, train=True, train_text=str(text),
+                   text_windows=4, train_steps=5)  # fmt: skip
+    assert out.summary["lens_data"] == "4 windows of 64 tokens of the text file"
+    assert out.summary["lens_positions"] == 4 * 64
+    assert len([r for r in out.head_results if r.metric == "lens_kl"]) == 8
+    assert "lens_weights.safetensors" in {a.name for a in out.artifacts}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"train_text": "/no/such.txt"}, "train_text: no file /no/such.txt; pass an existing"),
+        ({"train_text": "TEXT", "text_window": 100}, "text_window: 100 exceeds the model's"),
+    ],
+)
+def test_bad_text_files_are_one_line_job_errors(store, tmp_path, induction, fields, message):
+    store.add_prompt_set("ind", generate_pairs(induction, "induction", 2, 0), "test", None)
+    (tmp_path / "t.txt").write_text("abc " * 200)
+    fields = {k: str(tmp_path / "t.txt") if v == "TEXT" else v for k, v in fields.items()}
+    with pytest.raises(JobError, match=message) as caught:
+        run_lens(store, tmp_path, induction, train=True, **fields)
+    assert "\n" not in str(caught.value)
+
+
+def test_config_names_what_is_wrong():
+    with pytest.raises(ConfigError, match="train_text: a text file trains a lens only with"):
+        parse_run_config({"kind": "lens", "model": "zoo:induction-2l", "prompt_set": "p",
+                          "train_text": "a.txt"})  # fmt: skip
+    with pytest.raises(ConfigError, match="prompt_set: the lens run needs a prompt set"):
+        parse_run_config({"kind": "lens", "model": "zoo:induction-2l"})
