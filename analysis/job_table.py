@@ -10,6 +10,7 @@ from __future__ import annotations
 from analysis.catalog_job import model_add_job, prompts_generate_job, prompts_import_job
 from analysis.circuits.job import circuit_job
 from analysis.heads_job import ablate_job, dla_job, heads_job, patch_job
+from analysis.importance.job import importance_job
 from analysis.jobs import JobError, JobFn
 from analysis.lens.job import lens_job
 from analysis.sae.job import sae_circuit_job, sae_eval_job, sae_train_job
@@ -22,6 +23,7 @@ JOBS: dict[str, JobFn] = {
     "patch": patch_job,
     "ablate": ablate_job,
     "taxonomy": taxonomy_job,
+    "importance": importance_job,
     "lens": lens_job,
     "circuit": circuit_job,
     "sae-train": sae_train_job,

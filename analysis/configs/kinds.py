@@ -15,6 +15,7 @@ from analysis.configs.base import ConfigError, RunConfigBase, format_validation_
 from analysis.configs.catalog import ModelAddConfig, PromptsGenerateConfig, PromptsImportConfig
 from analysis.configs.circuits import CircuitConfig
 from analysis.configs.heads import AblateConfig, DlaConfig, HeadsConfig, PatchConfig
+from analysis.configs.importance import ImportanceConfig
 from analysis.configs.lens import LensConfig
 from analysis.configs.sae import SAECircuitConfig, SAEEvalConfig, SAETrainConfig
 from analysis.configs.taxonomy import TaxonomyConfig
@@ -26,6 +27,7 @@ RUN_KINDS: dict[str, type[RunConfigBase]] = {
     "patch": PatchConfig,
     "ablate": AblateConfig,
     "taxonomy": TaxonomyConfig,
+    "importance": ImportanceConfig,
     "lens": LensConfig,
     "circuit": CircuitConfig,
     "sae-train": SAETrainConfig,

@@ -10,7 +10,7 @@ positions' logits are kept, for the loss); identical masks are evaluated once. T
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,9 @@ from analysis.prompt_batch import PairBatch
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
+
+
+Progress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -87,18 +90,25 @@ class MaskEvaluator:
         pair = torch.stack([values, loss], dim=-1).reshape(masks.shape[0], n, 2)
         return pair.mean(1).double().cpu()
 
-    def evaluate(self, masks: Masks) -> MaskOutcomes:
-        """Metric and loss of every mask [mask, layer, head] (1 keeps a head, 0 removes it)."""
+    def evaluate(self, masks: Masks, progress: Progress | None = None) -> MaskOutcomes:
+        """Metric and loss of every mask [mask, layer, head] (1 keeps a head, 0 removes it);
+        ``progress(fraction, message)`` after each batched forward."""
         unique, inverse = torch.unique(masks.float().flatten(1), dim=0, return_inverse=True)
         shaped = unique.reshape(-1, *masks.shape[1:])
-        runner = functools.partial(self._run_indices, shaped)
+        runner = functools.partial(self._run_indices, shaped, progress)
         index = [(i,) for i in range(shaped.shape[0])]
         outputs, self.chunk = run_chunks(index, self.chunk, runner)
         values = torch.cat(outputs)[inverse]
         return MaskOutcomes(metric=values[:, 0], loss=values[:, 1])
 
-    def _run_indices(self, masks: Masks, index: Sequence[tuple[int, ...]]) -> torch.Tensor:
-        return self._run(masks[[i for (i,) in index]])
+    def _run_indices(
+        self, masks: Masks, progress: Progress | None, index: Sequence[tuple[int, ...]]
+    ) -> torch.Tensor:
+        out = self._run(masks[[i for (i,) in index]])
+        if progress is not None:
+            done = index[-1][0] + 1
+            progress(done / masks.shape[0], f"{done}/{masks.shape[0]} masks evaluated")
+        return out
 
 
 def evaluate_masks_exact(

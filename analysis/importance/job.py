@@ -73,6 +73,17 @@ class _Importance:
         return normalise_per_layer(s) if self.cfg.normalise_layers else s
 
 
+def _reporting(ctx: JobContext, grad_fn: _Importance, n_heads: int):
+    """``grad_fn.score`` that reports how far the iterative order has got."""
+
+    def score(mask: torch.Tensor) -> torch.Tensor:
+        gone = int((mask == 0).sum())
+        ctx.progress(0.35 + 0.25 * gone / n_heads, f"iterative order: {gone}/{n_heads} removed")
+        return grad_fn.score(mask)
+
+    return score
+
+
 def _ablation(ctx: JobContext, model, batch, cfg: ImportanceConfig, evaluator: MaskEvaluator):
     """(signed metric effect, signed loss effect) of removing each head alone."""
     layers, heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
@@ -80,7 +91,7 @@ def _ablation(ctx: JobContext, model, batch, cfg: ImportanceConfig, evaluator: M
         effect = ablate_heads(model, batch, cfg.ablation, cfg.metric, _stage(ctx, 0.15, 0.3))
     singles = torch.ones(layers * heads + 1, layers * heads)
     singles[1:] -= torch.eye(layers * heads)
-    out = evaluator.evaluate(singles.reshape(-1, layers, heads))
+    out = evaluator.evaluate(singles.reshape(-1, layers, heads), _stage(ctx, 0.3, 0.35))
     loss_effect = (out.loss[1:] - out.loss[0]).float().reshape(layers, heads)
     return effect.float(), loss_effect
 
@@ -147,7 +158,7 @@ def importance_job(ctx: JobContext) -> RunOutput:
         elif name == "gradient_iterative":
             step = max(1, round(cfg.iterative_step * n_heads))
             with input_errors():
-                order, passes = iterative_order(grad_fn.score, shape, step)
+                order, passes = iterative_order(_reporting(ctx, grad_fn, n_heads), shape, step)
             orders[name] = [order]
             cost["iterative gradient order"] = {
                 "forward_backward_passes": passes, "wall_s": time.perf_counter() - t0,
@@ -163,7 +174,8 @@ def importance_job(ctx: JobContext) -> RunOutput:
     ctx.progress(0.6, f"pruning curves: {len(orders)} orders × {cfg.curve_points} points")
     before = (evaluator.forwards, evaluator.rows)
     with input_errors():
-        curve = pruning_curves(evaluator, orders, shape, cfg.curve_points, cfg.max_metric_drop)
+        curve = pruning_curves(evaluator, orders, shape, cfg.curve_points, cfg.max_metric_drop,
+                               _stage(ctx, 0.6, 0.98))  # fmt: skip
     cost["pruning curves"] = {
         "batched_forwards": evaluator.forwards - before[0],
         "forward_prompts": evaluator.rows - before[1],

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
-from analysis.importance.evaluate import MaskEvaluator
+from analysis.importance.evaluate import MaskEvaluator, Progress
 
 Order = list[int]  # flat head indices (layer * n_heads + head), removed first to last
 ScoreFn = Callable[[Float[torch.Tensor, "layer head"]], Float[torch.Tensor, "layer head"]]
@@ -99,13 +99,14 @@ def pruning_curves(
     shape: tuple[int, int],
     points: int,
     max_drop: float,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Metric and loss (mean ± std over an order's seeds) against the fraction removed."""
     n_heads = shape[0] * shape[1]
     counts = removal_counts(n_heads, points)
     fractions = [k / n_heads for k in counts]
     blocks = [prefix_masks(o, counts, shape) for seeds in orders.values() for o in seeds]
-    out = evaluator.evaluate(torch.cat(blocks))
+    out = evaluator.evaluate(torch.cat(blocks), progress)
     metric = out.metric.reshape(-1, len(counts))
     loss = out.loss.reshape(-1, len(counts))
     curves: dict[str, Any] = {}

@@ -65,7 +65,7 @@ def position_content(view: PositionView) -> Any:
     return figure_or_note(ids.HEADS_POSITION, view.figure, view.message, POSITION_HEIGHT)
 
 
-WIDE_FIGURES = ("kv_curve",)  # one panel per metric: a row of its own
+WIDE_FIGURES = ("kv_curve", "pruning_curve")  # one panel per metric: a row of its own
 
 
 def figure_block(view: FigureView, prefix: str, height: int) -> html.Div:

@@ -27,6 +27,7 @@ from app.export.errors import ExportError
 from app.figures import circuits as circuit_figures
 from app.figures import compare as compare_figures
 from app.figures import heads as head_figures
+from app.figures import importance as importance_figures
 from app.figures import overlap as overlap_figures
 from app.figures import patterns as pattern_figures
 from app.figures import sae as sae_figures
@@ -370,6 +371,42 @@ def _massive(reader: ResultsReader, spec: Spec) -> go.Figure:
     return taxonomy_figures.massive_activations(rows)
 
 
+# -- importance runs --------------------------------------------------------------------------
+
+
+def _pruning_curve(reader: ResultsReader, spec: Spec) -> go.Figure:
+    run = _run(reader, spec)
+    curve = run.summary.get("pruning_curve")
+    if not isinstance(curve, dict):
+        raise ExportError(
+            f"run {run.id} ({run.kind}) has no 'pruning_curve' in its summary: pruning curves "
+            "come from an importance run"
+        )
+    panel = spec.get("metric")
+    try:
+        return importance_figures.pruning_curve(
+            curve, metric=str(run.summary.get("metric")), panels=[panel] if panel else None
+        )
+    except ValueError as exc:
+        raise ExportError(f"run {run.id}: {exc}") from None
+
+
+def _importance_scatter(reader: ResultsReader, spec: Spec) -> go.Figure:
+    run = _run(reader, spec)
+    needed = ("grad_importance", "ablation_importance")
+    if not set(needed) <= set(reader.metrics(run.id)):
+        raise ExportError(
+            f"run {run.id} ({run.kind}) has no grad_importance and ablation_importance: the "
+            "importance scatter comes from an importance run"
+        )
+    grad, abl = (reader.head_grid(run.id, m).frame for m in needed)
+    frame = grad.rename(columns={"value": "grad"}).merge(
+        abl.rename(columns={"value": "ablation"}), on=["layer", "head"]
+    )
+    rho = run.summary.get("spearman_grad_ablation")
+    return importance_figures.importance_scatter(frame, spearman=rho)
+
+
 # -- what a bundle draws of a run ---------------------------------------------------------------
 
 
@@ -572,6 +609,24 @@ FIGURES: tuple[FigureKind, ...] = (
         bundle=_bundle_taxonomy(
             "massive_activations", lambda _, run: bool(run.summary.get("massive_activations"))
         ),
+    ),
+    FigureKind(
+        "pruning_curve",
+        "run, [metric]",
+        _pruning_curve,
+        "task metric and LM loss against the fraction of heads pruned, per pruning order "
+        "(importance runs; --metric metric|loss draws one panel)",
+        "pruning-curve",
+        preset="text",
+        bundle=_bundle_summary("pruning_curve", "pruning_curve", runs=False),
+    ),
+    FigureKind(
+        "importance_scatter",
+        "run",
+        _importance_scatter,
+        "gradient against ablation importance per head (importance runs)",
+        "importance",
+        bundle=_bundle_taxonomy("importance_scatter", lambda _, run: run.kind == "importance"),
     ),
     FigureKind(
         "ov_lens",

@@ -2,10 +2,11 @@
 
 A ``taxonomy`` run adds figures: the selected head's (retrieval map, span profile, dormancy) in
 the head detail and the run's (KV-cache curve, head similarity, massive activations) below the
-grid. A ``lens`` run adds the selected head's OV lens and its lenses' top tokens on the chosen
-prompt (whose options are the lens run's own prompts). The metric picker lists aggregate
-per-head metrics only (``ResultsReader.metrics``): per-prompt rows such as ``dormant`` have no
-heatmap of their own.
+grid; an ``importance`` run its pruning curves and importance scatter below the grid. A
+``lens`` run adds the selected head's OV lens and its lenses' top tokens on the chosen prompt
+(whose options are the lens run's own prompts). The metric picker lists aggregate per-head
+metrics only (``ResultsReader.metrics``): per-prompt rows such as ``dormant`` have no heatmap
+of their own.
 
 Head selection is a ``[layer, head]`` pair; arrow keys move it within the grid (up/down change
 the layer, left/right the head), clamped at the edges.
@@ -29,6 +30,7 @@ PREFERRED_METRICS = ("induction_score", "prev_token_score", "dla", "patch_z", "a
 KIND_PREFERRED_METRICS = {
     "taxonomy": ("retrieval_score", "streaming_kl"),
     "lens": ("ov_copy_score", "lens_kl"),
+    "importance": ("grad_importance", "ablation_importance"),
 }
 # figures of a ``taxonomy`` run: per head (the head detail) and per run (below the grid)
 TAXONOMY_HEAD_FIGURES = (
@@ -93,13 +95,20 @@ def taxonomy_head_figures(
     return out
 
 
+# figures of an ``importance`` run (below the grid)
+IMPORTANCE_RUN_FIGURES = (
+    ("pruning_curve", "Pruning curves"),
+    ("importance_scatter", "Gradient vs ablation importance"),
+)
+RUN_FIGURES = {"taxonomy": TAXONOMY_RUN_FIGURES, "importance": IMPORTANCE_RUN_FIGURES}
+
+
 def taxonomy_run_figures(ctx: WebContext, run: RunRecord) -> list[FigureView]:
-    """The run-level figures of a ``taxonomy`` run; none for other kinds."""
-    if run.kind != "taxonomy":
-        return []
+    """The run-level figures of a ``taxonomy`` or ``importance`` run (``RUN_FIGURES``); none
+    for other kinds."""
     return [
         figure_view(ctx, name, title, {"kind": name, "run": run.id})
-        for name, title in TAXONOMY_RUN_FIGURES
+        for name, title in RUN_FIGURES.get(run.kind, ())
     ]
 
 
