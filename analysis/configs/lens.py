@@ -49,6 +49,11 @@ class LensConfig(RunConfigBase):
         default=64, ge=1, le=65_536, description="Positions per lens training step"
     )
     train_lr: float = Field(default=1e-3, gt=0.0, le=1.0, description="Adam learning rate")
+    heldout: float = Field(
+        default=0.25, ge=0.0, lt=1.0,
+        description="Fraction of the lens data's sequences kept out of training, to score the "
+        "trained lens on (0: train on all)",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _check(self) -> LensConfig:

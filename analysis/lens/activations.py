@@ -58,6 +58,18 @@ class LensActivations:
         start = sum(self.lengths[:sequence])
         return slice(start, start + self.lengths[sequence])
 
+    def subset(self, sequences: list[int]) -> LensActivations:
+        """The activations of some sequences only (the mean scales stay those of all)."""
+        idx = torch.cat([torch.arange(self.rows_of(i).start, self.rows_of(i).stop)
+                         for i in sequences])  # fmt: skip
+        return LensActivations(
+            z=self.z[idx], ov_z=self.ov_z[idx], final_scale=self.final_scale[idx],
+            log_probs=self.log_probs[idx], ln1_scale=self.ln1_scale,
+            final_scale_mean=self.final_scale_mean,
+            lengths=[self.lengths[i] for i in sequences],
+            tokens=[self.tokens[i] for i in sequences],
+        )  # fmt: skip
+
 
 def is_layernorm(model: TransformerBridge) -> bool:
     return getattr(model.cfg, "normalization_type", None) in ("LN", "LNPre")

@@ -4,8 +4,11 @@ Per-head metrics (aggregate rows): ``ov_copy_score`` (fraction of the OV lens' s
 promoted token is the source itself: the vocabulary when it is small, else the prompt set's
 tokens), ``ov_prompt_copy_score`` (the same over the prompt set's tokens), ``ov_lens_kl`` and
 ``logit_lens_kl`` (the zero-training lenses' mean KL to the model's next-token distribution)
-and, with ``--train``, ``lens_kl`` (the trained lens'). Every KL is measured on the lens data:
-the set's clean prompts, or the text file's windows when ``--train-text`` names one.
+and, with ``--train``, ``lens_kl`` (the trained lens' on the sequences it was trained on) and
+``lens_kl_heldout`` (on the lens data's last ``--heldout`` fraction of sequences, kept out of
+training). The zero-training KLs are measured on all the lens data: the set's clean prompts, or
+the text file's windows when ``--train-text`` names one; the summary's ``training.heldout``
+holds every lens' mean KL on the held-out sequences.
 
 Artifacts: ``lens.safetensors`` (the OV lens' average and per-source top promoted / suppressed
 tokens; per prompt ``i`` the head logit lens' and the trained lens' top-k tokens at every
@@ -119,20 +122,42 @@ class _Results:
         self.cost[name] = time.perf_counter() - t0
 
 
+def heldout_split(n: int, fraction: float) -> tuple[list[int], list[int]]:
+    """(training, held-out) sequence indices: the last ``round(fraction * n)`` sequences are
+    held out (at least one when ``fraction > 0`` and ``n >= 2``, never all)."""
+    held = min(n - 1, max(1, round(fraction * n))) if fraction > 0 and n >= 2 else 0
+    return list(range(n - held)), list(range(n - held, n))
+
+
 def _trained(ctx: JobContext, model, cfg: LensConfig, data, prompt_act, out: _Results) -> None:
-    """Train the lens on ``data``; its KL there, its top tokens on the prompts, its file."""
+    """Train the lens on ``data`` less its held-out sequences; its KL on both parts, its top
+    tokens on the prompts, its file."""
     t0 = time.perf_counter()
     ctx.progress(0.45, "training a linear lens per head")
+    train_idx, held_idx = heldout_split(len(data.lengths), cfg.heldout)
+    train = data.subset(train_idx) if held_idx else data
     lens = train_lens(
-        model, data, cfg.train_steps, cfg.train_batch, cfg.train_lr, cfg.seed,
+        model, train, cfg.train_steps, cfg.train_batch, cfg.train_lr, cfg.seed,
         lambda f, m: ctx.progress(0.45 + 0.4 * f, m),
     )  # fmt: skip
     out.stage("lens training", t0)
     t0 = time.perf_counter()
     shown = lens_scan(model, prompt_act, lens.weight, lens.bias, cfg.top_k)
-    on_data = shown if data is prompt_act else lens_scan(model, data, lens.weight, lens.bias, None)
-    out.kls["lens_kl"] = on_data.kl
+    out.kls["lens_kl"] = lens_scan(model, train, lens.weight, lens.bias, None).kl
     out.tensors |= _per_prompt(shown, prompt_act, "trained_lens")
+    heldout = None
+    if held_idx:
+        held = data.subset(held_idx)
+        out.kls["lens_kl_heldout"] = lens_scan(model, held, lens.weight, lens.bias, None).kl
+        heldout = {
+            "sequences": len(held_idx), "positions": held.n,
+            "mean_kl": {
+                "lens_kl": float(out.kls["lens_kl_heldout"].mean()),
+                "logit_lens_kl": float(logit_lens(model, held, None).kl.mean()),
+                "ov_lens_kl": float(ov_lens_kl(model, held).mean()),
+            },
+            "constant_kl": constant_kl(held),
+        }  # fmt: skip
     path = ctx.workdir / WEIGHTS_FILE
     meta = {
         "decoder": "unembed(ln_final(x @ weight + bias)), x = z @ W_O",
@@ -148,6 +173,9 @@ def _trained(ctx: JobContext, model, cfg: LensConfig, data, prompt_act, out: _Re
         "lr": cfg.train_lr,
         "seed": cfg.seed,
         "curve": {"step": lens.curve_step, "kl": lens.curve_kl},
+        "sequences": len(train_idx),
+        "positions": train.n,
+        "heldout": heldout,
     }
     out.stage("trained lens read", t0)
 

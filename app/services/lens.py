@@ -154,4 +154,3 @@ def logit_lens_figure(reader: ResultsReader, spec: Spec) -> go.Figure:
 
 def trained_lens_figure(reader: ResultsReader, spec: Spec) -> go.Figure:
     return lens_figures.lens_tokens(lens_tokens_view(reader, spec, "trained_lens"))
-

@@ -25,6 +25,7 @@ from analysis.job_table import job_for
 from analysis.jobs import JobContext, JobError
 from analysis.lens import decode
 from analysis.lens.activations import LensActivations, collect, norm_scale
+from analysis.lens.job import heldout_split
 from analysis.lens.logit_lens import logit_lens, logit_lens_logits
 from analysis.lens.ov import ov_lens, ov_lens_kl, ov_logits, prompt_sources, special_ids
 from analysis.lens.trained import identity_lens, lens_scan, load_lens, save_lens, train_lens
@@ -265,6 +266,11 @@ def test_lens_job_stores_the_scores_and_trains_on_a_text_file(
     assert out.summary["lens_data"] == "4 windows of 64 tokens of the text file"
     assert out.summary["lens_positions"] == 4 * 64
     assert len([r for r in out.head_results if r.metric == "lens_kl"]) == 8
+    # the last of the 4 windows is held out of training and scored apart
+    assert len([r for r in out.head_results if r.metric == "lens_kl_heldout"]) == 8
+    held = out.summary["training"]["heldout"]
+    assert (held["sequences"], held["positions"]) == (1, 64)
+    assert out.summary["training"]["positions"] == 3 * 64
     assert "lens_weights.safetensors" in {a.name for a in out.artifacts}
 
 
@@ -284,9 +290,32 @@ def test_bad_text_files_are_one_line_job_errors(store, tmp_path, induction, fiel
     assert "\n" not in str(caught.value)
 
 
+def test_heldout_split_keeps_the_last_sequences_out():
+    assert heldout_split(16, 0.25) == (list(range(12)), [12, 13, 14, 15])
+    assert heldout_split(2, 0.1) == ([0], [1])  # at least one ...
+    assert heldout_split(3, 0.9) == ([0], [1, 2])  # ... never all
+    assert heldout_split(1, 0.25) == ([0], []) and heldout_split(8, 0.0) == (list(range(8)), [])
+
+
 def test_config_names_what_is_wrong():
     with pytest.raises(ConfigError, match="train_text: a text file trains a lens only with"):
         parse_run_config({"kind": "lens", "model": "zoo:induction-2l", "prompt_set": "p",
                           "train_text": "a.txt"})  # fmt: skip
     with pytest.raises(ConfigError, match="prompt_set: the lens run needs a prompt set"):
         parse_run_config({"kind": "lens", "model": "zoo:induction-2l"})
+
+
+def test_induction_heads_logit_lens_names_the_token_after_the_earlier_copy(
+    induction, induction_act
+):
+    lens = logit_lens(induction, induction_act, 1)
+    hits, n = torch.zeros(2, 4), 0
+    for i, toks in enumerate(induction_act.tokens):
+        start = induction_act.rows_of(i).start
+        for q in range(1, len(toks)):
+            earlier = [k for k in range(q) if toks[k] == toks[q]]
+            if earlier:
+                n += 1
+                hits += (lens.ids[start + q, :, :, 0] == toks[earlier[-1] + 1]).float()
+    assert n > 30
+    assert float((hits[1] / n).min()) > 0.7 > 0.2 > float((hits[0] / n).max())
