@@ -27,6 +27,7 @@ app = typer.Typer(help="The built-in demo: zoo models, prompt sets and finished 
 INDUCTION = "zoo:induction-2l"
 GREATER_THAN = "zoo:greater-than-3l"
 CODE = "zoo:code-6l"
+INDUCTION_EARLY = "zoo:induction-2l-early"  # step 150 of induction-2l's training run
 
 # (prompt-set name, model spec, generator task, pairs). "induction-contrast" changes every
 # corrupted token, the contrast the induction model's ground truth is scored under, so the demo
@@ -36,11 +37,13 @@ DEMO_PROMPT_SETS = (
     ("demo-induction", INDUCTION, "induction-contrast", 16),
     ("demo-greater-than", GREATER_THAN, "greater-than", 16),
     ("demo-code", CODE, "attribute-recall", 8),
+    ("demo-code-brackets", CODE, "bracket-match", 8),
     ("demo-needles", INDUCTION, "needle", 40),
 )
 
-# (kind, config fields beyond kind/model/prompt_set, prompt-set name). The real-text model's runs
-# come last so that they are the newest: the first screen shows its heads.
+# (kind, config fields beyond kind/prompt_set — a "model" field overrides the set's model —,
+# prompt-set name). The real-text model's runs come last so that they are the newest: the first
+# screen shows its heads.
 DEMO_RUNS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("heads", {}, "demo-greater-than"),
     ("patch", {}, "demo-greater-than"),
@@ -53,7 +56,17 @@ DEMO_RUNS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("dla", {}, "demo-induction"),
     ("patch", {"positions": "both"}, "demo-induction"),
     ("heads", {"repeated_sequences": 32, "repeat_length": 12}, "demo-induction"),
+    # the same analysis on the early checkpoint: the Compare page opens on this pair
+    (
+        "heads",
+        {"model": INDUCTION_EARLY, "repeated_sequences": 32, "repeat_length": 12},
+        "demo-induction",
+    ),
+    ("importance", {}, "demo-induction"),
+    ("lens", {}, "demo-induction"),
     ("taxonomy", {}, "demo-needles"),
+    # two tasks of the real-text model: the circuit overlap page compares them
+    ("circuit", {"method": "eap-ig"}, "demo-code-brackets"),
     ("circuit", {"method": "eap-ig"}, "demo-code"),
     ("patch", {}, "demo-code"),
     ("heads", {"repeated_sequences": 16, "repeat_length": 40}, "demo-code"),
