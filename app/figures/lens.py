@@ -122,8 +122,7 @@ def ov_lens(view: OvLensView, *, title: str | None = None) -> go.Figure:
     fig = make_subplots(
         rows=1, cols=2 if has_sources else 1, horizontal_spacing=0.2,
         column_widths=[0.38, 0.62] if has_sources else None,
-        subplot_titles=[f"mean over {view.source_set}"]
-        + (["per token of the prompt"] if has_sources else []),
+        subplot_titles=["on average"] + (["per token of the prompt"] if has_sources else []),
     )  # fmt: skip
     bars = [*view.promoted, *reversed(view.suppressed)]
     labels = [token_label(t) for t, _ in bars]
@@ -135,7 +134,11 @@ def ov_lens(view: OvLensView, *, title: str | None = None) -> go.Figure:
         showlegend=False, row=1, col=1,
     )  # fmt: skip
     copy = "" if view.copy_score is None else f" · copy score {view.copy_score:.2f}"
-    light_layout(fig, aspect=0.6, title=title or f"head {view.layer}.{view.head} · OV lens{copy}")
+    default = (
+        f"head {view.layer}.{view.head} · OV lens{copy}"
+        f"<br><sup>average over {view.source_set}</sup>"
+    )
+    light_layout(fig, aspect=0.6, title=title or default)
     room = _row_axis(fig, labels, "promoted ↑ / suppressed ↓", row=1, col=1)
     fig.update_xaxes(
         title_text="mean logit", showgrid=True, gridcolor=GRID_COLOR,
@@ -149,7 +152,7 @@ def ov_lens(view: OvLensView, *, title: str | None = None) -> go.Figure:
         fig.add_trace(trace, row=1, col=2)
         _row_axis(fig, rows, "", row=1, col=2)
         fig.update_xaxes(title_text="rank", dtick=1, showgrid=False, row=1, col=2)
-    fig.update_layout(margin=dict(l=room))
+    fig.update_layout(margin=dict(l=room, t=80 if title is None else 50))
     return fig
 
 
