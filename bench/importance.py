@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from transformer_lens.config import TransformerBridgeConfig
+from shapes import boot_gpt2_style
 from transformer_lens.model_bridge import TransformerBridge
 
 from analysis.importance.evaluate import MaskEvaluator, evaluate_masks_exact
@@ -49,14 +49,7 @@ SHAPES = {
 
 
 def gpt2_shaped(shape: dict, device: str) -> tuple[TransformerBridge, PairBatch]:
-    cfg = TransformerBridgeConfig(
-        d_model=shape["d_model"], d_head=shape["d_model"] // shape["n_heads"],
-        n_heads=shape["n_heads"], n_layers=shape["n_layers"], d_mlp=shape["d_mlp"],
-        n_ctx=256, d_vocab=shape["d_vocab"], act_fn="gelu_new", normalization_type="LN",
-        seed=0, device=device,
-    )  # fmt: skip
-    model = TransformerBridge.boot_native(cfg)
-    model.enable_compatibility_mode()
+    model = boot_gpt2_style(shape, device)
     g = torch.Generator().manual_seed(0)
     n, width = shape["prompts"], shape["pos"]
     tokens = torch.randint(0, shape["d_vocab"], (n, width), generator=g).tolist()

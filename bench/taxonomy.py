@@ -17,7 +17,7 @@ import argparse
 import time
 
 import torch
-from transformer_lens.config import TransformerBridgeConfig
+from shapes import boot_gpt2_style
 from transformer_lens.model_bridge import TransformerBridge
 
 from analysis.heads import pattern_statistics, prompt_patterns
@@ -37,14 +37,7 @@ NEEDLE, QUERY = 6, 2
 
 
 def build(shape: dict, device: str) -> tuple[TransformerBridge, TaxonomyBatch]:
-    cfg = TransformerBridgeConfig(
-        d_model=shape["d_model"], d_head=shape["d_model"] // shape["n_heads"],
-        n_heads=shape["n_heads"], n_layers=shape["n_layers"], d_mlp=shape["d_mlp"],
-        n_ctx=256, d_vocab=shape["d_vocab"], act_fn="gelu_new", normalization_type="LN",
-        seed=0, device=device,
-    )  # fmt: skip
-    model = TransformerBridge.boot_native(cfg)
-    model.enable_compatibility_mode()
+    model = boot_gpt2_style(shape, device)
     g = torch.Generator().manual_seed(0)
     n, width = shape["prompts"], shape["pos"]
     prompt_len = width - (NEEDLE - QUERY - 1)
