@@ -24,10 +24,10 @@ import torch
 
 import headlab
 from analysis.zoo.tokenizer import build_char_tokenizer
-from app.cli import main
 from app.services.compare import CompareError, default_pair, movers, run_pair
 from app.services.context import WebContext
 from storage.settings import load_settings
+from tests.app.cli_run import run_cli
 
 CHARS = "abcdefghijklmnopqrstuvwxyz .,"
 CHANGED = (1, 2)  # the head whose W_Q / W_K the edited checkpoint changes
@@ -159,23 +159,16 @@ def test_the_page_opens_on_the_checkpoint_pair(lab_runs):
     )
 
 
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as ended:
-        main(list(args))
-    out = capsys.readouterr()
-    return int(ended.value.code or 0), out.out, out.err
-
-
 def test_cli_lists_the_movers_and_names_what_is_wrong(lab_runs, capsys, monkeypatch):
     lab, runs, _ = lab_runs
     monkeypatch.setenv("HEADLAB_HOME", str(lab.settings.home))
     early, late = str(runs["early"]), str(runs["late"])
-    code, out, _ = cli(capsys, "compare", "heads", early, late, "--metric", "induction_score",
+    code, out, _ = run_cli(capsys, "compare", "heads", early, late, "--metric", "induction_score",
                        "--top", "3")  # fmt: skip
     assert code == 0
     assert "Checkpoint comparison: induction-2l-early → induction-2l" in out
     assert out.count("│ 1.") == 3
-    code, out, _ = cli(capsys, "compare", "heads", early, late, "--metric", "entropy", "--json")
+    code, out, _ = run_cli(capsys, "compare", "heads", early, late, "--metric", "entropy", "--json")
     found = json.loads(out)
     assert code == 0 and found["model_a"] == "induction-2l-early" and found["shape"] == [2, 4]
     assert len(found["movers"]) == 8 and set(found["movers"][0]) == {
@@ -189,7 +182,7 @@ def test_cli_lists_the_movers_and_names_what_is_wrong(lab_runs, capsys, monkeypa
         "--top must be at least 1": (early, late, "--metric", "entropy", "--top", "0"),
     }
     for expected, args in bad.items():
-        code, out, err = cli(capsys, "compare", "heads", *args)
+        code, out, err = run_cli(capsys, "compare", "heads", *args)
         assert code == 1 and out == "", expected
         assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
         assert "Traceback" not in err

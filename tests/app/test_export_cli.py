@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from safetensors.numpy import save_file
 
-from app.cli import main
 from storage.records import ArtifactIn, EdgeIn, HeadResultIn, NodeIn, PairIn, RunOutput
+from tests.app.cli_run import run_cli
 
 from .test_export import pdf_page_size, png_info
 
@@ -100,17 +100,6 @@ def run_id(store, tmp_path: Path) -> int:
     return run.id
 
 
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["headlab", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 FIGURE_ARGS = {
     "heatmap": ["--metric", "dla"],
     "position": ["--metric", "patch_resid"],
@@ -127,8 +116,7 @@ FIGURE_ARGS = {
 def test_every_figure_kind_from_a_stored_run(run_id, tmp_path, monkeypatch, capsys):
     for kind, extra in FIGURE_ARGS.items():
         out = tmp_path / f"{kind}.pdf"
-        code, stdout, err = cli(
-            monkeypatch,
+        code, stdout, err = run_cli(
             capsys,
             "export",
             "figure",
@@ -149,8 +137,7 @@ def test_every_figure_kind_from_a_stored_run(run_id, tmp_path, monkeypatch, caps
         data = out.read_bytes()
         assert data.startswith(b"%PDF-") and b"/FontFile" in data
         assert pdf_page_size(data)[0] == pytest.approx(6.75 * 72, abs=0.01)
-    code, _, err = cli(
-        monkeypatch,
+    code, _, err = run_cli(
         capsys,
         "export",
         "figure",
@@ -191,17 +178,14 @@ def test_every_figure_kind_from_a_stored_run(run_id, tmp_path, monkeypatch, caps
 )
 def test_bad_figure_requests(run_id, tmp_path, monkeypatch, capsys, args, message):
     out = tmp_path / "f.pdf" if "--format" not in args else tmp_path / "f"
-    code, _, err = cli(
-        monkeypatch, capsys, "export", "figure", str(run_id), *args, "--out", str(out)
-    )
+    code, _, err = run_cli(capsys, "export", "figure", str(run_id), *args, "--out", str(out))
     assert code != 0
     assert message in err
     assert not out.exists()
 
 
 def test_unknown_run_and_bad_output_folder(run_id, tmp_path, monkeypatch, capsys):
-    code, _, err = cli(
-        monkeypatch,
+    code, _, err = run_cli(
         capsys,
         "export",
         "figure",
@@ -212,8 +196,7 @@ def test_unknown_run_and_bad_output_folder(run_id, tmp_path, monkeypatch, capsys
         str(tmp_path / "f.pdf"),
     )
     assert code == 1 and "999" in err  # not found: a domain error, exit 1
-    code, _, err = cli(
-        monkeypatch,
+    code, _, err = run_cli(
         capsys,
         "export",
         "data",
@@ -224,8 +207,8 @@ def test_unknown_run_and_bad_output_folder(run_id, tmp_path, monkeypatch, capsys
         str(tmp_path / "nope" / "d.csv"),
     )
     assert code != 0 and "does not exist; create it first" in err
-    code, _, err = cli(
-        monkeypatch, capsys, "export", "bundle", str(run_id), "--out", str(tmp_path / "b.tar")
+    code, _, err = run_cli(
+        capsys, "export", "bundle", str(run_id), "--out", str(tmp_path / "b.tar")
     )
     assert code != 0 and "should end in .zip" in err
 
@@ -233,7 +216,7 @@ def test_unknown_run_and_bad_output_folder(run_id, tmp_path, monkeypatch, capsys
 def test_data_export_in_each_format(run_id, tmp_path, monkeypatch, capsys):
     for fmt in ("csv", "parquet", "json"):
         out = tmp_path / f"d.{fmt}"
-        code, _, err = cli(monkeypatch, capsys, "export", "data", str(run_id), "--out", str(out))
+        code, _, err = run_cli(capsys, "export", "data", str(run_id), "--out", str(out))
         assert code == 0, err
     csv = pd.read_csv(tmp_path / "d.csv")
     parquet = pd.read_parquet(tmp_path / "d.parquet")
@@ -245,8 +228,7 @@ def test_data_export_in_each_format(run_id, tmp_path, monkeypatch, capsys):
     doc = json.loads((tmp_path / "d.json").read_text())
     assert doc["run"]["config"]["seed"] == 7 and len(doc["tables"]["edges"]) == 4
     assert doc["tables"]["head_results"][0]["prompt"] is None
-    code, _, err = cli(
-        monkeypatch,
+    code, _, err = run_cli(
         capsys,
         "export",
         "data",
@@ -261,8 +243,8 @@ def test_data_export_in_each_format(run_id, tmp_path, monkeypatch, capsys):
 
 def test_bundle_has_figures_data_and_manifest(run_id, store, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run.zip"
-    code, _, err = cli(
-        monkeypatch, capsys, "export", "bundle", str(run_id), "--out", str(out), "--formats", "pdf"
+    code, _, err = run_cli(
+        capsys, "export", "bundle", str(run_id), "--out", str(out), "--formats", "pdf"
     )
     assert code == 0, err
     with zipfile.ZipFile(out) as zf:
@@ -339,9 +321,9 @@ def test_a_corrupt_artifact_is_a_one_line_error(run_id, store, tmp_path, monkeyp
     path.write_bytes(np.random.default_rng(1).bytes(size))
     out = tmp_path / "p.pdf"
     args = ["export", "figure", str(run_id), "--kind", "pattern", *FIGURE_ARGS["pattern"]]
-    code, _, err = cli(monkeypatch, capsys, *args, "--out", str(out))
+    code, _, err = run_cli(capsys, *args, "--out", str(out))
     assert code == 1 and "'patterns.safetensors' is corrupt" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and not out.exists()
     bundle = tmp_path / "b.zip"
-    code, _, err = cli(monkeypatch, capsys, "export", "bundle", str(run_id), "--out", str(bundle))
+    code, _, err = run_cli(capsys, "export", "bundle", str(run_id), "--out", str(bundle))
     assert code == 1 and "corrupt" in err and not bundle.exists()

@@ -8,7 +8,6 @@ without the data gets a one-line message."""
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,6 @@ import torch
 
 import headlab
 from analysis.importance.pruning import ascending_order
-from app.cli import main
 from app.export.errors import ExportError
 from app.figures import importance as importance_figures
 from app.figures.style import metric_is_signed
@@ -27,20 +25,10 @@ from app.services.context import WebContext
 from app.services.figures import EXPORT_KINDS, KINDS, FigureRequest, bundle_specs, run_figure
 from app.services.results import ResultsReader
 from storage.settings import load_settings
+from tests.app.cli_run import run_cli
 
 MODEL = "zoo:induction-2l"
 FIGURES = {"pruning_curve": "pruning-curve", "importance_scatter": "importance"}
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["headlab", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +107,7 @@ def test_bundle_and_export(runs, tmp_path, monkeypatch, capsys):
     out = tmp_path / "curve.svg"
     assert run.export_figure(out, "pruning-curve") == out and b"<svg" in out.read_bytes()[:400]
     png = tmp_path / "scatter.png"
-    code, stdout, err = cli(monkeypatch, capsys, "export", "figure", str(run.id),
+    code, stdout, err = run_cli(capsys, "export", "figure", str(run.id),
                             "--kind", "importance", "--out", str(png), "--json")  # fmt: skip
     assert code == 0, err
     assert json.loads(stdout)["path"] == str(png)
@@ -150,12 +138,12 @@ def test_builders_name_what_is_missing():
 def test_the_cli_runs_it_with_options_from_the_config(runs, monkeypatch, capsys):
     lab, run, other = runs
     monkeypatch.setenv("COLUMNS", "200")  # the help table on one line per option
-    code, out, err = cli(monkeypatch, capsys, "run", "importance", "--help")
+    code, out, err = run_cli(capsys, "run", "importance", "--help")
     assert code == 0
     for option in ("--objective", "--ablation", "--normalise-layers", "--iterative-step",
                    "--score-run", "--score-metric", "--max-metric-drop"):  # fmt: skip
         assert option in out
-    code, out, err = cli(monkeypatch, capsys, "run", "importance", "--model", MODEL,
+    code, out, err = run_cli(capsys, "run", "importance", "--model", MODEL,
                          "--prompts", "ic", "--objective", "loss", "--normalise-layers",
                          "--orders", "gradient,random", "--curve-points", "3",
                          "--score-run", str(other.id), "--score-metric", "ablate_zero",
@@ -166,7 +154,7 @@ def test_the_cli_runs_it_with_options_from_the_config(runs, monkeypatch, capsys)
     grid = lab.store.head_grid(record.id, "grad_importance").frame
     norms = np.sqrt(grid.assign(v2=grid.value**2).groupby("layer").v2.sum())
     assert np.allclose(norms, 1.0)
-    code, _, err = cli(monkeypatch, capsys, "run", "importance", "--model", MODEL,
+    code, _, err = run_cli(capsys, "run", "importance", "--model", MODEL,
                        "--prompts", "ic", "--score-run", "1")  # fmt: skip
     assert code != 0 and "--score-run and --score-metric go together" in err
     assert len(err.strip().splitlines()) == 1

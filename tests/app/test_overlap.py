@@ -6,20 +6,19 @@ hand from the ground-truth files, refusals, the figures, the CLI and the Python 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
 import headlab
 from analysis.circuits import overlap as sets
 from analysis.circuits.ground_truth import load_ground_truth
-from app.cli import main
 from app.export.errors import ExportError
 from app.figures.overlap import groups
 from app.services.figures import FigureRequest, build_figure, export_spec, run_figure
 from app.services.overlap import OverlapError, circuit_overlap
 from app.services.results import ResultsReader
 from storage.records import HeadResultIn, RunOutput
+from tests.app.cli_run import run_cli
 from tests.app.overlap_runs import CIRCUITS, EDGES, finished_circuit, grid_nodes, store_circuits
 
 CODE = "zoo:code-6l"
@@ -277,20 +276,9 @@ def test_multi_run_kinds_take_every_run_and_one_run_kinds_refuse_several(store, 
 # -- CLI and Python API -----------------------------------------------------------------------
 
 
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["headlab", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_cli_prints_pairs_shared_and_specific_heads_and_edges(store, runs, monkeypatch, capsys):
     ids = [str(runs[k]) for k in "ABC"]
-    code, out, err = cli(monkeypatch, capsys, "compare", "circuits", *ids)
+    code, out, err = run_cli(capsys, "compare", "circuits", *ids)
     assert code == 0, err
     a, b, c = ids
     assert f"│ #{a} │ #{b} │ 2/4       │ 0.500   │ 0.667   │ 2/5       │ 0.400   │ 0.667" in out
@@ -298,7 +286,7 @@ def test_cli_prints_pairs_shared_and_specific_heads_and_edges(store, runs, monke
     assert f"only in #{c}: a1.h0, m1" in out
     assert "edges in every circuit: 1" in out and "│ a1.h2  │ logits │ 2.5" in out
     assert f"#{c}: no ground truth: zoo:induction-2l has no ground truth for task" in out
-    code, out, _ = cli(monkeypatch, capsys, "compare", "circuits", *ids, "--json")
+    code, out, _ = run_cli(capsys, "compare", "circuits", *ids, "--json")
     data = json.loads(out)
     assert data["shared_heads"] == ["a1.h2"] and len(data["shared_edges"]) == 1
     assert data["pairs"][0]["jaccard"] == 0.5
@@ -313,7 +301,7 @@ def test_cli_prints_pairs_shared_and_specific_heads_and_edges(store, runs, monke
     ],
 )
 def test_cli_errors_are_one_line(store, runs, monkeypatch, capsys, args, message):
-    code, out, err = cli(monkeypatch, capsys, "compare", "circuits", *args)
+    code, out, err = run_cli(capsys, "compare", "circuits", *args)
     assert code in (1, 2) and message in out + err
     assert "Traceback" not in out + err
 
@@ -322,11 +310,11 @@ def test_cli_exports_a_figure_of_several_runs(store, runs, monkeypatch, capsys, 
     ids = [str(runs[k]) for k in "ABC"]
     out = tmp_path / "overlap.svg"
     args = ["export", "figure", *ids, "--kind", "circuit-overlap", "--out", str(out)]
-    code, _, err = cli(monkeypatch, capsys, *args)
+    code, _, err = run_cli(capsys, *args)
     assert code == 0, err
     svg = out.read_text()
     assert "<svg" in svg[:2000] and "in all 3 circuits (shared)" in svg
-    code, _, err = cli(monkeypatch, capsys, "export", "figure", *ids, "--kind", "heatmap",
+    code, _, err = run_cli(capsys, "export", "figure", *ids, "--kind", "heatmap",
                        "--out", str(tmp_path / "x.svg"))  # fmt: skip
     assert code == 1 and "figure kind heatmap draws 1 run; got 3 run ids" in err
 

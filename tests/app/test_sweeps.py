@@ -8,21 +8,11 @@ import json
 import pytest
 
 from app import catalog
-from app.cli import main
 from app.launching import LaunchRefused
 from app.sweeps import MAX_RUNS, SweepSpec, child_configs, parse_assignments
+from tests.app.cli_run import run_cli
 
 MODEL = "zoo:induction-2l"
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as ended:
-        code = ended.code if isinstance(ended.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_the_grid_is_models_by_prompt_sets_by_varied_values() -> None:

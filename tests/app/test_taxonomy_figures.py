@@ -6,7 +6,6 @@ one-line message naming what is missing."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from app.cli import main
 from app.export.errors import ExportError
 from app.figures import taxonomy as taxonomy_figures
 from app.services.figures import (
@@ -29,6 +27,7 @@ from app.services.figures import (
 )
 from app.services.results import ResultsReader
 from storage.records import HeadResultIn, PairIn, RunOutput
+from tests.app.cli_run import run_cli
 from tests.app.taxonomy_run import taxonomy_run
 
 MODEL = "zoo:induction-2l"
@@ -79,17 +78,6 @@ def _spec(kind: str, run: int, head: tuple[int, int] = HEAD) -> dict[str, Any]:
 
 def _rows(reader: ResultsReader, run: int, metric: str) -> pd.DataFrame:
     return reader.store.head_results(run, metric)
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["headlab", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_the_kinds_are_declared_with_their_export_names():
@@ -251,8 +239,8 @@ def test_export_figure_writes_png(taxonomy, tmp_path, monkeypatch, capsys):
     _, run, _ = taxonomy
     for kind, extra in (("kv-curve", []), ("retrieval-map", ["--head", "1.2"])):
         out = tmp_path / f"{kind}.png"
-        code, stdout, err = cli(
-            monkeypatch, capsys, "export", "figure", str(run), "--kind", kind, *extra,
+        code, stdout, err = run_cli(
+            capsys, "export", "figure", str(run), "--kind", kind, *extra,
             "--out", str(out), "--json",
         )  # fmt: skip
         assert code == 0, err
@@ -286,8 +274,8 @@ def test_missing_data_is_a_one_line_error(taxonomy, kind, which, head, message):
 def test_the_cli_says_what_is_missing_in_one_line(taxonomy, tmp_path, monkeypatch, capsys):
     _, _, other = taxonomy
     out = tmp_path / "f.png"
-    code, _, err = cli(
-        monkeypatch, capsys, "export", "figure", str(other), "--kind", "kv-curve", "--out", str(out)
+    code, _, err = run_cli(
+        capsys, "export", "figure", str(other), "--kind", "kv-curve", "--out", str(out)
     )
     assert code != 0 and not out.exists()
     assert "no 'kv_curve' in its summary" in err and len(err.strip().splitlines()) == 1
