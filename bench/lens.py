@@ -66,19 +66,13 @@ def zoo(spec: str, task: str) -> None:
 
 
 def large(threads: int) -> None:
-    from transformer_lens.config import TransformerBridgeConfig
-    from transformer_lens.model_bridge import TransformerBridge
+    from shapes import GPT2_SMALL, boot_gpt2_style
 
     from analysis.lens.activations import collect
     from analysis.lens.logit_lens import logit_lens
     from analysis.lens.ov import ov_lens
 
-    cfg = TransformerBridgeConfig(
-        d_model=768, d_head=64, n_heads=12, n_layers=12, d_mlp=3072, n_ctx=256, d_vocab=50257,
-        act_fn="gelu_new", normalization_type="LN", seed=0,
-    )  # fmt: skip
-    model = TransformerBridge.boot_native(cfg)
-    model.enable_compatibility_mode()
+    model = boot_gpt2_style(GPT2_SMALL)
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, 50257, (8, 64), generator=g)
     mask = torch.ones_like(tokens, dtype=torch.bool)
