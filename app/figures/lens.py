@@ -40,13 +40,6 @@ MAX_ROWS = 64  # positions of a token table drawn
 MAX_SOURCES = 20  # source tokens of the OV lens' table drawn (the prompt's first distinct ones)
 
 
-def token_label(text: str) -> str:
-    """A token's text for a label: ``escape_label``'s escapes, and any other control character
-    (a byte-level BPE token may be one raw byte) written as ``\\xNN`` — plotly cannot draw it."""
-    shown = escape_label(text)
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in shown)
-
-
 @dataclass(frozen=True)
 class OvLensView:
     layer: int
@@ -75,7 +68,7 @@ def _table_trace(
 ) -> go.Heatmap:
     k = values.shape[1] if values.ndim == 2 else 0
     lo, hi = colour_limits(values, signed)
-    text = np.asarray([[token_label(t) for t in row] for row in cells], dtype=object)
+    text = np.asarray([[escape_label(t) for t in row] for row in cells], dtype=object)
     custom = np.asarray([[r] * k for r in rows], dtype=object)
     return go.Heatmap(
         z=values,
@@ -125,7 +118,7 @@ def ov_lens(view: OvLensView, *, title: str | None = None) -> go.Figure:
         subplot_titles=["on average"] + (["per token of the prompt"] if has_sources else []),
     )  # fmt: skip
     bars = [*view.promoted, *reversed(view.suppressed)]
-    labels = [token_label(t) for t, _ in bars]
+    labels = [escape_label(t) for t, _ in bars]
     values = [v for _, v in bars]
     fig.add_bar(
         x=values, y=list(range(len(bars))), orientation="h",
@@ -145,7 +138,7 @@ def ov_lens(view: OvLensView, *, title: str | None = None) -> go.Figure:
         nticks=4, tickangle=0, row=1, col=1,
     )  # fmt: skip
     if has_sources:
-        rows = [token_label(t) for t in view.sources[:MAX_SOURCES]]
+        rows = [escape_label(t) for t in view.sources[:MAX_SOURCES]]
         values_arr = np.asarray(view.source_logits[:MAX_SOURCES], dtype=float)
         trace = _table_trace(rows, view.source_top[:MAX_SOURCES], values_arr, signed=True,
                              bar="logit")  # fmt: skip
@@ -162,7 +155,7 @@ def lens_tokens(view: LensTokensView, *, title: str | None = None) -> go.Figure:
     _check_table(view.tokens, view.top, view.probs)
     rows = view.tokens[:MAX_ROWS]
     probs = np.asarray(view.probs[:MAX_ROWS], dtype=float)
-    labels = [f"{i} {token_label(t)}" for i, t in enumerate(rows)]
+    labels = [f"{i} {escape_label(t)}" for i, t in enumerate(rows)]
     fig = go.Figure(
         _table_trace(labels, view.top[:MAX_ROWS], probs, signed=False, bar="probability")
     )

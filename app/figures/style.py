@@ -123,9 +123,12 @@ def tick_step(n: int, max_ticks: int = 16) -> int:
 
 
 def escape_label(text: str) -> str:
-    """Escape text for plotly's pseudo-HTML labels and make whitespace visible."""
+    """Escape text for plotly's pseudo-HTML labels and make whitespace visible; any other
+    control character (a byte-level BPE token may be one raw byte), which plotly cannot draw, is
+    written as ``\\xNN``."""
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = text.replace("\n", "↵").replace("\t", "⇥")
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
     return text.replace(" ", "␣") if text.strip() == "" or text.startswith(" ") else text
 
 

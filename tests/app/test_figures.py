@@ -230,3 +230,4 @@ def test_compare_side_by_side_and_difference():
 def test_escape_label():
     assert escape_label("<|endoftext|>") == "&lt;|endoftext|&gt;"
     assert escape_label(" the") == "␣the" and escape_label("\n") == "↵"
+    assert escape_label("\x0f") == "\\x0f" and escape_label("a\x7fb") == "a\\x7fb"

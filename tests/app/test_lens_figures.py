@@ -6,14 +6,12 @@ a one-line message naming what is missing."""
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from app.cli import main
 from app.export.errors import ExportError
 from app.figures import lens as lens_figures
 from app.services.figures import (
@@ -24,6 +22,7 @@ from app.services.figures import (
     run_figure,
 )
 from app.services.results import ResultsReader
+from tests.app.cli_run import run_cli
 from tests.app.lens_run import lens_runs
 
 LENS_KINDS = {"ov_lens": "ov-lens", "logit_lens_tokens": "head-lens",
@@ -52,17 +51,6 @@ def stored(reader: ResultsReader, run: int) -> tuple[dict[str, np.ndarray], dict
 
 def spec(kind: str, run: int, prompt: int = 0) -> dict[str, Any]:
     return {"kind": kind, "run": run, "layer": HEAD[0], "head": HEAD[1], "prompt": prompt}
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["headlab", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_the_kinds_are_declared_with_their_export_names():
@@ -127,8 +115,8 @@ def test_the_bundle_draws_the_top_copying_heads_lenses(lens):
 def test_export_figure_and_run_figure(lens, tmp_path, monkeypatch, capsys):
     lab, _, run, _ = lens
     out = tmp_path / "lens.png"
-    code, stdout, err = cli(
-        monkeypatch, capsys, "export", "figure", str(run), "--kind", "head-lens", "--head",
+    code, stdout, err = run_cli(
+        capsys, "export", "figure", str(run), "--kind", "head-lens", "--head",
         "1.2", "--prompt", "1", "--out", str(out), "--json",
     )  # fmt: skip
     assert code == 0, err
@@ -162,7 +150,7 @@ def test_a_run_of_another_kind_has_no_lens(lens, monkeypatch, capsys, tmp_path):
     with pytest.raises(ExportError, match="has no lens.safetensors artifact"):
         run_figure(reader, heads.record.id, "ov-lens", FigureRequest(head=(0, 0)))
     out = tmp_path / "f.png"
-    code, _, err = cli(monkeypatch, capsys, "export", "figure", str(heads.record.id), "--kind",
+    code, _, err = run_cli(capsys, "export", "figure", str(heads.record.id), "--kind",
                        "ov-lens", "--head", "0.0", "--out", str(out))  # fmt: skip
     assert code != 0 and not out.exists()
     assert "lens figures come from a lens run" in err and len(err.strip().splitlines()) == 1
