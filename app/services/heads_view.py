@@ -331,6 +331,8 @@ def head_detail(
             for s in ctx.reader.head_scores(other.id, layer, head)
         ]
     source = ctx.reader.pattern_run(run)
+    if run.kind == "lens" and source is not None and source.prompt_set_id != run.prompt_set_id:
+        source = None  # the prompt picker lists the lens run's prompts, not another set's
     figure, spec = None, None
     if source is not None:
         spec = {

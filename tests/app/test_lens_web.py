@@ -67,3 +67,28 @@ def test_other_runs_get_no_lens_figures(lens):
     assert heads_view.lens_head_figures(ctx, record, 0, 0, 0)
     other = dataclasses.replace(record, kind="heads")
     assert heads_view.lens_head_figures(ctx, other, 0, 0, 0) == []
+
+
+def test_a_lens_runs_attention_comes_only_from_a_heads_run_on_its_own_prompts(
+    tmp_path, monkeypatch
+):
+    # the head detail's prompt picker lists the lens run's prompts: a heads run on another set
+    # (its prompt i is another prompt) must not supply the pattern
+    home = tmp_path / "home"
+    monkeypatch.setenv("HEADLAB_HOME", str(home))
+    monkeypatch.delenv("HEADLAB_DB", raising=False)
+    lab, _, plain = lens_runs(home, n=2)
+    try:
+        ctx = WebContext.open(load_settings(), lab.store)
+        lab.generate_prompts("induction", "zoo:induction-2l", n=2, name="other", seed=1)
+        lab.run("heads", "zoo:induction-2l", "other", progress=False)
+        assert ctx.reader.pattern_run(ctx.store.get_run(plain)) is not None  # the fallback
+        detail = heads_view.head_detail(ctx, plain, 1, 2, 1)
+        assert detail.pattern_spec is None
+        own = lab.run("heads", "zoo:induction-2l", "ind", progress=False)
+        ctx = WebContext.open(load_settings(), lab.store)  # a fresh reader: no cached choice
+        detail = heads_view.head_detail(ctx, plain, 1, 2, 1)
+        assert detail.pattern_spec == {"kind": "pattern", "run": own.record.id, "layer": 1,
+                                       "head": 2, "prompt": 1}  # fmt: skip
+    finally:
+        lab.close()
