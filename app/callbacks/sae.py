@@ -31,13 +31,17 @@ def _figure(ctx: WebContext, spec: dict) -> tuple:
     Output(ids.SAE_FEATURES, "selected_rows"),
     Output(ids.SAE_TRAINING, "figure"),
     Output(TRAINING_SPEC, "spec"),
+    Output(ids.SAE_MESSAGE, "children"),
+    Output(ids.SAE_MESSAGE, "className"),
     Input(ids.SAE_RUN, "value"),
     prevent_initial_call=True,
 )
 def pick_run(ctx: WebContext, run_id: int) -> tuple:
     state = sae_view.initial(ctx, str(run_id))
     figure = state["training"] or empty_figure("No training curve stored")
-    return table_data(state["features"]), [], figure, state["training_spec"]
+    note = state["note"]
+    shown = (note, "message info" if note else "message empty")
+    return table_data(state["features"]), [], figure, state["training_spec"], *shown
 
 
 @callback(

@@ -18,17 +18,17 @@ def feature_rows(ctx: WebContext, run_id: int) -> list[dict[str, Any]]:
 def initial(ctx: WebContext, wanted: str | None) -> dict[str, Any]:
     runs = sae.sae_runs(ctx.store)
     options = [{"label": f"#{r.id} {r.kind} · {r.model_spec}", "value": r.id} for r in runs]
-    run_id = int(wanted) if wanted and wanted.isdigit() else (runs[0].id if runs else None)
+    run_id, note = _chosen_run(ctx, wanted, [r.id for r in runs])
     state: dict[str, Any] = {
         "options": options,
         "run": run_id,
         "features": [],
         "training": None,
         "training_spec": None,
-        "note": "",
+        "note": note,
     }
     if run_id is None:
-        state["note"] = "No SAE runs yet: launch an `sae-train` run."
+        state["note"] = (note + " " if note else "") + "No SAE runs yet: launch an `sae-train` run."
         return state
     try:
         state["features"] = feature_rows(ctx, run_id)
@@ -39,3 +39,24 @@ def initial(ctx: WebContext, wanted: str | None) -> dict[str, Any]:
         state["training_spec"] = {"kind": "sae_training", "run": run_id}
         state["training"] = page_figure(ctx.reader, state["training_spec"])
     return state
+
+
+def _chosen_run(ctx: WebContext, wanted: str | None, sae_ids: list[int]) -> tuple[int | None, str]:
+    """The SAE run to show — the one asked for when it is one of the picker's, else the newest —
+    and a note saying why the one asked for is not shown (the picker always names the run the
+    table and curves are of)."""
+    newest = sae_ids[0] if sae_ids else None
+    if not wanted or not wanted.isdigit():
+        return newest, ""
+    asked = int(wanted)
+    if asked in sae_ids:
+        return asked, ""
+    try:
+        run = ctx.store.get_run(asked)
+        why = (
+            f"Run #{asked} is a {run.kind} run ({run.status.value.lower()}), not a finished SAE run"
+        )
+    except NotFound:
+        why = f"There is no run #{asked}"
+    shown = f"; showing the newest SAE run, #{newest}." if newest is not None else "."
+    return newest, why + shown

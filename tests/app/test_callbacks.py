@@ -13,6 +13,7 @@ import pytest
 from app import callbacks, ids
 from app.callbacks import CALLBACKS, catalog, compare, heads, launch, router, runs, sae
 from app.callbacks.wiring import Callback, ClientsideCallback, Fired
+from app.services import sae_view
 from app.services.context import WebContext
 from storage.settings import load_settings
 from tests.browser.seeding import MODEL, seed_all, seed_sweep
@@ -216,3 +217,18 @@ def test_a_corrupt_pattern_artifact_shows_a_message_not_a_500(seeded, damage):
     message = "corrupt" if damage == "random bytes" else "missing"
     assert message in out[1] and "patterns.safetensors" in out[1]
     assert ctx.store.get_run(s.heads).status.value == "FINISHED"  # nothing else changes
+
+
+def test_the_sae_page_asked_for_another_kind_of_run_says_so_and_shows_a_named_sae_run(seeded):
+    # the picker names the run whose table and curves are shown; the note says why
+    ctx, s = seeded
+    state = sae_view.initial(ctx, str(s.heads))
+    assert state["run"] == s.sae and state["features"]
+    assert state["note"] == (
+        f"Run #{s.heads} is a heads run (finished), not a finished SAE run; "
+        f"showing the newest SAE run, #{s.sae}."
+    )
+    assert sae_view.initial(ctx, "99999")["note"].startswith("There is no run #99999; showing")
+    picked = sae.pick_run(ctx, s.sae)
+    assert picked[0] and picked[-2:] == ("", "message empty")
+    assert sae_view.initial(ctx, str(s.sae))["note"] == ""

@@ -161,6 +161,18 @@ def test_circuit_slider_prunes_live(page, base_url, seeded):
     assert page.console.errors == []
 
 
+def test_sae_page_of_a_non_sae_run_names_the_run_it_shows(page, base_url, seeded):
+    page.goto(f"{base_url}/sae?run={seeded.heads}")
+    page.locator("#sae-features tbody tr td").nth(3).wait_for()
+    wait_idle(page)
+    note = page.locator("#sae-message").inner_text()
+    assert f"Run #{seeded.heads} is a heads run" in note and f"#{seeded.sae}." in note
+    assert page.locator("#sae-run").inner_text().startswith(f"#{seeded.sae} sae-train")
+    cells = page.locator("#sae-features tbody tr td").all_inner_texts()
+    assert any(c.strip() for c in cells)  # the table shows the picked run's features
+    assert page.locator("#sae-training .js-plotly-plot").count() == 1
+
+
 def test_sae_feature_pick_shows_contexts(page, base_url, seeded):
     page.goto(f"{base_url}/sae?run={seeded.sae}")
     page.locator("#sae-features tbody tr td").nth(3).wait_for()
