@@ -9,7 +9,7 @@ from dash import Input, Output
 
 from app import ids
 from app.callbacks.wiring import callback
-from app.components.analysis_pages import circuit_cards
+from app.components.analysis_pages import circuit_cards, slider_scale
 from app.components.common import data_table, empty_figure
 from app.services import circuits
 from app.services.context import WebContext
@@ -31,12 +31,15 @@ def selection(mode: str, top_k: int | None, threshold: float | None) -> dict:
 @callback(
     Output(ids.CIRCUITS_TOPK, "max"),
     Output(ids.CIRCUITS_THRESHOLD, "max"),
+    Output(ids.CIRCUITS_THRESHOLD, "step"),
+    Output(ids.CIRCUITS_THRESHOLD, "marks"),
     Input(ids.CIRCUITS_RUNS, "value"),
     prevent_initial_call=True,
 )
 def slider_limits(ctx: WebContext, run_ids: list[int] | None) -> tuple:
     n_edges, max_score = circuits.score_range(ctx.store, [int(r) for r in run_ids or []])
-    return max(n_edges, 1), max(max_score, 1e-9)
+    top, marks = slider_scale(max_score)
+    return max(n_edges, 1), top, top / 200, marks
 
 
 @callback(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dash import dcc, html
@@ -17,6 +18,20 @@ from app.components.common import (
     page,
 )
 from app.components.overlap import overlap_link
+
+
+def slider_scale(largest: float, n_marks: int = 4) -> tuple[float, dict[float, str]]:
+    """A slider's top — ``largest`` rounded up to a round number (1, 2 or 5 × 10^k steps) — and
+    marks at round values with short labels (never ``1.96257054801``)."""
+    if not math.isfinite(largest) or largest <= 0:
+        return 1.0, {0.0: "0", 1.0: "1"}
+    raw = largest / n_marks
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    top = step * math.ceil(largest / step - 1e-9)
+    count = round(top / step)
+    marks = {round(i * step, 12): f"{i * step:.4g}" for i in range(count + 1)}
+    return round(top, 12), marks
 
 
 def circuits_layout(
@@ -48,6 +63,7 @@ def circuits_layout(
         ],
         className="toolbar",
     )
+    threshold_top, threshold_marks = slider_scale(max_score)
     sliders = html.Div(
         [
             html.Div(
@@ -71,7 +87,9 @@ def circuits_layout(
                     dcc.Slider(
                         id=ids.CIRCUITS_THRESHOLD,
                         min=0,
-                        max=max(max_score, 1e-9),
+                        max=threshold_top,
+                        step=threshold_top / 200,
+                        marks=threshold_marks,
                         value=max_score / 4,
                         updatemode="drag",
                         tooltip={"placement": "bottom", "always_visible": False},

@@ -2,7 +2,9 @@
 
 Node names follow the project convention: ``input``, ``a{L}.h{H}`` (attention head), ``m{L}``
 (MLP), ``logits``. Edge targets name the input channel: ``a{L}.h{H}<q|k|v>``, ``m{L}``,
-``logits``. The graph is drawn with layers top to bottom (input at the top, logits at the
+``logits``; with grouped-query attention a head's key and value inputs are its KV head's,
+``a{L}.kv{G}<k|v>``, and those edges end under the middle of the query heads that share KV head
+G. The graph is drawn with layers top to bottom (input at the top, logits at the
 bottom), heads left to right by index and each layer's MLP to the right of its heads, half a
 row below. Edge width grows with ``|score|``; the q, k and v inputs of a head have their own
 colour (Okabe-Ito) and end at the left, middle and right of the head's marker. Negative scores
@@ -26,6 +28,7 @@ from app.figures.style import CATEGORICAL, light_layout
 
 _HEAD = re.compile(r"^a(\d+)\.h(\d+)$")
 _MLP = re.compile(r"^m(\d+)$")
+_KV = re.compile(r"^a(\d+)\.kv(\d+)$")  # a KV head's key/value input (grouped-query attention)
 _TARGET = re.compile(r"^(.*?)(?:<([qkv])>)?$")
 CHANNEL_COLOURS = {"q": CATEGORICAL[0], "k": CATEGORICAL[1], "v": CATEGORICAL[2], "": "#555555"}
 CHANNEL_NAMES = {"q": "query", "k": "key", "v": "value", "": "direct"}
@@ -52,6 +55,18 @@ def node_position(name: str, n_layers: int, n_heads: int) -> tuple[float, float]
     if m := _MLP.match(name):
         return float(n_heads), float(m.group(1)) + 0.5
     raise ValueError(f"unknown node name {name!r}: expected input, aL.hH, mL or logits")
+
+
+def kv_positions(targets: pd.Series, n_heads: int) -> dict[str, tuple[float, float]]:
+    """``(x, y)`` of every KV-head input ``a{L}.kv{G}`` among ``targets`` (all the run's edges,
+    so every KV head is seen): under the middle of the query heads sharing KV head G."""
+    groups = [m for t in targets.drop_duplicates() if (m := _KV.match(split_target(t)[0]))]
+    if not groups:
+        return {}
+    per_kv = max(1, n_heads // (1 + max(int(m.group(2)) for m in groups)))
+    return {
+        m.group(0): (int(m.group(2)) * per_kv + (per_kv - 1) / 2, float(m.group(1))) for m in groups
+    }
 
 
 def select_edges(
@@ -140,13 +155,15 @@ def circuit_graph(
     """The circuit as a layered graph (``edges_df``: source, target, score, in_circuit;
     ``nodes_df``: name, layer, head, score, in_circuit)."""
     chosen = select_edges(edges_df, top_k=top_k, threshold=threshold, max_edges=max_edges)
-    names = set(chosen["source"]) | {split_target(t)[0] for t in chosen["target"]}
+    targets = {split_target(t)[0] for t in chosen["target"]}
+    names = set(chosen["source"]) | {t for t in targets if not _KV.match(t)}
     if "in_circuit" in nodes_df.columns and not nodes_df.empty:
         names |= set(nodes_df.loc[nodes_df["in_circuit"].astype(bool), "name"])
     all_names = list(nodes_df.get("name", pd.Series(dtype=str))) + list(names)
     n_layers, n_heads = _extent(all_names)
     ordered = sorted(names, key=lambda n: node_position(n, n_layers, n_heads)[::-1])
     pos = {n: node_position(n, n_layers, n_heads) for n in ordered}
+    pos |= kv_positions(edges_df["target"], n_heads)
     scores = dict(zip(nodes_df.get("name", []), nodes_df.get("score", []), strict=False))
     max_abs = float(chosen["score"].abs().max()) if not chosen.empty else 0.0
     fig = go.Figure([*_edge_traces(chosen, pos, max_abs), _node_trace(ordered, pos, scores)])

@@ -232,3 +232,14 @@ def test_the_sae_page_asked_for_another_kind_of_run_says_so_and_shows_a_named_sa
     picked = sae.pick_run(ctx, s.sae)
     assert picked[0] and picked[-2:] == ("", "message empty")
     assert sae_view.initial(ctx, str(s.sae))["note"] == ""
+
+
+def test_slider_scale_rounds_the_top_and_labels_round_values():
+    from app.components.analysis_pages import slider_scale
+
+    assert slider_scale(1.96257054801) == (2.0, {0.0: "0", 0.5: "0.5", 1.0: "1", 1.5: "1.5",
+                                                 2.0: "2"})  # fmt: skip
+    top, marks = slider_scale(0.0123)
+    assert top == 0.015 and list(marks.values()) == ["0", "0.005", "0.01", "0.015"]
+    assert slider_scale(0.0) == (1.0, {0.0: "0", 1.0: "1"})
+    assert slider_scale(float("nan"))[0] == 1.0

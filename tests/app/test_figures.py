@@ -231,3 +231,25 @@ def test_escape_label():
     assert escape_label("<|endoftext|>") == "&lt;|endoftext|&gt;"
     assert escape_label(" the") == "␣the" and escape_label("\n") == "↵"
     assert escape_label("\x0f") == "\\x0f" and escape_label("a\x7fb") == "a\\x7fb"
+
+
+def test_circuit_graph_of_a_gqa_model_ends_key_value_edges_under_their_kv_heads():
+    # 2 layers × 4 query heads sharing 2 KV heads: a1.kv0 serves heads 0–1, a1.kv1 heads 2–3
+    edges = pd.DataFrame(
+        [
+            ("a0.h1", "a1.kv0<k>", 1.0, True),
+            ("a0.h3", "a1.kv1<v>", -0.5, True),
+            ("input", "a1.h2<q>", 0.7, True),
+            ("a1.h2", "logits", 2.0, True),
+        ],
+        columns=["source", "target", "score", "in_circuit"],
+    )
+    nodes = pd.DataFrame(
+        [(f"a{layer}.h{head}", layer, head, 0.1, True) for layer in (0, 1) for head in range(4)],
+        columns=["name", "layer", "head", "score", "in_circuit"],
+    )
+    fig = circuits.circuit_graph(edges, nodes)
+    assert not any("kv" in name for name in fig.data[-1].text)  # a KV head is no node marker
+    ends = {t.name: (t.x[1], t.y[1]) for t in fig.data[:-1]}
+    assert ends["key"] == (0.5, 1.0)  # the middle of heads 0 and 1
+    assert ends["value"] == (2.5 + circuits.CHANNEL_OFFSET["v"], 1.0)

@@ -143,6 +143,22 @@ def test_upload_bad_prompt_file_names_the_row(page, base_url, tmp_path, web_stor
     web_store.request_cancel(queued.id)  # leave no queued run for the other tests' workers
 
 
+def test_circuit_threshold_slider_labels_are_round_and_inside_the_card(page, base_url, seeded):
+    page.goto(f"{base_url}/circuits?run={seeded.circuits[0]}")
+    page.locator(f"#circuit-graph-{seeded.circuits[0]} .scatterlayer").wait_for()
+    marks = page.locator("#circuits-threshold .rc-slider-mark-text, #circuits-threshold "
+                         ".dash-slider-mark").all_inner_texts()  # fmt: skip
+    assert len(marks) >= 3, marks
+    assert all(len(m.strip()) <= 6 for m in marks), marks  # e.g. 0, 0.5, 1, 1.5, 2
+    slider = page.locator("#circuits-threshold").bounding_box()
+    last = page.locator("#circuits-threshold .rc-slider-mark-text, #circuits-threshold "
+                        ".dash-slider-mark").last.bounding_box()  # fmt: skip
+    card = page.locator(".sliders").bounding_box()
+    assert slider and last and card
+    assert last["x"] + last["width"] <= card["x"] + card["width"] + 1  # not clipped
+    assert page.console.errors == []
+
+
 def test_circuit_slider_prunes_live(page, base_url, seeded):
     page.goto(f"{base_url}/circuits?run={seeded.circuits[0]}")
     graph = page.locator(f"#circuit-graph-{seeded.circuits[0]}")
