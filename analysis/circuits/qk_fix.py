@@ -14,7 +14,8 @@ from the pattern on. Here the same is done per edge. For an edge u -> a{L}.h{H}<
 
 with x_k the key channel's input, q_H, A the head's queries and pattern, all at the run the
 gradient is taken at, and rot the model's rotary embedding (identity without one; the tables
-are the (cos, sin) the run's blocks were given, ``analysis.rotary``); queries likewise with q'
+are the (cos, sin) the run's blocks were given, or that a TransformerLens-native attention
+indexed, in its own pairing, ``analysis.rotary``); queries likewise with q'
 and the run's keys. A key/value channel shared by several query heads (GQA) sums over them.
 Value, MLP and logit edges keep the linear score. As the ablation shrinks to zero the fixed score
 tends to the linear one (same first order). No extra model pass.
@@ -183,6 +184,13 @@ def _centre(patcher: EdgePatcher, t: torch.Tensor) -> torch.Tensor:
 def check_attention(patcher: EdgePatcher, run: GradientRun) -> None:
     """Raise ``QKFixUnsupported`` unless softmax(rot(q) rot(k)^T / scale) reproduces every
     recorded pattern."""
+    rotary = getattr(patcher.model.cfg, "positional_embedding_type", "standard") == "rotary"
+    if rotary and run.rotary is None:
+        raise QKFixUnsupported(
+            "the model is rotary but its forward showed no rotary tables (no position_embeddings "
+            "given to its blocks, no native attention module rotating from cached cos/sin "
+            "tables in either convention), so its q/k hooks cannot be rotated as it does"
+        )
     for layer in range(patcher.graph.n_layers):
         recomputed = LayerAttention(patcher, run, layer).pattern
         err = float((recomputed - run.patterns[layer]).abs().max())

@@ -5,6 +5,7 @@ of the metric along that pattern change; the fast path against the per-edge refe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
@@ -17,8 +18,11 @@ from analysis.circuits.eap_ig import eap_ig_scores
 from analysis.circuits.qk_fix import QKFixUnsupported, apply_qk_fix, check_attention
 from analysis.circuits.qk_fix_reference import apply_qk_fix_reference
 from analysis.circuits.task import build_task
-from analysis.prompt_batch import pair_batch_from_tokens
-from analysis.rotary import apply_rotary
+from analysis.prompt_batch import build_pair_batch, pair_batch_from_tokens
+from analysis.prompts.generators import generate_pairs
+from analysis.rotary import RotaryTables, apply_rotary, rotate_pairs
+from analysis.zoo import is_built, zoo_folder
+from analysis.zoo.checkpoint import load_zoo_bridge
 
 from ..heads_fixtures import VOCAB as CHAR_VOCAB
 from ..heads_fixtures import llama_style
@@ -29,17 +33,6 @@ from .conftest import hf_model, random_batch
 def llama_model():
     """Llama-style: rotary embeddings, RMSNorm, grouped-query attention (4 heads, 2 KV)."""
     return hf_model("llama")
-
-
-def _patched_pattern(task, edge: int, layer: int, head: int) -> torch.Tensor:
-    """Head ``head``'s pattern in the model's own forward with only ``edge`` ablated."""
-    mask = torch.zeros(1, task.graph.n_edges)
-    mask[0, edge] = 1.0
-    with torch.no_grad():
-        run = task.patcher.run(
-            task.batch.clean, task.ablated, task.graph.dense(mask), record_patterns=True
-        )
-    return run.patterns[layer][:, head]
 
 
 def _metric_along_pattern(task, layer: int, head: int, delta: torch.Tensor, t: float) -> float:
@@ -65,6 +58,22 @@ def _metric_along_pattern(task, layer: int, head: int, delta: torch.Tensor, t: f
     return float(task.metric_of(logits, 1)[0])
 
 
+@pytest.fixture(scope="module")
+def code_model():
+    """zoo:code-6l: TransformerLens-native rotary (interleaved pairs), RMSNorm, GQA 8/4."""
+    if not is_built("code-6l"):
+        pytest.skip("zoo:code-6l is not built")
+    model = load_zoo_bridge(zoo_folder("code-6l"))
+    model.enable_compatibility_mode()
+    return model
+
+
+@pytest.fixture(scope="module")
+def code_task(code_model):
+    batch = build_pair_batch(code_model, generate_pairs(code_model, "identifier-induction", 4))
+    return build_task(code_model, batch, with_gradients=True)
+
+
 @pytest.mark.parametrize("model_name", ["attn_model", "mlp_model", "llama_model"])
 def test_qk_scores_are_the_exact_pattern_change_times_its_gradient(
     model_name, batch, request
@@ -74,32 +83,75 @@ def test_qk_scores_are_the_exact_pattern_change_times_its_gradient(
     fixed, linear = eap_scores(task, qk_fix=True), eap_scores(task, qk_fix=False)
     assert (task.counter.n_forward, task.counter.n_backward) == (2, 1)
     graph = task.graph
-    checked = 0
-    for e, (source, target) in enumerate(graph.edges):
-        channel = graph.channels[int(graph.edge_target[e])]
-        if channel.kind not in ("q", "k"):
+    qk = []
+    for e in range(graph.n_edges):
+        if graph.channels[int(graph.edge_target[e])].kind not in ("q", "k"):
             assert fixed[e] == linear[e]  # value, MLP and logit edges keep the linear score
-            continue
-        if e % 4:  # a spread of q/k edges of both layers keeps the test fast
-            continue
+        elif e % 4 == 0:  # a spread of q/k edges of both layers keeps the test fast
+            qk.append(e)
+    assert len(qk) >= 8
+    _assert_finite_differences(task, fixed, qk)
+
+
+def _assert_finite_differences(task, fixed: torch.Tensor, edges: list[int]) -> None:
+    """Each q/k edge's fixed score equals the central finite difference of the metric along
+    the pattern change(s) its ablation causes in the model's own forward."""
+    graph = task.graph
+    for e in edges:
+        channel = graph.channels[int(graph.edge_target[e])]
         group = graph.n_heads // graph.n_kv_heads  # a key channel feeds its group's heads
         first = channel.index * (1 if channel.kind == "q" else group)
         heads = range(first, first + (1 if channel.kind == "q" else group))
-        fd = sum(_pattern_move_effect(task, e, channel.layer, head) for head in heads)
-        assert float(fixed[e]) == pytest.approx(fd, abs=2e-3 + 2e-3 * abs(fd)), (source, target)
-        checked += 1
-    assert checked >= 8
+        patched = _patched_patterns(task, e)[channel.layer]
+        fd = sum(_pattern_move_effect(task, patched, channel.layer, head) for head in heads)
+        assert float(fixed[e]) == pytest.approx(fd, abs=2e-3 + 2e-3 * abs(fd)), graph.edges[e]
 
 
-def _pattern_move_effect(task, edge: int, layer: int, head: int, eps: float = 1e-2) -> float:
+def _patched_patterns(task, edge: int) -> list[torch.Tensor]:
+    """Every layer's pattern in the model's own forward with only ``edge`` ablated."""
+    mask = torch.zeros(1, task.graph.n_edges)
+    mask[0, edge] = 1.0
+    with torch.no_grad():
+        run = task.patcher.run(
+            task.batch.clean, task.ablated, task.graph.dense(mask), record_patterns=True
+        )
+    return run.patterns
+
+
+def _pattern_move_effect(
+    task, patched: torch.Tensor, layer: int, head: int, eps: float = 1e-2
+) -> float:
     """Central finite difference of the metric along the pattern change that the model itself
-    computes for ``head`` when ``edge`` alone is ablated."""
-    clean = task.clean_gradients.patterns[layer][:, head]
-    delta = _patched_pattern(task, edge, layer, head) - clean
+    computes for ``head`` (``patched``: its layer's patterns with the edge ablated)."""
+    delta = patched[:, head] - task.clean_gradients.patterns[layer][:, head]
     return (
         _metric_along_pattern(task, layer, head, delta, eps)
         - _metric_along_pattern(task, layer, head, delta, -eps)
     ) / (2 * eps)
+
+
+def test_qk_fix_on_the_native_rotary_code_model(code_task) -> None:
+    """zoo:code-6l rotates adjacent pairs from its attention's cached tables (no
+    position_embeddings reach its blocks): the tables are recorded in that convention, the
+    check passes, and the fixed q/k scores equal finite differences, on the edges where the
+    fix moves the score most and on a spread of others."""
+    task, run = code_task, code_task.clean_gradients
+    assert run.rotary is not None and run.rotary.interleaved
+    check_attention(task.patcher, run)
+    fixed, linear = eap_scores(task, qk_fix=True), eap_scores(task, qk_fix=False)
+    assert task.qk_fix_skipped is None
+    graph = task.graph
+    qk = [e for e in range(graph.n_edges)
+          if graph.channels[int(graph.edge_target[e])].kind in ("q", "k")]  # fmt: skip
+    moved = sorted(qk, key=lambda e: -float((fixed[e] - linear[e]).abs()))
+    assert float((fixed[moved[0]] - linear[moved[0]]).abs()) > 0.05  # the fix matters here
+    _assert_finite_differences(task, fixed, moved[:3] + qk[:: len(qk) // 3][:3])
+
+
+def test_a_rotary_model_without_recorded_tables_says_so(code_task) -> None:
+    run = dataclasses.replace(code_task.clean_gradients, rotary=None)
+    with pytest.raises(QKFixUnsupported, match="rotary but its forward showed no rotary tables"):
+        check_attention(code_task.patcher, run)
 
 
 def test_qk_fix_tends_to_the_linear_score_for_small_ablations(attn_model, batch) -> None:
@@ -149,6 +201,26 @@ def test_apply_rotary_matches_transformers() -> None:
     assert torch.equal(partial[..., 8:], q) and torch.allclose(
         partial[..., :8], want_q.transpose(1, 2), atol=1e-6
     )
+
+
+def test_apply_rotary_interleaved_matches_the_native_rotary() -> None:
+    """Adjacent-pair tables (TransformerLens-native) rotate as the native module does,
+    partial rotary included (rotary_dim 8 of d_head 12)."""
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge.sources.native.model import NativeRotary
+
+    cfg = TransformerBridgeConfig(
+        d_model=24, d_head=12, n_heads=2, n_layers=1, n_ctx=16, d_vocab=8, rotary_dim=8,
+        positional_embedding_type="rotary",
+    )  # fmt: skip
+    rotary = NativeRotary(cfg)
+    gen = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 3, 5, 12, generator=gen), torch.randn(2, 1, 5, 12, generator=gen)
+    want_q, want_k = rotary.apply_rope(q, k)
+    tables = RotaryTables(rotary.cos_cached[None, :5], rotary.sin_cached[None, :5], True)
+    assert torch.allclose(apply_rotary(q.transpose(1, 2), tables), want_q.transpose(1, 2))
+    assert torch.allclose(apply_rotary(k.transpose(1, 2), tables), want_k.transpose(1, 2))
+    assert torch.equal(rotate_pairs(torch.arange(4.0)), torch.tensor([-1.0, 0.0, -3.0, 2.0]))
 
 
 @pytest.mark.parametrize("model_name", ["attn_model", "mlp_model", "llama_model"])
