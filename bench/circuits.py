@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/circuits.py [--pairs 16] [--gpt2-budget-s 60] [--skip-gpt2]
         [--skip-zoo] [--qk-reference]
+    .venv/bin/python bench/circuits.py --peers [--quick] [--work DIR] [--eap-ig-source GIT]
 
 1. Zoo models (those built, with a task here): per method (EAP and EAP-IG also without the QK
    fix, "linear", and EAP-IG on the input-embedding path) wall time, forward / backward passes
@@ -13,13 +14,18 @@
    alone (with ``--qk-reference`` also the per-edge reference path it is tested equal to);
    exact patching is not run there and ACDC is bounded by a time budget (``--gpt2-budget-s``,
    0 = skip) and extrapolated from its measured rate (one forward per edge is ~32k forwards).
+3. ``--peers`` (instead of 1 and 2): the same model and pairs in hannamw/EAP-IG and auto-circuit,
+   each in its own venv under the work folder (``bench/peers/side_by_side.py``): wall times,
+   headlab / peer ratios and rank correlations of the edge scores; ``--quick`` a small shape.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -211,14 +217,40 @@ def main() -> None:
     parser.add_argument("--skip-zoo", action="store_true")
     parser.add_argument("--qk-reference", action="store_true", help="also time the per-edge path")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--peers", action="store_true", help="side by side with peer libraries")
+    parser.add_argument("--quick", action="store_true", help="--peers on a small model shape")
+    parser.add_argument("--work", type=Path, default=None, help="--peers venvs and files")
+    parser.add_argument("--eap-ig-source", default=None, help="git URL or dir of hannamw/EAP-IG")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.peers:
+        print(_table(_peer_rows(args), PEER_COLUMNS))
+        return
     rows = [] if args.skip_zoo else zoo_rows(args.pairs)
     if not args.skip_gpt2:
         rows += gpt2_rows(args.gpt2_budget_s, args.qk_reference)
     columns = ["model", "method", "wall_s", "fwd", "bwd", "calls", "edges", "faith", "area",
                "edge_auc", "node_auc", "same", "calls_ratio", "est_full_s", "max_diff"]  # fmt: skip
     print(_table(rows, columns))
+
+
+PEER_COLUMNS = ["model", "headlab", "peer", "headlab_s", "peer_s", "ratio", "spearman",
+                "pearson", "max_abs_diff", "max_abs", "edges_both", "only_headlab", "only_peer",
+                "kept_headlab", "kept_peer", "kept_same"]  # fmt: skip
+
+
+def _peer_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from peers.side_by_side import EAP_IG_REPO, PeerError, peer_rows
+
+    home = os.environ.get("HEADLAB_HOME")
+    default = Path(home) / "bench-peers" if home else Path(__file__).parent / "work/peers"
+    work = args.work or default
+    shape = "quick" if args.quick else "gpt2-small"
+    try:
+        return peer_rows(work.resolve(), shape, 8, 16, 5, args.threads,
+                         args.eap_ig_source or EAP_IG_REPO, acdc_tau=0.02)  # fmt: skip
+    except PeerError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":
