@@ -42,6 +42,7 @@ class DiscoverySettings:
     level: str = "edge"
     ig_steps: int = 5
     ig_path: str = "edges"
+    ig_rule: str = "midpoint"
     qk_fix: bool = True
     tau: float = 0.01
     top_k: int | None = None
@@ -70,7 +71,7 @@ def _score(
     if s.method == "eap":
         return eap_scores(task, s.qk_fix), None, None
     if s.method == "eap-ig":
-        return eap_ig_scores(task, s.ig_steps, s.ig_path, s.qk_fix), None, None
+        return eap_ig_scores(task, s.ig_steps, s.ig_path, s.qk_fix, s.ig_rule), None, None
     if s.method == "exact":
         return exact_scores(task, lambda f: progress(0.1 + 0.7 * f, "exact patching")), None, None
     if s.method == "acdc":
@@ -169,7 +170,8 @@ def discover(
     if s.method in ("eap", "eap-ig"):
         skipped = task.qk_fix_skipped
         summary["qk_fix"] = f"not applied: {skipped}" if skipped else s.qk_fix
-    summary |= {"ig_steps": s.ig_steps, "ig_path": s.ig_path} if s.method == "eap-ig" else {}
+    if s.method == "eap-ig":
+        summary |= {"ig_steps": s.ig_steps, "ig_path": s.ig_path, "ig_rule": s.ig_rule}
     summary |= {"tau": s.tau} if s.method == "acdc" else {}
     if truth is not None:
         owners = {c.name: task.graph.channel_owners(c) for c in task.graph.channels}

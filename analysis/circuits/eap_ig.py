@@ -1,7 +1,11 @@
 """EAP with integrated gradients (EAP-IG; Hanna, Pezzelle & Belinkov 2024), two paths.
 
 EAP's gradient is taken at the clean run only; EAP-IG averages it over m points of a path from
-the ablated to the clean model, midpoint steps alpha_k = (k + 1/2) / m, k = 0..m-1:
+the ablated to the clean model, by default midpoint steps alpha_k = (k + 1/2) / m, k = 0..m-1
+(``rule="midpoint"``); ``rule="left"`` takes alpha_k = k / m, k = 0..m-1, the points of
+hannamw/EAP-IG's ``get_scores_eap_ig`` (its first step is the ablated model itself). Both are
+Riemann sums of the same integral and agree as m grows; the midpoint sum's error is O(1/m^2),
+the left sum's O(1/m), so at equal m the midpoint is the closer one (docs/circuits.md):
 
 - ``path="edges"`` (default): the straight line in *edge-mask* space. At alpha every edge
   u -> v carries (1 - alpha) of its ablation, i.e. x_v = sum over u of alpha o_u + (1 - alpha)
@@ -39,6 +43,15 @@ from analysis.circuits.qk_fix import qk_fix_applicable
 from analysis.circuits.task import CircuitTask, GradientRun
 
 IG_PATHS = ("edges", "inputs")
+IG_RULES = ("midpoint", "left")
+
+
+def step_points(steps: int, rule: str = "midpoint") -> list[float]:
+    """The m points alpha_k in [0, 1) the gradients are taken at."""
+    if rule not in IG_RULES:
+        raise ValueError(f"unknown ig_rule {rule!r}; choose one of {', '.join(IG_RULES)}")
+    offset = 0.5 if rule == "midpoint" else 0.0
+    return [(k + offset) / steps for k in range(steps)]
 
 
 def _step(task: CircuitTask, alpha: float, path: str) -> tuple[GradientRun, torch.Tensor]:
@@ -53,15 +66,19 @@ def _step(task: CircuitTask, alpha: float, path: str) -> tuple[GradientRun, torc
 
 
 def eap_ig_scores(
-    task: CircuitTask, steps: int = 5, path: str = "edges", qk_fix: bool = True
+    task: CircuitTask,
+    steps: int = 5,
+    path: str = "edges",
+    qk_fix: bool = True,
+    rule: str = "midpoint",
 ) -> Float[torch.Tensor, " edge"]:
     if steps < 1:
         raise ValueError(f"ig_steps must be at least 1, got {steps}")
     if path not in IG_PATHS:
         raise ValueError(f"unknown ig_path {path!r}; choose one of {', '.join(IG_PATHS)}")
     total: torch.Tensor | None = None
-    for k in range(steps):
-        run, diff = _step(task, (k + 0.5) / steps, path)
+    for k, alpha in enumerate(step_points(steps, rule)):
+        run, diff = _step(task, alpha, path)
         if qk_fix and k == 0:
             qk_fix = qk_fix_applicable(task, run)  # False (linear, logged) when unsupported
         dense = dense_scores(task, run, diff, qk_fix)

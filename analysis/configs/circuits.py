@@ -2,7 +2,8 @@
 
 Methods: ``eap`` (attribution patching), ``eap-ig`` (integrated gradients, ``ig_steps`` steps
 along ``ig_path``: ``edges``, every edge's ablation scaled together, or ``inputs``, the input
-embeddings only), both by default with ``qk_fix`` (query/key edges scored through the exact
+embeddings only; at the points ``ig_rule``: ``midpoint`` (k+1/2)/m or ``left`` k/m, as
+hannamw/EAP-IG), both by default with ``qk_fix`` (query/key edges scored through the exact
 attention softmax, AtP*; rotary models included; where a model's attention cannot be reproduced
 from its q/k hooks, e.g. ALiBi or soft-capping, the run falls back to linear scores and its
 summary says ``qk_fix: "not applied: <reason>"``),
@@ -48,6 +49,11 @@ class CircuitConfig(RunConfigBase):
         default="edges",
         description="EAP-IG path: edges (every edge's ablation scaled together) or inputs "
         "(input embeddings only)",
+    )
+    ig_rule: Literal["midpoint", "left"] = Field(
+        default="midpoint",
+        description="EAP-IG step points: midpoint ((k+1/2)/m) or left (k/m, k=0..m-1, as "
+        "hannamw/EAP-IG)",
     )
     qk_fix: bool = Field(
         default=True,
