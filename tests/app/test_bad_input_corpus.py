@@ -55,7 +55,8 @@ def _csv(*rows: str) -> bytes:
 CASES = [
     # models and prompt sets that do not exist
     Case("unknown zoo model", ("prompts", "generate", "induction", "--model", "zoo:nope"),
-         r"^error: unknown zoo model .nope.; the zoo has: code-6l, greater-than-3l, induction-2l$"),
+         r"^error: unknown zoo model .nope.; the zoo has: code-6l, greater-than-3l, "
+         r"induction-2l, induction-2l-early$"),
     Case("missing hf folder", ("run", "heads", "--model", "hf:/no/such", "--prompts", "ind"),
          r"^error: invalid heads run: model: hf:/no/such: no such folder /no/such$"),
     Case("unknown prompt set", ("run", "heads", "--model", MODEL, "--prompts", "nope"),
