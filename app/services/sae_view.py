@@ -53,9 +53,7 @@ def _chosen_run(ctx: WebContext, wanted: str | None, sae_ids: list[int]) -> tupl
         return asked, ""
     try:
         run = ctx.store.get_run(asked)
-        why = (
-            f"Run #{asked} is a {run.kind} run ({run.status.value.lower()}), not a finished SAE run"
-        )
+        why = f"Run #{asked} ({run.kind}, {run.status.value.lower()}) is not a finished SAE run"
     except NotFound:
         why = f"There is no run #{asked}"
     shown = f"; showing the newest SAE run, #{newest}." if newest is not None else "."

@@ -225,7 +225,7 @@ def test_the_sae_page_asked_for_another_kind_of_run_says_so_and_shows_a_named_sa
     state = sae_view.initial(ctx, str(s.heads))
     assert state["run"] == s.sae and state["features"]
     assert state["note"] == (
-        f"Run #{s.heads} is a heads run (finished), not a finished SAE run; "
+        f"Run #{s.heads} (heads, finished) is not a finished SAE run; "
         f"showing the newest SAE run, #{s.sae}."
     )
     assert sae_view.initial(ctx, "99999")["note"].startswith("There is no run #99999; showing")

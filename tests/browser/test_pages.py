@@ -182,7 +182,7 @@ def test_sae_page_of_a_non_sae_run_names_the_run_it_shows(page, base_url, seeded
     page.locator("#sae-features tbody tr td").nth(3).wait_for()
     wait_idle(page)
     note = page.locator("#sae-message").inner_text()
-    assert f"Run #{seeded.heads} is a heads run" in note and f"#{seeded.sae}." in note
+    assert f"Run #{seeded.heads} (heads, finished) is not" in note and f"#{seeded.sae}." in note
     assert page.locator("#sae-run").inner_text().startswith(f"#{seeded.sae} sae-train")
     cells = page.locator("#sae-features tbody tr td").all_inner_texts()
     assert any(c.strip() for c in cells)  # the table shows the picked run's features
