@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ from analysis.ablation import ablate_heads
 from analysis.configs.heads import AblateConfig, DlaConfig, HeadsConfig, PatchConfig
 from analysis.dla import direct_logit_attribution
 from analysis.hooks import IneffectiveHook, MissingHook, require_effective_hook
-from analysis.jobs import JobContext, JobError
+from analysis.jobs import JobContext, JobError, grid_rows
 from analysis.metrics import MetricUndefined
 from analysis.patching.attribution import attribution_patch_z, pearson
 from analysis.patching.exact import ActivationNotFinite, exact_patch, prepare
@@ -54,22 +54,10 @@ def _pair_batch(ctx: JobContext, model: TransformerBridge, max_pairs: int) -> Pa
         return build_pair_batch(model, pairs)
 
 
-def _grid_rows(metric: str, grid: torch.Tensor, **extra: Any) -> list[HeadResultIn]:
-    return [
-        HeadResultIn(metric, layer, head, float(grid[layer, head]), **extra)
-        for layer in range(grid.shape[0])
-        for head in range(grid.shape[1])
-    ]
-
-
-def _stage(ctx: JobContext, lo: float, hi: float) -> Callable[[float, str], None]:
-    return lambda f, msg: ctx.progress(lo + (hi - lo) * f, msg)
-
-
 # --- heads ---------------------------------------------------------------------------------
 
 
-def _repeated_sequences(model: TransformerBridge, n: int, half: int, seed: int) -> list[list[int]]:
+def repeated_sequences(model: TransformerBridge, n: int, half: int, seed: int) -> list[list[int]]:
     g = torch.Generator().manual_seed(seed)
     tok = getattr(model, "tokenizer", None)
     special = {getattr(tok, a, None) for a in ("bos_token_id", "pad_token_id", "eos_token_id")}
@@ -88,7 +76,7 @@ def _heads_prompts(ctx: JobContext, model: TransformerBridge) -> list[list[int]]
     if cfg.prompt_set is not None:
         batch = _pair_batch(ctx, model, cfg.max_prompts)
         prompts += [batch.clean[i, :n].tolist() for i, n in enumerate(batch.lengths.tolist())]
-    prompts += _repeated_sequences(model, cfg.repeated_sequences, cfg.repeat_length, cfg.seed)
+    prompts += repeated_sequences(model, cfg.repeated_sequences, cfg.repeat_length, cfg.seed)
     if not prompts:
         raise JobError("no prompts: pass --prompts NAME and/or --repeated-sequences N")
     too_long = [i for i, p in enumerate(prompts) if len(p) > int(model.cfg.n_ctx)]
@@ -131,12 +119,12 @@ def heads_job(ctx: JobContext) -> RunOutput:
     ]
     rows: list[HeadResultIn] = []
     for name in sorted(set.intersection(*(set(s) for s in per_prompt))):
-        rows += _grid_rows(name, torch.stack([s[name] for s in per_prompt]).mean(0))
+        rows += grid_rows(name, torch.stack([s[name] for s in per_prompt]).mean(0))
     ctx.progress(0.8, "OV-circuit scores")
-    rows += _grid_rows("ov_copying_score", head_stats.ov_copying_scores(model))
+    rows += grid_rows("ov_copying_score", head_stats.ov_copying_scores(model))
     successor = head_stats.successor_scores(model)
     if successor is not None:
-        rows += _grid_rows("successor_score", successor)
+        rows += grid_rows("successor_score", successor)
     artifacts = (
         _save_patterns(ctx, model, patterns, prompts)
         if ctx.config_as(HeadsConfig).save_patterns
@@ -161,7 +149,7 @@ def dla_job(ctx: JobContext) -> RunOutput:
         result = direct_logit_attribution(model, batch)
     except ValueError as exc:
         raise JobError(str(exc)) from None
-    rows = _grid_rows("dla", result.heads.mean(-1))
+    rows = grid_rows("dla", result.heads.mean(-1))
     layer_parts = {"dla_mlp": result.mlps, "logit_lens": result.logit_lens}
     for metric, values in layer_parts.items():
         if values is not None:
@@ -171,7 +159,7 @@ def dla_job(ctx: JobContext) -> RunOutput:
         rows.append(HeadResultIn("dla_pos_embed", 0, None, float(result.pos_embed.mean())))
     if cfg.per_prompt:
         for b in range(batch.n_pairs):
-            rows += _grid_rows("dla", result.heads[:, :, b], prompt=b)
+            rows += grid_rows("dla", result.heads[:, :, b], prompt=b)
             if result.mlps is not None:
                 rows += [HeadResultIn("dla_mlp", i, None, float(v[b]), prompt=b)
                          for i, v in enumerate(result.mlps)]  # fmt: skip
@@ -258,7 +246,7 @@ def patch_job(ctx: JobContext) -> RunOutput:
                                "metric_corrupt": setup.baseline.corrupt}  # fmt: skip
     z_all = None
     for i, t in enumerate(targets):
-        stage = _stage(ctx, 0.05 + 0.85 * i / len(targets), 0.05 + 0.85 * (i + 1) / len(targets))
+        stage = ctx.stage(0.05 + 0.85 * i / len(targets), 0.05 + 0.85 * (i + 1) / len(targets))
         with input_errors():
             if cfg.method == "fast":
                 result = fast_patch(setup, t, positions, stage, replay=replay)
@@ -271,7 +259,7 @@ def patch_job(ctx: JobContext) -> RunOutput:
         ctx.progress(0.92, "attribution patching")
         with input_errors():
             attr = attribution_patch_z(setup)
-        rows += _grid_rows("attrib_z", attr)
+        rows += grid_rows("attrib_z", attr)
         if z_all is None:
             with input_errors():
                 z_all = fast_patch(setup, PatchTarget("z"), replay=replay).normalised
@@ -296,8 +284,8 @@ def ablate_job(ctx: JobContext) -> RunOutput:
     n = len(cfg.methods)
     for i, method in enumerate(cfg.methods):
         with input_errors():
-            effect = ablate_heads(model, batch, method, cfg.metric, _stage(ctx, i / n, (i + 1) / n))
-        rows += _grid_rows(f"ablate_{method}", effect)
+            effect = ablate_heads(model, batch, method, cfg.metric, ctx.stage(i / n, (i + 1) / n))
+        rows += grid_rows(f"ablate_{method}", effect)
     ctx.progress(1.0, "done")
     summary = {"effect": "m_ablated - m_clean", "metric": cfg.metric,
                "wall_s": time.perf_counter() - t0}  # fmt: skip

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from analysis.configs import RunConfigBase
 from storage.errors import InvalidInput
-from storage.records import PairRecord, RunOutput
+from storage.records import HeadResultIn, PairRecord, RunOutput
 from storage.uploads import is_upload_ref
 
 if TYPE_CHECKING:
@@ -55,6 +55,10 @@ class JobContext:
         if not isinstance(self.config, cls):
             raise JobError(f"run {self.run_id}: expected a {cls.__name__}, got {self.config!r}")
         return self.config
+
+    def stage(self, lo: float, hi: float) -> Callable[[float, str], None]:
+        """A progress callback for one stage of the job: its [0, 1] mapped onto [lo, hi]."""
+        return lambda f, msg: self.progress(lo + (hi - lo) * f, msg)
 
     def model(self) -> TransformerBridge:
         """The run's model, loaded once per worker and kept resident between jobs."""
@@ -107,6 +111,15 @@ class JobContext:
         if self.config.prompt_set is None:
             return None
         return self.store.get_prompt_set(self.config.prompt_set).task
+
+
+def grid_rows(metric: str, grid: Any, **extra: Any) -> list[HeadResultIn]:
+    """One aggregate row per head of a ``[layer, head]`` grid (``extra``: e.g. ``prompt=i``)."""
+    return [
+        HeadResultIn(metric, layer, head, float(grid[layer, head]), **extra)
+        for layer in range(grid.shape[0])
+        for head in range(grid.shape[1])
+    ]
 
 
 JobFn = Callable[[JobContext], RunOutput]

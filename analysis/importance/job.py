@@ -27,7 +27,7 @@ from scipy.stats import spearmanr
 
 from analysis.ablation import ablate_heads
 from analysis.configs.importance import ImportanceConfig
-from analysis.heads_job import _grid_rows, _stage, input_errors
+from analysis.heads_job import input_errors
 from analysis.importance.evaluate import MaskEvaluator
 from analysis.importance.gradient import head_gradients, importance, normalise_per_layer
 from analysis.importance.mask import mask_sources, require_effective_mask
@@ -39,7 +39,7 @@ from analysis.importance.pruning import (
     random_orders,
 )
 from analysis.importance.scores import ScoreError, stored_score
-from analysis.jobs import JobContext, JobError
+from analysis.jobs import JobContext, JobError, grid_rows
 from analysis.metrics import last_logits, metric_baseline
 from analysis.prompt_batch import PairBatch, build_pair_batch
 from storage.records import HeadResultIn, RunOutput
@@ -88,10 +88,10 @@ def _ablation(ctx: JobContext, model, batch, cfg: ImportanceConfig, evaluator: M
     """(signed metric effect, signed loss effect) of removing each head alone."""
     layers, heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     with input_errors():
-        effect = ablate_heads(model, batch, cfg.ablation, cfg.metric, _stage(ctx, 0.15, 0.3))
+        effect = ablate_heads(model, batch, cfg.ablation, cfg.metric, ctx.stage(0.15, 0.3))
     singles = torch.ones(layers * heads + 1, layers * heads)
     singles[1:] -= torch.eye(layers * heads)
-    out = evaluator.evaluate(singles.reshape(-1, layers, heads), _stage(ctx, 0.3, 0.35))
+    out = evaluator.evaluate(singles.reshape(-1, layers, heads), ctx.stage(0.3, 0.35))
     loss_effect = (out.loss[1:] - out.loss[0]).float().reshape(layers, heads)
     return effect.float(), loss_effect
 
@@ -175,7 +175,7 @@ def importance_job(ctx: JobContext) -> RunOutput:
     before = (evaluator.forwards, evaluator.rows)
     with input_errors():
         curve = pruning_curves(evaluator, orders, shape, cfg.curve_points, cfg.max_metric_drop,
-                               _stage(ctx, 0.6, 0.98))  # fmt: skip
+                               ctx.stage(0.6, 0.98))  # fmt: skip
     cost["pruning curves"] = {
         "batched_forwards": evaluator.forwards - before[0],
         "forward_prompts": evaluator.rows - before[1],
@@ -203,17 +203,17 @@ def importance_job(ctx: JobContext) -> RunOutput:
 
 
 def _rows(cfg, grads, raw, grad_imp, effect, loss_effect, abl_imp, orders) -> list[HeadResultIn]:
-    rows = _grid_rows("grad_importance", grad_imp)
+    rows = grid_rows("grad_importance", grad_imp)
     if cfg.normalise_layers:
-        rows += _grid_rows("grad_importance_raw", raw)
-    rows += _grid_rows("grad_signed", grads.mean(0))
-    rows += _grid_rows(f"ablate_{cfg.ablation}", effect)
-    rows += _grid_rows(f"ablate_loss_{cfg.ablation}", loss_effect)
-    rows += _grid_rows("ablation_importance", abl_imp)
+        rows += grid_rows("grad_importance_raw", raw)
+    rows += grid_rows("grad_signed", grads.mean(0))
+    rows += grid_rows(f"ablate_{cfg.ablation}", effect)
+    rows += grid_rows(f"ablate_loss_{cfg.ablation}", loss_effect)
+    rows += grid_rows("ablation_importance", abl_imp)
     first = next((orders[k][0] for k in ("gradient_iterative", "gradient") if k in orders), None)
     if first is not None:
         layers, heads = grad_imp.shape
         pruned_at = torch.zeros(layers * heads)
         pruned_at[first] = torch.arange(layers * heads, dtype=torch.float32) / (layers * heads)
-        rows += _grid_rows("pruned_at", pruned_at.reshape(layers, heads))
+        rows += grid_rows("pruned_at", pruned_at.reshape(layers, heads))
     return rows

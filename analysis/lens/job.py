@@ -29,8 +29,7 @@ import torch
 from safetensors.torch import save_file
 
 from analysis.configs.lens import LensConfig
-from analysis.heads_job import _grid_rows
-from analysis.jobs import JobContext, JobError
+from analysis.jobs import JobContext, JobError, grid_rows
 from analysis.lens.activations import LensActivations, LensInputError, collect
 from analysis.lens.decode import HeadScan
 from analysis.lens.logit_lens import logit_lens
@@ -243,10 +242,10 @@ def lens_job(ctx: JobContext) -> RunOutput:
         _trained(ctx, model, cfg, data, prompt_act, out)
     ctx.progress(0.95, "writing the lens artifacts")
     _write_files(ctx, model, prompt_act, out, cfg.top_k)
-    rows: list[HeadResultIn] = _grid_rows("ov_copy_score", ov.copy_score)
-    rows += _grid_rows("ov_prompt_copy_score", ov.prompt_copy_score)
+    rows: list[HeadResultIn] = grid_rows("ov_copy_score", ov.copy_score)
+    rows += grid_rows("ov_prompt_copy_score", ov.prompt_copy_score)
     for name, grid in out.kls.items():
-        rows += _grid_rows(name, grid)
+        rows += grid_rows(name, grid)
     ctx.progress(1.0, "done")
     summary = {
         "n_prompts": len(prompt_act.lengths),

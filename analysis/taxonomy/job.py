@@ -23,8 +23,8 @@ from scipy.stats import spearmanr
 
 from analysis import heads as head_stats
 from analysis.configs.taxonomy import TaxonomyConfig
-from analysis.heads_job import _grid_rows, _repeated_sequences, input_errors
-from analysis.jobs import JobContext, JobError
+from analysis.heads_job import input_errors, repeated_sequences
+from analysis.jobs import JobContext, JobError, grid_rows
 from analysis.prompt_batch import build_pair_batch
 from analysis.taxonomy import patterns as P
 from analysis.taxonomy.batch import NeedleError, taxonomy_batch
@@ -44,7 +44,7 @@ def _mean(values: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _prompt_rows(metric: str, grids: list[torch.Tensor]) -> list[HeadResultIn]:
-    return [r for i, g in enumerate(grids) for r in _grid_rows(metric, g, prompt=i)]
+    return [r for i, g in enumerate(grids) for r in grid_rows(metric, g, prompt=i)]
 
 
 def _span_position_rows(totals: ProbeTotals) -> list[HeadResultIn]:
@@ -72,8 +72,8 @@ def _probe_rows(totals: ProbeTotals, cfg: TaxonomyConfig) -> tuple[list[HeadResu
     ]
     rows = []
     for name in ("sink_mass", "first_token_mass", "value_norm_sink", "output_norm", "span"):
-        rows += _grid_rows(name, _mean([getattr(p, name) for p in ps]))
-    rows += _grid_rows("dormancy_rate", _mean(dormant))
+        rows += grid_rows(name, _mean([getattr(p, name) for p in ps]))
+    rows += grid_rows("dormancy_rate", _mean(dormant))
     rows += _prompt_rows("sink_mass", [p.sink_mass for p in ps])
     rows += _prompt_rows("output_norm_ratio", ratios)
     rows += _prompt_rows("dormant", dormant)
@@ -81,10 +81,10 @@ def _probe_rows(totals: ProbeTotals, cfg: TaxonomyConfig) -> tuple[list[HeadResu
     retrieval = [p.retrieval for p in ps]
     needle = [r for r in retrieval if r is not None]
     if needle:
-        rows += _grid_rows("retrieval_score", _mean(needle))
+        rows += grid_rows("retrieval_score", _mean(needle))
         rows += [
             row for i, r in enumerate(retrieval) if r is not None
-            for row in _grid_rows("retrieval_score", r, prompt=i)
+            for row in grid_rows("retrieval_score", r, prompt=i)
         ]  # fmt: skip
     peak, ratio = _mean([p.massive_peak for p in ps]), _mean([p.massive_ratio for p in ps])
     for layer in range(len(peak)):
@@ -108,7 +108,7 @@ def _probe_rows(totals: ProbeTotals, cfg: TaxonomyConfig) -> tuple[list[HeadResu
 
 
 def _razor(model, cfg: TaxonomyConfig) -> dict[str, torch.Tensor]:
-    seqs = _repeated_sequences(model, cfg.repeated_sequences, cfg.repeat_length, cfg.seed)
+    seqs = repeated_sequences(model, cfg.repeated_sequences, cfg.repeat_length, cfg.seed)
     if len(seqs[0]) > int(model.cfg.n_ctx):
         raise JobError(
             f"repeated sequences of {len(seqs[0])} tokens exceed the context of "
@@ -172,7 +172,7 @@ def _similarity(ctx: JobContext, totals: ProbeTotals, shape, n_clusters: int):
     grid = torch.tensor(clusters.labels, dtype=torch.float32).reshape(layers, heads)
     rep = torch.zeros(layers * heads)
     rep[clusters.representatives] = 1.0
-    rows = _grid_rows("cluster", grid) + _grid_rows("representative", rep.reshape(layers, heads))
+    rows = grid_rows("cluster", grid) + grid_rows("representative", rep.reshape(layers, heads))
     artifact = ArtifactIn("head_similarity.json", "head_similarity", str(path), "application/json")
     return rows, artifact, len(set(clusters.labels))
 
@@ -218,7 +218,7 @@ def taxonomy_job(ctx: JobContext) -> RunOutput:
     ctx.progress(0.22, "RazorAttention: echo and induction scores")
     razor = _razor(model, cfg)
     for name, grid in razor.items():
-        rows += _grid_rows(name, grid)
+        rows += grid_rows(name, grid)
     stage("echo and induction scores", t0, cfg.repeated_sequences)
 
     t0 = time.perf_counter()
@@ -231,16 +231,16 @@ def taxonomy_job(ctx: JobContext) -> RunOutput:
     dev = head_deviation(model, tb, cfg.sink, cfg.window,
                          lambda f, m: ctx.progress(0.25 + 0.4 * f, m))  # fmt: skip
     stage("streaming each head", t0, dev.n_forward_prompts)
-    rows += _grid_rows("streaming_kl", dev.kl)
-    rows += _grid_rows("streaming_loss_delta", dev.loss_delta)
-    rows += _grid_rows("streaming_logit_diff_delta", dev.logit_diff_delta)
+    rows += grid_rows("streaming_kl", dev.kl)
+    rows += grid_rows("streaming_loss_delta", dev.loss_delta)
+    rows += grid_rows("streaming_logit_diff_delta", dev.logit_diff_delta)
     if dev.needle_accuracy_delta is not None:
-        rows += _grid_rows("streaming_needle_delta", dev.needle_accuracy_delta)
+        rows += grid_rows("streaming_needle_delta", dev.needle_accuracy_delta)
     duo = _duo_score(dev, cfg.ranking)
     duo_cls = _classes(model, duo, cfg.streaming_fraction, low_streams=True)
     razor_cls = 1 - _classes(model, razor["razor_score"], cfg.streaming_fraction, low_streams=True)
-    rows += _grid_rows("streaming_head", duo_cls)
-    rows += _grid_rows("razor_retrieval", razor_cls)
+    rows += grid_rows("streaming_head", duo_cls)
+    rows += grid_rows("razor_retrieval", razor_cls)
 
     t0 = time.perf_counter()
     curve = kv_curve(
