@@ -65,6 +65,24 @@ def finished(
     return store.finish_run(run.id, output).id
 
 
+def job_run(
+    store: ResultStore, workdir: Path, kind: str, task: str, n: int, name: str, **fields: object
+) -> int:
+    """A real run of ``kind`` (its job on the zoo's induction model, on ``n`` generated ``task``
+    pairs stored as set ``name``) committed to ``store``."""
+    from analysis.configs import parse_run_config
+    from analysis.job_table import job_for
+    from analysis.jobs import JobContext
+    from analysis.models import load_model
+    from analysis.prompts.generators import generate_pairs
+
+    model = load_model(MODEL)
+    ps = store.add_prompt_set(name, generate_pairs(model, task, n, 0), "test", MODEL)
+    config = {"kind": kind, "model": MODEL, "prompt_set": name, **fields}
+    ctx = JobContext(0, parse_run_config(config), store, workdir, lambda c: model)
+    return finished(store, kind, job_for(kind)(ctx), ps.id, config)
+
+
 def causal_patterns(n_layers: int, n_heads: int, n: int, rng: np.random.Generator) -> np.ndarray:
     logits = rng.normal(size=(n_layers, n_heads, n, n))
     logits = np.where(np.tril(np.ones((n, n), dtype=bool)), logits, -np.inf)

@@ -8,31 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.seeding import finished
+from tests.browser.seeding import job_run
 from tests.browser.test_pages import wait_idle
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("HEADLAB_SCREENSHOTS", "/tmp/headlab-screens"))
-MODEL = "zoo:induction-2l"
 
 
 @pytest.fixture(scope="module")
 def importance_run(web_store, seeded, tmp_path_factory) -> int:
     """A real importance run (the job on induction-2l) committed to the store the server reads."""
-    from analysis.configs import parse_run_config
-    from analysis.job_table import job_for
-    from analysis.jobs import JobContext
-    from analysis.models import load_model
-    from analysis.prompts.generators import generate_pairs
-
-    model = load_model(MODEL)
-    pairs = generate_pairs(model, "induction-contrast", 8, 0)
-    ps = web_store.add_prompt_set("importance-ind", pairs, "test", MODEL)
-    config = {"kind": "importance", "model": MODEL, "prompt_set": "importance-ind"}
     work = tmp_path_factory.mktemp("importance-job")
-    ctx = JobContext(0, parse_run_config(config), web_store, work, lambda c: model)
-    output = job_for("importance")(ctx)
-    return finished(web_store, "importance", output, ps.id, config)
+    return job_run(web_store, work, "importance", "induction-contrast", 8, "importance-ind")
 
 
 def test_heads_page_of_an_importance_run_shows_its_pruning_curves(page, base_url, importance_run):

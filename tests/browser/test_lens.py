@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.seeding import finished
+from tests.browser.seeding import job_run
 from tests.browser.server import wait_until
 from tests.browser.test_pages import click_cell, wait_idle
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("HEADLAB_SCREENSHOTS", "/tmp/headlab-screens"))
-MODEL = "zoo:induction-2l"
 LENS_FIGURES = ["ov_lens", "logit_lens_tokens", "trained_lens_tokens"]
 
 
@@ -22,21 +21,8 @@ LENS_FIGURES = ["ov_lens", "logit_lens_tokens", "trained_lens_tokens"]
 def lens_run(web_store, seeded, tmp_path_factory) -> int:
     """A real lens run (the job on induction-2l, a small trained lens) committed to the store
     the server reads."""
-    from analysis.configs import parse_run_config
-    from analysis.job_table import job_for
-    from analysis.jobs import JobContext
-    from analysis.models import load_model
-    from analysis.prompts.generators import generate_pairs
-
-    model = load_model(MODEL)
-    pairs = generate_pairs(model, "induction", 4, 0)
-    ps = web_store.add_prompt_set("lens-ind", pairs, "test", MODEL)
-    config = {"kind": "lens", "model": MODEL, "prompt_set": "lens-ind", "train": True,
-              "train_steps": 10}  # fmt: skip
     work = tmp_path_factory.mktemp("lens-job")
-    ctx = JobContext(0, parse_run_config(config), web_store, work, lambda c: model)
-    output = job_for("lens")(ctx)
-    return finished(web_store, "lens", output, ps.id, config)
+    return job_run(web_store, work, "lens", "induction", 4, "lens-ind", train=True, train_steps=10)
 
 
 def test_heads_page_of_a_lens_run_shows_the_heads_lenses(page, base_url, lens_run):
