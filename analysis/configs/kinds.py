@@ -14,9 +14,11 @@ from pydantic import ValidationError
 from analysis.configs.base import ConfigError, RunConfigBase, format_validation_error
 from analysis.configs.catalog import ModelAddConfig, PromptsGenerateConfig, PromptsImportConfig
 from analysis.configs.circuits import CircuitConfig
+from analysis.configs.explore import ExploreConfig
 from analysis.configs.heads import AblateConfig, DlaConfig, HeadsConfig, PatchConfig
 from analysis.configs.importance import ImportanceConfig
 from analysis.configs.lens import LensConfig
+from analysis.configs.path_patch import PathPatchConfig
 from analysis.configs.sae import SAECircuitConfig, SAEEvalConfig, SAETrainConfig
 from analysis.configs.taxonomy import TaxonomyConfig
 from analysis.configs.throughput import ThroughputConfig
@@ -25,10 +27,12 @@ RUN_KINDS: dict[str, type[RunConfigBase]] = {
     "heads": HeadsConfig,
     "dla": DlaConfig,
     "patch": PatchConfig,
+    "path-patch": PathPatchConfig,
     "ablate": AblateConfig,
     "taxonomy": TaxonomyConfig,
     "importance": ImportanceConfig,
     "lens": LensConfig,
+    "explore": ExploreConfig,
     "circuit": CircuitConfig,
     "sae-train": SAETrainConfig,
     "sae-eval": SAEEvalConfig,
