@@ -15,7 +15,6 @@ from analysis.importance.job import importance_job
 from analysis.jobs import JobError, JobFn
 from analysis.lens.job import lens_job
 from analysis.path_patching.job import path_patch_job
-from analysis.path_patching.job import path_patch_job
 from analysis.sae.job import sae_circuit_job, sae_eval_job, sae_train_job
 from analysis.taxonomy.job import taxonomy_job
 from analysis.throughput import run_throughput
@@ -24,7 +23,6 @@ JOBS: dict[str, JobFn] = {
     "heads": heads_job,
     "dla": dla_job,
     "patch": patch_job,
-    "path-patch": path_patch_job,
     "path-patch": path_patch_job,
     "ablate": ablate_job,
     "taxonomy": taxonomy_job,

@@ -19,7 +19,6 @@ from analysis.configs.heads import AblateConfig, DlaConfig, HeadsConfig, PatchCo
 from analysis.configs.importance import ImportanceConfig
 from analysis.configs.lens import LensConfig
 from analysis.configs.path_patch import PathPatchConfig
-from analysis.configs.path_patch import PathPatchConfig
 from analysis.configs.sae import SAECircuitConfig, SAEEvalConfig, SAETrainConfig
 from analysis.configs.taxonomy import TaxonomyConfig
 from analysis.configs.throughput import ThroughputConfig
@@ -28,7 +27,6 @@ RUN_KINDS: dict[str, type[RunConfigBase]] = {
     "heads": HeadsConfig,
     "dla": DlaConfig,
     "patch": PatchConfig,
-    "path-patch": PathPatchConfig,
     "path-patch": PathPatchConfig,
     "ablate": AblateConfig,
     "taxonomy": TaxonomyConfig,
