@@ -41,7 +41,7 @@ GRID_COLOR = "#e6e6e6"
 FONT_FAMILY = "Helvetica, Arial, Liberation Sans, DejaVu Sans, sans-serif"
 
 # Metric names whose values are effects with a sign, even when a run happens to be all positive.
-SIGNED_METRIC_PREFIXES = ("dla", "patch_", "attrib_", "ablate_", "logit_", "diff")
+SIGNED_METRIC_PREFIXES = ("dla", "patch_", "path_", "attrib_", "ablate_", "logit_", "diff")
 
 
 def metric_is_signed(metric: str, values: Iterable[float] | np.ndarray) -> bool:

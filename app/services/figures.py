@@ -29,6 +29,7 @@ from app.figures import compare as compare_figures
 from app.figures import heads as head_figures
 from app.figures import importance as importance_figures
 from app.figures import overlap as overlap_figures
+from app.figures import path_patch as path_figures
 from app.figures import patterns as pattern_figures
 from app.figures import sae as sae_figures
 from app.figures import taxonomy as taxonomy_figures
@@ -407,6 +408,26 @@ def _importance_scatter(reader: ResultsReader, spec: Spec) -> go.Figure:
     return importance_figures.importance_scatter(frame, spearman=rho)
 
 
+# -- path-patch runs ---------------------------------------------------------------------------
+
+
+def _path_grid(reader: ResultsReader, spec: Spec) -> go.Figure:
+    run = _run(reader, spec)
+    grid = run.summary.get("grid")
+    if not isinstance(grid, dict):
+        raise ExportError(
+            f"run {run.id} ({run.kind}) has no sender × receiver 'grid' in its summary: the "
+            "path grid comes from a path-patch run with --grid"
+        )
+    value = "delta" if spec.get("metric") == "delta" else "values"
+    how = f"{run.summary.get('direction')}, {run.summary.get('metric')}"
+    title = f"run #{run.id} path patching ({how})"
+    try:
+        return path_figures.path_grid(grid, title=title, value=value)
+    except ValueError as exc:
+        raise ExportError(f"run {run.id}: {exc}") from None
+
+
 # -- what a bundle draws of a run ---------------------------------------------------------------
 
 
@@ -627,6 +648,16 @@ FIGURES: tuple[FigureKind, ...] = (
         "gradient against ablation importance per head (importance runs)",
         "importance",
         bundle=_bundle_taxonomy("importance_scatter", lambda _, run: run.kind == "importance"),
+    ),
+    FigureKind(
+        "path_grid",
+        "run, [metric]",
+        _path_grid,
+        "sender × receiver path-patching effects, normalised (path-patch runs; --metric delta: "
+        "the raw metric change)",
+        "path-grid",
+        preset="text",
+        bundle=_bundle_summary("path_grid", "grid", runs=False),
     ),
     FigureKind(
         "ov_lens",

@@ -31,6 +31,7 @@ KIND_PREFERRED_METRICS = {
     "taxonomy": ("retrieval_score", "streaming_kl"),
     "lens": ("ov_copy_score", "lens_kl"),
     "importance": ("grad_importance", "ablation_importance"),
+    "path-patch": ("path_logits", "path_qkv", "path_k", "path_q", "path_v"),
 }
 # figures of a ``taxonomy`` run: per head (the head detail) and per run (below the grid)
 TAXONOMY_HEAD_FIGURES = (
@@ -100,7 +101,12 @@ IMPORTANCE_RUN_FIGURES = (
     ("pruning_curve", "Pruning curves"),
     ("importance_scatter", "Gradient vs ablation importance"),
 )
-RUN_FIGURES = {"taxonomy": TAXONOMY_RUN_FIGURES, "importance": IMPORTANCE_RUN_FIGURES}
+PATH_RUN_FIGURES = (("path_grid", "Path patching: sender × receiver"),)
+RUN_FIGURES = {
+    "taxonomy": TAXONOMY_RUN_FIGURES,
+    "importance": IMPORTANCE_RUN_FIGURES,
+    "path-patch": PATH_RUN_FIGURES,
+}
 
 
 def taxonomy_run_figures(ctx: WebContext, run: RunRecord) -> list[FigureView]:
