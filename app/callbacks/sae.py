@@ -6,8 +6,8 @@ from dash import Input, Output, State
 
 from app import ids
 from app.callbacks.wiring import Fired, callback
-from app.components.analysis_pages import highlighted_contexts
 from app.components.common import empty_figure, table_data
+from app.components.sae_contexts import highlighted_contexts
 from app.services import sae, sae_view
 from app.services.context import WebContext
 from app.services.figures import page_figure
@@ -94,6 +94,6 @@ def show_feature(ctx: WebContext, feature: int | None, run_id: int | None) -> tu
     }
     try:
         contexts = highlighted_contexts(sae.top_contexts(ctx.store, run_id, feature))
-    except StoreError as exc:
+    except (StoreError, ValueError) as exc:
         contexts, contexts_spec = str(exc), None
     return (*shares, contexts, contexts_spec, *dfa)

@@ -209,31 +209,6 @@ def sae_layout(
     )
 
 
-def highlighted_contexts(contexts: list[dict[str, Any]]) -> Any:
-    """Tokens with a background whose strength is the activation (relative to the max)."""
-    if not contexts:
-        return html.P("No stored contexts for this feature.", className="muted")
-    top = max((abs(float(a)) for c in contexts for a in c.get("acts", [])), default=0.0) or 1.0
-    rows = []
-    for c in contexts:
-        spans = [
-            html.Span(
-                str(t),
-                title=f"{float(a):.3f}",
-                className="tok",
-                style={"backgroundColor": f"rgba(214, 96, 77, {abs(float(a)) / top:.2f})"},
-            )
-            for t, a in zip(c.get("tokens", []), c.get("acts", []), strict=False)
-        ]
-        rows.append(
-            html.Div(
-                [html.Span(f"max {float(c.get('max', 0)):.2f}", className="ctx-max"), *spans],
-                className="ctx",
-            )
-        )
-    return rows
-
-
 def compare_layout(
     run_options: list[dict[str, Any]],
     a: int | None,

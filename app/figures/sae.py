@@ -105,35 +105,71 @@ def head_share_bars(
     return fig
 
 
+def context_shading(context: dict) -> tuple[list[float], int, float]:
+    """How one top context is shaded: each token's activation relative to the context's own
+    peak (0 for values at or below 0, 1 at the peak), the peak token's index and its value.
+    Shading by the peak of all shown contexts washed every context of a feature out to one
+    tone; within a context the peak is what the feature fired on."""
+    acts = [float(a) for a in context.get("acts", [])]
+    if len(acts) != len(context.get("tokens", [])):
+        raise ValueError("a context's tokens and acts differ in length")
+    if not acts:
+        return [], -1, 0.0
+    peak_index = int(np.argmax(acts))
+    peak = acts[peak_index]
+    scale = peak if peak > 0 else 1.0
+    return [max(a, 0.0) / scale for a in acts], peak_index, peak
+
+
 def top_contexts(contexts: list[dict], *, title: str | None = None) -> go.Figure:
-    """Top-activating contexts of a feature: one row per context, tokens coloured by activation."""
+    """Top-activating contexts of a feature: one row per context, each token shaded by its
+    activation relative to that context's peak (``context_shading``); the peak token is bold,
+    outlined and labelled with its activation."""
     if not contexts:
         raise ValueError("no contexts to show")
     width = max(len(c["tokens"]) for c in contexts)
+    rel = np.full((len(contexts), width), np.nan)
     acts = np.full((len(contexts), width), np.nan)
     text = np.full((len(contexts), width), "", dtype=object)
+    peaks = []
     for i, context in enumerate(contexts):
         if len(context["acts"]) != len(context["tokens"]):
             raise ValueError(f"context {i}: tokens and acts differ in length")
-        acts[i, : len(context["acts"])] = context["acts"]
-        text[i, : len(context["tokens"])] = [escape_label(t) for t in context["tokens"]]
-    top = float(np.nanmax(acts)) if np.isfinite(acts).any() else 1.0
+        shade, peak_index, peak = context_shading(context)
+        n = len(shade)
+        rel[i, :n] = shade
+        acts[i, :n] = [float(a) for a in context["acts"]]
+        text[i, :n] = [escape_label(str(t)) for t in context["tokens"]]
+        if peak_index >= 0:
+            text[i, peak_index] = f"<b>{text[i, peak_index]}</b>"
+            peaks.append((i, peak_index, peak))
     fig = go.Figure(
         go.Heatmap(
-            z=acts,
+            z=rel,
             text=text,
+            customdata=acts,
             texttemplate="%{text}",
             textfont=dict(size=10),
             zmin=0.0,
-            zmax=top if top > 0 else 1.0,
+            zmax=1.0,
             colorscale=SEQUENTIAL_SCALE,
             xgap=1,
             ygap=3,
             hoverongaps=False,
-            colorbar=colour_bar("activation", outline=True),
-            hovertemplate="context %{y}<br>%{text}<br>activation %{z:.3g}<extra></extra>",
+            colorbar=colour_bar("activation ÷ context peak", outline=True),
+            hovertemplate="context %{y}<br>%{text}<br>activation %{customdata:.3g} "
+            "(%{z:.0%} of the context's peak)<extra></extra>",
         )
     )
+    for row, col, peak in peaks:
+        fig.add_shape(
+            type="rect", x0=col - 0.5, x1=col + 0.5, y0=row - 0.5, y1=row + 0.5,
+            line=dict(color="#111111", width=2), fillcolor="rgba(0,0,0,0)",
+        )  # fmt: skip
+        fig.add_annotation(
+            x=col + 0.5, y=row - 0.5, text=f"{peak:.3g}", showarrow=False,
+            xanchor="left", yanchor="bottom", font=dict(size=9, color="#111111"),
+        )  # fmt: skip
     light_layout(fig, aspect=min(1.2, 0.12 * len(contexts) + 0.15), title=title)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(
