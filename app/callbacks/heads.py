@@ -179,8 +179,11 @@ outline_head = ClientsideCallback(
     Output(POSITION_SPEC, "spec"),
     Input(ids.HEADS_POSITION_METRIC, "value"),
     State(ids.HEADS_SELECTED, "data"),
+    State(ids.HEADS_RUN, "value"),
     prevent_initial_call=True,  # the page comes with the first choice's figure
 )
-def show_positions(ctx: WebContext, choice: str | None, selected: list[int] | None) -> tuple:
-    view = heads_view.position_view(ctx, choice, selected)
+def show_positions(
+    ctx: WebContext, choice: str | None, selected: list[int] | None, run_id: int | None
+) -> tuple:
+    view = heads_view.position_view(ctx, choice, selected, run_id)
     return position_content(view), view.spec

@@ -137,7 +137,7 @@ def position_card(state: HeadsInitial) -> html.Div:
                     id=ids.HEADS_POSITION_METRIC,
                     options=state.position_options,
                     value=state.position_choice,
-                    placeholder="no per-position results for this model",
+                    placeholder="none on this model and prompt set",
                     className="grow",
                 ),
             ],

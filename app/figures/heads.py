@@ -83,8 +83,13 @@ def grid_heatmap(
     signed: bool | None = None,
     x_labels: list[str] | None = None,
     title: str | None = None,
+    y_values: list[int] | None = None,
 ) -> go.Figure:
-    """A heatmap of a ``[rows, cols]`` grid with rows on y (row 0 at the top)."""
+    """A heatmap of a ``[rows, cols]`` grid with rows on y (row 0 at the top).
+
+    ``x_labels`` (one per column; ``""`` where a column has none, which keeps its number) label
+    the x axis. ``y_values`` name the rows (e.g. the layers a grid keeps) on a category axis;
+    None: rows are 0..n-1."""
     if signed is None:
         signed = metric_is_signed(metric, grid)
     zmin, zmax = colour_limits(grid, signed)
@@ -94,8 +99,6 @@ def grid_heatmap(
         z=grid,
         x0=0,
         dx=1,
-        y0=0,
-        dy=1,
         zmin=zmin,
         zmax=zmax,
         zmid=0.0 if signed else None,
@@ -107,6 +110,10 @@ def grid_heatmap(
         xgap=0,
         ygap=0,
     )
+    if y_values is None:
+        trace.update(y0=0, dy=1)
+    else:
+        trace.update(y=[str(v) for v in y_values])
     if x_labels is not None:
         escaped = np.asarray([escape_label(t) for t in x_labels], dtype=object)
         trace.customdata = np.tile(escaped, (n_rows, 1))
@@ -129,11 +136,13 @@ def grid_heatmap(
         autorange="reversed",
         automargin=False,
     )
+    if y_values is not None:
+        fig.update_yaxes(type="category")
     if x_labels is not None and n_cols <= 48:
         fig.update_xaxes(
             tickmode="array",
             tickvals=list(range(n_cols)),
-            ticktext=[escape_label(t) for t in x_labels],
+            ticktext=[escape_label(t) if t else str(i) for i, t in enumerate(x_labels)],
             tickangle=-60,
         )
     return fig
@@ -159,21 +168,26 @@ def position_heatmap(
 ) -> go.Figure:
     """Layer × position heatmap of a per-position metric (e.g. ``patch_resid``).
 
-    ``tokens`` (one per position) label the x axis when the sequence is short enough to read.
+    Only layers with a value are rows (one head's grid is its own layer's row, not a band of
+    empty layers). ``tokens`` (a prompt's, one per position from 0) label the x axis when the
+    sequence is short enough to read; positions past a shorter prompt keep their number.
     """
     rows = _prefer_aggregate(select_metric(df, metric, "position"), ["layer", "position"])
     grid = dense_grid(rows, "layer", "position")
-    if tokens is not None and len(tokens) < grid.shape[1]:
-        raise ValueError(
-            f"{len(tokens)} tokens for {grid.shape[1]} positions: pass one token per position"
-        )
-    labels = None if tokens is None else list(tokens[: grid.shape[1]])
+    layers = [int(i) for i in np.flatnonzero(np.isfinite(grid).any(axis=1))]
+    if not layers:
+        raise ValueError(f"every {metric!r} value is undefined (NaN): nothing to draw")
+    n_cols = grid.shape[1]
+    labels = None
+    if tokens is not None:
+        labels = [str(t) for t in tokens[:n_cols]] + [""] * max(0, n_cols - len(tokens))
     return grid_heatmap(
-        grid,
+        grid[layers],
         metric=metric,
         x_title="position",
         y_title="layer",
         signed=signed,
         x_labels=labels,
         title=title,
+        y_values=layers,
     )

@@ -121,15 +121,19 @@ def _position_heatmap(reader: ResultsReader, spec: Spec) -> go.Figure:
     run = _run(reader, spec)
     available = reader.position_metrics(run.id)
     metric = _choose_metric(run, spec.get("metric"), available, "per-position")
-    grid = reader.position_grid(run.id, metric, _head(spec))
+    head = _head(spec)
+    grid = reader.position_grid(run.id, metric, head)
     tokens = spec.get("tokens") or None
-    if tokens is None and spec.get("prompt") is not None:
+    prompt = None if spec.get("prompt") is None else int(spec["prompt"])
+    if tokens is None and prompt is not None:
         stored = reader.prompt_tokens(run.id)
-        prompt = int(spec["prompt"])
         tokens = stored[prompt] if 0 <= prompt < len(stored) else None
-    if tokens is not None and len(tokens) <= int(grid.frame["position"].max()):
-        tokens = None
-    return head_figures.position_heatmap(grid.frame, metric, tokens=tokens)
+    title = f"run #{run.id} {run.kind} · {metric}"
+    if head is not None:
+        title += f" · head {head[0]}.{head[1]}"
+    if tokens is not None:
+        title += " · tokens of " + (f"prompt {prompt}" if prompt is not None else "a prompt")
+    return head_figures.position_heatmap(grid.frame, metric, tokens=tokens, title=title)
 
 
 def _pattern(reader: ResultsReader, spec: Spec) -> go.Figure:
@@ -510,7 +514,7 @@ FIGURES: tuple[FigureKind, ...] = (
     ),
     FigureKind(
         "position_heatmap",
-        "run, metric, [layer, head], [prompt | tokens]",
+        "run, metric, [layer, head], [prompt], [tokens (of that prompt)]",
         _position_heatmap,
         "layer × position heatmap of a per-position --metric",
         "position",

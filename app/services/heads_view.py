@@ -23,7 +23,7 @@ from app.services import sae
 from app.services.context import WebContext
 from app.services.figures import page_figure
 from storage.errors import NotFound, StoreError
-from storage.records import RunRecord
+from storage.records import RunRecord, RunStatus
 
 PREFERRED_METRICS = ("induction_score", "prev_token_score", "dla", "patch_z", "ablate_mean")
 # a run kind's own first metrics, tried before PREFERRED_METRICS
@@ -47,7 +47,7 @@ TAXONOMY_RUN_FIGURES = (
 MOVES = {"ArrowUp": (-1, 0), "ArrowDown": (1, 0), "ArrowLeft": (0, -1), "ArrowRight": (0, 1)}
 
 
-NO_POSITIONS = "No per-position results for this model"
+NO_POSITIONS = "No per-position results to show"
 
 
 @dataclass
@@ -204,9 +204,31 @@ def prompt_options(ctx: WebContext, run: RunRecord) -> list[dict[str, Any]]:
     return [{"label": f"{i}: {''.join(t)[:40]}", "value": i} for i, t in enumerate(tokens)]
 
 
+POSITION_SOURCES = 8  # runs besides the shown one whose per-position grids the picker lists
+POSITION_CANDIDATES = 40  # newest finished runs on the model and set looked at for them
+
+
+def position_sources(ctx: WebContext, run: RunRecord) -> list[RunRecord]:
+    """``run`` and the newest other finished runs of any kind on the same model and prompt
+    set that store per-position results (a patch run with ``positions=all`` has none of its
+    own, but a sibling with ``positions=each`` does)."""
+    out = [run]
+    looked = 0
+    for other in ctx.store.list_runs(status=RunStatus.FINISHED, limit=500):
+        same = other.model_spec == run.model_spec and other.prompt_set_id == run.prompt_set_id
+        if not same or other.id == run.id:
+            continue
+        looked += 1
+        if ctx.reader.position_metrics(other.id):
+            out.append(other)
+        if len(out) > POSITION_SOURCES or looked >= POSITION_CANDIDATES:
+            break
+    return out
+
+
 def position_options(ctx: WebContext, run: RunRecord) -> list[dict[str, Any]]:
     out = []
-    for source in [run, *ctx.reader.related_runs(run)]:
+    for source in position_sources(ctx, run):
         for metric in ctx.reader.position_metrics(source.id):
             out.append(
                 {
@@ -217,17 +239,35 @@ def position_options(ctx: WebContext, run: RunRecord) -> list[dict[str, Any]]:
     return out
 
 
-def position_tokens(ctx: WebContext, run_id: int) -> list[str] | None:
-    """x-axis labels of a per-position heatmap: prompt 0 of the run's ``tokens.json``, else of
-    the heads run whose patterns the Heads page shows, if it used the same prompt set (its
-    prompt 0 is then the set's first clean prompt). None when neither exists."""
+def no_positions_message(ctx: WebContext, run: RunRecord) -> str:
+    """Why the per-position card is empty, naming the run, its model and its prompt set."""
+    names = run_service.prompt_set_names(ctx.store)
+    where = f"model {run.model_spec}"
+    if run.prompt_set_id is not None:
+        where += f" and prompt set {names.get(run.prompt_set_id, run.prompt_set_id)!r}"
+    return (
+        f"No per-position results in run #{run.id} or any finished run on {where}: a `patch` "
+        "run with positions=each (or site resid) stores them."
+    )
+
+
+def position_tokens(ctx: WebContext, run_id: int, width: int) -> tuple[int, list[str]] | None:
+    """x-axis labels of a ``width``-position heatmap: (prompt index, its tokens) from the run's
+    ``tokens.json``, else from the heads run whose patterns the Heads page shows if it used the
+    same prompt set (its prompt i is then the set's prompt i). Prompts are right-padded, so
+    position p is token p of every prompt: the first prompt covering all ``width`` positions
+    is chosen, else the longest. None when neither run stores tokens."""
     run = ctx.store.get_run(run_id)
     tokens = ctx.reader.prompt_tokens(run.id)
     if not tokens and run.prompt_set_id is not None:
         source = ctx.reader.pattern_run(run)
         if source is not None and source.prompt_set_id == run.prompt_set_id:
             tokens = ctx.reader.prompt_tokens(source.id)
-    return tokens[0] if tokens else None
+    if not tokens:
+        return None
+    covering = [i for i, t in enumerate(tokens) if len(t) >= width]
+    index = covering[0] if covering else max(range(len(tokens)), key=lambda i: len(tokens[i]))
+    return index, tokens[index]
 
 
 def parse_position_choice(choice: str) -> tuple[int, str]:
@@ -243,19 +283,24 @@ def position_follows_head(ctx: WebContext, choice: str | None) -> bool:
     return ctx.reader.position_grid_has_heads(*parse_position_choice(choice))
 
 
-def position_view(ctx: WebContext, choice: str | None, selected: list[int] | None) -> PositionView:
+def position_view(
+    ctx: WebContext, choice: str | None, selected: list[int] | None, run_id: int | None = None
+) -> PositionView:
     """The layer × position heatmap of ``choice`` (``"run|metric"``), of the selected head when
-    the metric has one grid per head."""
+    the metric has one grid per head; no choice: why not, for the page's run ``run_id``."""
     if not choice:
-        return PositionView()
+        if run_id is None:
+            return PositionView()
+        return PositionView(message=no_positions_message(ctx, ctx.store.get_run(int(run_id))))
     run_id, metric = parse_position_choice(choice)
     spec: dict[str, Any] = {"kind": "position_heatmap", "run": run_id, "metric": metric}
     if selected and ctx.reader.position_grid_has_heads(run_id, metric):
         spec.update(layer=selected[0], head=selected[1])
     try:
-        tokens = position_tokens(ctx, run_id)
-        if tokens:
-            spec["tokens"] = tokens
+        width = int(ctx.reader.position_grid(run_id, metric).frame["position"].max()) + 1
+        labels = position_tokens(ctx, run_id, width)
+        if labels is not None:
+            spec.update(prompt=labels[0], tokens=labels[1])
         return PositionView(page_figure(ctx.reader, spec), spec)
     except (StoreError, ValueError) as exc:
         return PositionView(message=str(exc))
@@ -279,9 +324,23 @@ def choices(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsIni
     state = HeadsInitial(options, run_id, metrics, metric)
     state.prompt_options = prompt_options(ctx, run)
     state.position_options = position_options(ctx, run)
-    if metric is None:
+    if run.status is not RunStatus.FINISHED:
+        state.message = unfinished_message(run)
+    elif metric is None:
         state.message = f"Run #{run_id} ({run.kind}) stores no per-head metrics."
     return state
+
+
+def unfinished_message(run: RunRecord) -> str:
+    """What a page of a run that has not finished says instead of results."""
+    status = run.status.value.lower()
+    if run.status in run_service.ACTIVE:
+        return (
+            f"Run #{run.id} ({run.kind}) is {status} ({run.progress:.0%}): its results show "
+            "here when it has finished; the Runs page follows it."
+        )
+    why = f": {run.error}" if run.error else ""
+    return f"Run #{run.id} ({run.kind}) is {status}{why}. It stores no results."
 
 
 def initial(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsInitial:
@@ -289,7 +348,7 @@ def initial(ctx: WebContext, run_id: int | None, metric: str | None) -> HeadsIni
     state = choices(ctx, run_id, metric)
     if state.run_id is None:
         return state
-    state.position = position_view(ctx, state.position_choice, None)
+    state.position = position_view(ctx, state.position_choice, None, state.run_id)
     state.run_figures = taxonomy_run_figures(ctx, ctx.store.get_run(state.run_id))
     if state.metric is not None:
         state.spec = heatmap_spec(state.run_id, state.metric)
