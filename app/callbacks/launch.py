@@ -10,6 +10,7 @@ from app.callbacks.wiring import Fired, callback
 from app.components.launch import form
 from app.services import launch
 from app.services.context import WebContext
+from app.services.runs import open_href
 from storage.errors import StoreError
 from storage.records import SweepRecord
 
@@ -78,7 +79,9 @@ def submit(ctx: WebContext, fired: Fired, _n: int, kind: str, values: list) -> t
         status = html.Span(
             [
                 f"Run #{queued.id} ({queued.kind}) queued. ",
-                dcc.Link("Watch it on the Runs page →", href="/runs"),
+                dcc.Link(f"Open run #{queued.id} →", href=open_href(queued), id="launch-run-link"),
+                " (its results show there when a worker has finished it) · ",
+                dcc.Link("watch it on the Runs page", href=f"/runs?kind={queued.kind}"),
             ]
         )
     return [""] * len(error_fields), status, "message ok"

@@ -29,6 +29,7 @@ def field_input(spec: FieldSpec, models: list[str], prompt_sets: list[str]) -> A
             list=MODELS_DATALIST,
             className="input wide",
             placeholder="zoo:induction-2l",
+            required=spec.required,
         )
     if spec.server_file == "folder":
         return dcc.Input(
@@ -77,17 +78,29 @@ def field_input(spec: FieldSpec, models: list[str], prompt_sets: list[str]) -> A
     if spec.widget == "list":
         value = ", ".join(map(str, spec.default or []))
         return dcc.Input(id=fid, value=value, className="input wide", placeholder="comma-separated")
-    return dcc.Input(id=fid, value=spec.default, className="input wide")
+    return dcc.Input(id=fid, value=spec.default, className="input wide", required=spec.required)
+
+
+REQUIRED_NOTE = "Fields marked * are required; the others have defaults."
+
+
+def field_label(spec: FieldSpec) -> html.Label:
+    """The field's human label (``FieldSpec.label``), a ``*`` when it is required; the config
+    field's own name (as the CLI and the API spell it) is the label's tooltip."""
+    parts: list[Any] = [spec.label or spec.name]
+    if spec.required:
+        parts.append(html.Span(" *", className="required-mark", title="required"))
+    return html.Label(parts, className="form-label", title=f"config field: {spec.name}")
 
 
 def form(specs: list[FieldSpec], models: list[str], prompt_sets: list[str]) -> html.Div:
     rows = []
     for spec in specs:
-        label = spec.name.replace("_", " ") + (" *" if spec.required else "")
+        required = {"aria-required": "true"} if spec.required else {}
         rows.append(
             html.Div(
                 [
-                    html.Label(label, className="form-label"),
+                    field_label(spec),
                     html.Div(
                         [
                             field_input(spec, models, prompt_sets),
@@ -95,13 +108,17 @@ def form(specs: list[FieldSpec], models: list[str], prompt_sets: list[str]) -> h
                             html.Div(id=ids.launch_error_id(spec.name), className="form-error"),
                         ],
                         className="form-control",
+                        role="group",
+                        **{"aria-label": spec.label or spec.name, **required},  # type: ignore[arg-type]
                     ),
                 ],
                 className="form-row",
+                **{"data-field": spec.name},  # type: ignore[arg-type]
             )
         )
     datalist = html.Datalist([html.Option(value=m) for m in models], id=MODELS_DATALIST)
-    return html.Div([*rows, sweep_section(prompt_sets), datalist], className="form")
+    note = html.P(REQUIRED_NOTE, className="hint")
+    return html.Div([note, *rows, sweep_section(prompt_sets), datalist], className="form")
 
 
 SWEEP_HELP = {

@@ -39,7 +39,8 @@ def is_reference_name(value: str) -> bool:
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """How one config field is shown: ``widget`` is text, number, integer, bool, choice or list."""
+    """How one config field is shown: ``widget`` is text, number, integer, bool, choice or list;
+    ``label`` is the field's name for people (``field_label``)."""
 
     name: str
     widget: str
@@ -49,6 +50,51 @@ class FieldSpec:
     description: str = ""
     optional: bool = False
     server_file: str | None = None  # "text" / "json" / "folder": a file the worker opens
+    label: str = ""
+
+
+# words of config field names written as people write them (the rest: first letter capital)
+WORDS = {
+    "acdc": "ACDC", "bos": "BOS", "dfa": "DFA", "dla": "DLA", "eap": "EAP", "hf": "HF",
+    "id": "ID", "ig": "IG", "kl": "KL", "kv": "KV", "l1": "L1", "lr": "learning rate",
+    "mlp": "MLP", "ov": "OV", "qk": "QK", "sae": "SAE",
+}  # fmt: skip
+# whole names that read better otherwise (symbols keep their case)
+LABELS = {
+    "d_sae": "SAE width (d_sae)", "dtype": "dtype", "k": "k", "n": "Number of pairs",
+    "tau": "τ (tau)", "top_k": "Top k",
+}  # fmt: skip
+
+
+def field_label(name: str, title: str | None = None) -> str:
+    """A config field's label: its pydantic ``title`` when it has one, else its name in words
+    (``ig_steps`` → "IG steps", ``l1_coefficient`` → "L1 coefficient", ``lr`` → "Learning
+    rate")."""
+    if title:
+        return title
+    if name in LABELS:
+        return LABELS[name]
+    text = " ".join(WORDS.get(w, w) for w in name.split("_") if w)
+    return text[:1].upper() + text[1:]
+
+
+def needs_prompt_set(cls: type[BaseModel], kind: str) -> bool:
+    """Whether a run of ``kind`` cannot run without a prompt set although the field has a
+    default: its config refuses a config without one (``prompt_set: … needs a prompt set``),
+    or it reads the set's pairs (it has ``max_pairs``; the job refuses to start without a
+    set). Either-or checks (``text`` or a prompt set) do not make it required."""
+    if "prompt_set" not in cls.model_fields:
+        return False
+    if "max_pairs" in cls.model_fields:
+        return True
+    try:
+        cls.model_validate({"kind": kind, "model": "zoo:induction-2l"})
+    except ValidationError as exc:
+        for err in exc.errors():
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if message.startswith("prompt_set:") or "needs a prompt set" in message:
+                return True
+    return False
 
 
 class LaunchError(ValueError):
@@ -76,6 +122,7 @@ def _widget(annotation: Any) -> tuple[str, tuple[Any, ...]]:
 def form_fields(kind: str) -> list[FieldSpec]:
     """The fields of a run kind's form, in declaration order, ``kind`` itself left out."""
     cls: type[BaseModel] = run_kinds()[kind]
+    needed = {"prompt_set"} if needs_prompt_set(cls, kind) else set()
     specs = []
     for name, info in cls.model_fields.items():
         if name == "kind":
@@ -90,11 +137,12 @@ def form_fields(kind: str) -> list[FieldSpec]:
                 name=name,
                 widget=widget,
                 default=default,
-                required=info.is_required(),
+                required=info.is_required() or name in needed,
                 choices=choices,
                 description=info.description or "",
                 optional=optional,
                 server_file=str(server_file) if server_file else None,
+                label=field_label(name, info.title),
             )
         )
     return specs
@@ -128,20 +176,31 @@ def build_config(kind: str, form_values: dict[str, Any]) -> dict[str, Any]:
     if kind not in kinds:
         raise LaunchError({"kind": f"unknown run kind {kind!r}; choose one of {sorted(kinds)}"})
     data: dict[str, Any] = {"kind": kind}
-    for spec in form_fields(kind):
+    missing: dict[str, str] = {}
+    specs = form_fields(kind)
+    for spec in specs:
         value = _coerce(spec, form_values.get(spec.name))
+        if value is None and spec.required and spec.widget != "bool":
+            missing[spec.name] = f"{spec.label} is required for a {kind} run"
         if value is None and not spec.optional:
             if spec.required:
                 data[spec.name] = None  # let pydantic name the missing field
             continue
         data[spec.name] = value
+    if missing:
+        raise LaunchError(missing)
+    names = {spec.name for spec in specs}
     try:
         kinds[kind].model_validate(data)
     except ValidationError as exc:
         errors: dict[str, str] = {}
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "kind"
-            errors.setdefault(field, err["msg"])
+            message = str(err["msg"]).removeprefix("Value error, ")
+            named, _, rest = message.partition(": ")
+            if not err["loc"] and named in names and rest:
+                field, message = named, rest  # a check across fields that names its field
+            errors.setdefault(field, message)
         raise LaunchError(errors) from None
     return parse_run_config(data).model_dump(mode="json")
 

@@ -38,9 +38,12 @@ def test_launch_validates_then_a_worker_finishes_the_run(page, base_url, web_sto
     field(page, "batch").fill("1")
     field(page, "seq_len").fill("8")
     page.get_by_role("button", name="Validate and enqueue").click()
-    page.wait_for_selector("text=queued. Watch it on the Runs page")
+    page.wait_for_selector("#launch-run-link")
     assert error.inner_text() == ""
     run = web_store.list_runs(limit=1)[0]
+    link = page.locator("#launch-run-link")  # the run's own page, not the run list
+    assert link.inner_text() == f"Open run #{run.id} →"
+    assert link.get_attribute("href") == f"/heads?run={run.id}"
     assert run.kind == "throughput" and run.config["steps"] == 2 and run.status.value == "QUEUED"
     assert run.versions.get("dash") and run.code_version
     if not worker_can_load_models():
