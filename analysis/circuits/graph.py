@@ -12,6 +12,11 @@ Edge targets are *input channels*: each head reads its query, key and value inpu
 heads of layer L read ``input`` and all heads and MLPs of layers < L; ``m{L}`` also reads the
 heads of layer L; ``logits`` reads every node.
 
+Parallel attention and MLP (GPT-NeoX / Pythia, GPT-J: ``cfg.parallel_attn_mlp``): a block
+computes ``x + attn(norm(x)) + mlp(norm(x))``, so ``m{L}`` reads the layer's input, like the
+heads of layer L, and *not* the heads of layer L. Nodes, channels and names are the same; only
+the MLP channels have fewer upstream nodes.
+
 Grouped-query attention: keys and values are computed once per key/value head, shared by
 ``n_heads / n_kv_heads`` query heads, so their channels are per KV head and named
 ``a{L}.kv{G}<k>`` / ``a{L}.kv{G}<v>`` (G = KV head index). Without GQA they are named per head
@@ -60,6 +65,7 @@ class CircuitGraph:
     n_heads: int
     n_kv_heads: int
     has_mlp: bool
+    parallel: bool = False  # MLP L reads the layer's input (resid_pre), not the heads of L
     nodes: tuple[str, ...] = field(init=False)
     channels: tuple[Channel, ...] = field(init=False)
     edges: tuple[tuple[str, str], ...] = field(init=False)
@@ -79,7 +85,8 @@ class CircuitGraph:
                              for g in range(self.n_kv_heads)]  # fmt: skip
             nodes += [f"a{layer}.h{h}" for h in range(self.n_heads)]
             if self.has_mlp:
-                channels.append(Channel(f"m{layer}", layer, "mlp", 0, len(nodes)))
+                mlp_up = n_up if self.parallel else len(nodes)
+                channels.append(Channel(f"m{layer}", layer, "mlp", 0, mlp_up))
                 nodes.append(f"m{layer}")
         channels.append(Channel(LOGITS, self.n_layers, "logits", 0, len(nodes)))
         edges = [(nodes[u], ch.name) for ch in channels for u in range(ch.n_upstream)]
@@ -174,12 +181,18 @@ def node_layer_head(name: str) -> tuple[int | None, int | None]:
 
 
 def graph_for_model(model: TransformerBridge) -> CircuitGraph:
-    """The graph of a TransformerBridge (or any model with a TransformerLens-style ``cfg``)."""
+    """The graph of a TransformerBridge (or any model with a TransformerLens-style ``cfg``).
+
+    Refused (``CircuitGraphError``) for blocks that normalise their attention and MLP outputs
+    (Gemma-2/3), where the residual stream is not the sum of the nodes' outputs."""
+    from analysis.models import sandwich_norms
+
     cfg = model.cfg
-    if getattr(cfg, "parallel_attn_mlp", False):
+    if sandwich_norms(model):
         raise CircuitGraphError(
-            "models with parallel attention and MLP (GPT-J, GPT-NeoX style) are not supported "
-            "by circuit discovery yet: their MLP reads the layer's input, not the heads' output"
+            f"{getattr(cfg, 'architecture', 'this model')}: circuit discovery needs each head's "
+            "write into the residual stream to be z @ W_O; this model normalises the attention "
+            "and MLP outputs before adding them (post-attention/post-MLP norms, Gemma-2 style)"
         )
     n_kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
     return CircuitGraph(
@@ -187,4 +200,5 @@ def graph_for_model(model: TransformerBridge) -> CircuitGraph:
         n_heads=int(cfg.n_heads),
         n_kv_heads=int(n_kv),
         has_mlp=not bool(getattr(cfg, "attn_only", False)),
+        parallel=bool(getattr(cfg, "parallel_attn_mlp", False)),
     )
