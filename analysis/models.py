@@ -34,6 +34,7 @@ __all__ = [
     "parse_model_spec",
     "resolve_device",
     "resolve_dtype",
+    "sandwich_norms",
 ]
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -135,6 +136,16 @@ def load_model(
     model.headlab_spec = parsed.spec  # type: ignore[attr-defined]  # who this model is
     log.info("loaded %s on %s (%s)", parsed.spec, resolved, torch_dtype)
     return model
+
+
+def sandwich_norms(model: TransformerBridge) -> bool:
+    """Whether the blocks normalise the attention and MLP outputs before adding them to the
+    residual stream (Gemma-2/3's ``post_attention_layernorm`` / ``post_feedforward_layernorm``,
+    the bridge's ``ln1_post`` / ``ln2_post``): a head's write is then not ``z @ W_O``."""
+    if getattr(model.cfg, "use_normalization_before_and_after", False):
+        return True
+    blocks = getattr(model, "blocks", None) or []
+    return any(hasattr(b, "ln1_post") or hasattr(b, "ln2_post") for b in blocks)
 
 
 def model_facts(model: TransformerBridge) -> dict[str, Any]:

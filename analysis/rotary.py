@@ -14,6 +14,9 @@ with h = rotary_dim / 2, applied to the first ``rotary_dim`` dimensions of each 
 the ``cos_cached``/``sin_cached`` buffers of a shared rotary module indexed by the
 ``position_ids`` the attention is called with, and rotates *adjacent pairs* (2i, 2i + 1)
 ("interleaved"; the tables repeat each angle twice in a row) instead of halves.
+GPT-J (HF ``GPTJForCausalLM``) passes its blocks ``(sin, cos)`` — that order — of
+``rotary_dim / 2`` angles each, and rotates adjacent pairs with each angle repeated twice
+(``rotate_every_two``); ``block_tables`` turns such a pair into the full interleaved tables.
 ``record_position_embeddings`` captures the tables during a forward (a pre-hook on the first
 block, or on the first native attention module, whose convention is read off its own
 rotation); ``apply_rotary`` applies them in their convention.
@@ -82,6 +85,20 @@ def apply_rotary(
     return torch.cat([rot * cos + partner(rot) * sin, rest], dim=-1)
 
 
+# HF architectures whose blocks get ``position_embeddings = (sin, cos)`` of rotary_dim / 2 angles,
+# applied to adjacent pairs (each angle repeated twice), as GPT-J's ``apply_rotary_pos_emb``.
+SIN_COS_PAIR_ARCHITECTURES = frozenset({"GPTJForCausalLM"})
+
+
+def block_tables(model: TransformerBridge, emb: tuple[torch.Tensor, torch.Tensor]) -> RotaryTables:
+    """The rotary tables of the ``position_embeddings`` pair a block of ``model`` is given."""
+    first, second = emb[0].detach(), emb[1].detach()
+    if getattr(model.cfg, "architecture", None) in SIN_COS_PAIR_ARCHITECTURES:
+        cos, sin = second.repeat_interleave(2, -1), first.repeat_interleave(2, -1)
+        return RotaryTables(cos, sin, interleaved=True)
+    return RotaryTables(first, second)
+
+
 def _native_rotary_attention(model: TransformerBridge) -> tuple[Any, bool] | None:
     """The first attention module that rotates q/k itself from a rotary module's cached tables
     (TransformerLens-native), and whether that rotation is interleaved; None if there is none
@@ -124,7 +141,7 @@ def record_position_embeddings(model: TransformerBridge | None) -> Iterator[list
     def pre(module: Any, args: tuple, kwargs: dict) -> None:
         emb = kwargs.get("position_embeddings")
         if isinstance(emb, tuple) and len(emb) == 2 and all(torch.is_tensor(t) for t in emb):
-            seen.append(RotaryTables(emb[0].detach(), emb[1].detach()))
+            seen.append(block_tables(model, emb))
 
     handles = [blocks[0].register_forward_pre_hook(pre, with_kwargs=True)]
     native = _native_rotary_attention(model)

@@ -15,13 +15,20 @@ model computes it in compatibility mode (layer norms folded into the weights): `
 ``q, k, v = h @ W + b`` (K/V per key/value head; grouped-query attention repeats each KV head
 over its query heads); the rotary embedding from the model's own cos/sin tables when it has
 one; causal softmax of ``q k^T / attn_scale``; ``z = pattern v``;
-``x += z @ W_O + b_O``; ``x += mlp(norm(x))`` with the model's own MLP module. Patch hooks act
-on these tensors at the hook sites' shapes and positions (q/k/v before the rotary embedding,
-as the model's ``hook_q/k/v``), so a variant patches exactly what the hooked forward patches.
+``x += z @ W_O + b_O``; ``x += mlp(norm(x))`` with the model's own MLP module — or, for
+parallel attention and MLP (GPT-NeoX / Pythia, GPT-J: ``cfg.parallel_attn_mlp``),
+``x += z @ W_O + b_O + mlp(norm(x))`` with both reading the block's input. Partial rotary
+(NeoX's ``rotary_pct``, GPT-J's ``rotary_dim``) rotates the first dimensions the tables cover;
+GPT-J's ``(sin, cos)`` pair of adjacent-pair angles is read by ``rotary.block_tables``.
+Patch hooks act on these tensors at the hook sites' shapes and positions (q/k/v before the
+rotary embedding, as the model's ``hook_q/k/v``), so a variant patches exactly what the hooked
+forward patches.
 
 Support is detected, not assumed: replaying from layer 0 on a suffix, and from the cached
 ``z``, must reproduce the model's last-position logits (≤ 1e-4, relative to their scale);
-otherwise ``supported`` is False and callers use ``BlockReplay`` on all positions.
+otherwise ``supported`` is False and callers use ``BlockReplay`` on all positions. Blocks the
+kernel does not compute are refused before that, with the reason: attention-score soft-capping
+and post-attention/post-MLP norms (Gemma-2 style).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from jaxtyping import Float
 from analysis import hooks
 from analysis.block_math import attention_scale, folded_norm, model_param
 from analysis.patching.replay import BlockReplay
-from analysis.rotary import apply_rotary
+from analysis.rotary import RotaryTables, apply_rotary, block_tables
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -78,10 +85,15 @@ class SuffixReplay:
         self.norm_type = getattr(cfg, "normalization_type", None)
         self.eps = float(getattr(cfg, "eps", 1e-5))
         self.attn_only = bool(getattr(cfg, "attn_only", False))
+        self.parallel = bool(getattr(cfg, "parallel_attn_mlp", False))
         self.supported, self.reason = False, ""
         self._pattern_effective: bool | None = None
         if not replay.supported:
             self.reason = f"layer replay is unsupported ({replay.reason})"
+            return
+        if missing := self._unsupported_block():
+            self.reason = f"the suffix kernel does not compute {missing}"
+            log.info("prefix skip unavailable (%s); replaying all positions", self.reason)
             return
         try:
             self._load()
@@ -132,15 +144,25 @@ class SuffixReplay:
         if missing:
             raise ValueError(f"the recording has no {missing[0]}")
 
-    def _rotary_tables(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _unsupported_block(self) -> str | None:
+        """What of this model's blocks the kernel lacks, or None."""
+        from analysis.models import sandwich_norms
+
+        cap = float(getattr(self.model.cfg, "attn_scores_soft_cap", -1.0) or -1.0)
+        if cap > 0:
+            return f"attention-score soft-capping (attn_scores_soft_cap={cap:g})"
+        if sandwich_norms(self.model):
+            return "post-attention/post-MLP norms (Gemma-2 style)"
+        return None
+
+    def _rotary_tables(self) -> RotaryTables | None:
         """The model's rotary cos/sin [batch|1, pos, rotary_dim], from the recorded block calls."""
         if getattr(self.model.cfg, "positional_embedding_type", "standard") != "rotary":
             return None
         emb = self.replay.calls[0][1].get("position_embeddings")
         if not (isinstance(emb, tuple) and len(emb) == 2):
             raise ValueError("a rotary model whose blocks get no position_embeddings (cos, sin)")
-        cos, sin = emb
-        return cos.detach(), sin.detach()
+        return block_tables(self.model, emb)
 
     def _self_check(self) -> tuple[bool, str]:
         want = self.replay.full_last
@@ -232,10 +254,10 @@ class SuffixReplay:
             at = self._last_at(copies, start)
             x = x[rows, at][:, None, :]
             z = z if last_queries else z[rows, at][:, None]
-        x = x + z.flatten(2) @ w.w_o + w.b_o
-        if not self.attn_only:
-            x = x + self.model.blocks[i].mlp(self.normalise(x))
-        return x
+        out = x + z.flatten(2) @ w.w_o + w.b_o
+        if not self.attn_only:  # a parallel block's MLP reads the block's input
+            out = out + self.model.blocks[i].mlp(self.normalise(x if self.parallel else out))
+        return out
 
     def _attention(
         self,

@@ -83,3 +83,57 @@ def llama_style(folder: Path, seed: int = 0):
                       max_position_embeddings=32, bos_token_id=0, eos_token_id=0,
                       pad_token_id=1)  # fmt: skip
     return _boot_hf(cfg, folder, seed)
+
+
+# ---- more architectures (tests/analysis/test_architectures.py) --------------------------------
+# Parallel attention + MLP with partial rotary (GPT-NeoX / Pythia: rotate-half on the first
+# rotary_pct of each head; GPT-J: adjacent pairs on the first rotary_dim), Gemma-2 (attention and
+# final-logit soft-capping, GQA, sandwich norms) and Qwen2 / Mistral (GQA, RMSNorm, rotary;
+# Qwen2 has q/k/v biases).
+_SMALL = dict(vocab_size=VOCAB, bos_token_id=0, eos_token_id=0, pad_token_id=1)
+
+
+def neox_style(folder: Path, seed: int = 0):
+    from transformers import GPTNeoXConfig
+
+    cfg = GPTNeoXConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, rotary_pct=0.5, max_position_embeddings=32,
+                        use_parallel_residual=True, **_SMALL)  # fmt: skip
+    return _boot_hf(cfg, folder, seed)
+
+
+def gptj_style(folder: Path, seed: int = 0):
+    from transformers import GPTJConfig
+
+    cfg = GPTJConfig(n_embd=32, n_layer=2, n_head=4, n_inner=64, rotary_dim=4, n_positions=32,
+                     **_SMALL)  # fmt: skip
+    return _boot_hf(cfg, folder, seed)
+
+
+def gemma2_style(folder: Path, seed: int = 0):
+    from transformers import Gemma2Config
+
+    cfg = Gemma2Config(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                       max_position_embeddings=32, query_pre_attn_scalar=8,
+                       sliding_window=16, attn_logit_softcapping=5.0,
+                       final_logit_softcapping=10.0, **_SMALL)  # fmt: skip
+    return _boot_hf(cfg, folder, seed)
+
+
+def qwen2_style(folder: Path, seed: int = 0):
+    from transformers import Qwen2Config
+
+    cfg = Qwen2Config(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+                      **_SMALL)  # fmt: skip
+    return _boot_hf(cfg, folder, seed)
+
+
+def mistral_style(folder: Path, seed: int = 0):
+    from transformers import MistralConfig
+
+    cfg = MistralConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                        max_position_embeddings=32, sliding_window=None, **_SMALL)  # fmt: skip
+    return _boot_hf(cfg, folder, seed)
