@@ -59,7 +59,7 @@ def show_circuits(
         spec = {"kind": "circuit_graph", "run": run_id, **chosen}
         exportable: dict[str, Any] | None = spec
         try:
-            figure = page_figure(ctx.reader, spec)
+            figure = circuits.linked_graph(ctx.reader, run_id, page_figure(ctx.reader, spec))
         except (StoreError, ValueError) as exc:
             figure, exportable = empty_figure(str(exc)), None
         items.append((run_id, f"Circuit #{run_id}", figure, exportable))

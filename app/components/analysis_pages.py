@@ -34,6 +34,14 @@ def slider_scale(largest: float, n_marks: int = 4) -> tuple[float, dict[float, s
     return round(top, 12), marks
 
 
+# why the Circuits page has no position-resolved view
+POSITION_NOTE = (
+    "Per-position circuits: no position-resolved view, because these methods store no "
+    "per-position scores (EAP and EAP-IG sum each edge's attribution over prompts and "
+    "positions; ACDC and exact patching patch an edge at every position at once)."
+)
+
+
 def circuits_layout(
     run_options: list[dict[str, Any]], chosen: list[int], n_edges: int, max_score: float
 ) -> html.Div:
@@ -120,8 +128,10 @@ def circuits_layout(
             "Selected edges (first circuit)",
             html.Div(id=ids.CIRCUITS_EDGES, className="table-wrap"),
         ),
+        html.P(POSITION_NOTE, className="hint", id="circuits-position-note"),
         subtitle="Layers run top to bottom; edge width shows |score|; q, k and v inputs have "
-        "their own colours. Moving a slider re-selects stored edges, nothing reruns.",
+        "their own colours. Hover an edge's midpoint for its score and rank; click a head to "
+        "open it on the Heads page. Moving a slider re-selects stored edges, nothing reruns.",
     )
 
 

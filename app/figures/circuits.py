@@ -8,7 +8,12 @@ G. The graph is drawn with layers top to bottom (input at the top, logits at the
 bottom), heads left to right by index and each layer's MLP to the right of its heads, half a
 row below. Edge width grows with ``|score|``; the q, k and v inputs of a head have their own
 colour (Okabe-Ito) and end at the left, middle and right of the head's marker. Negative scores
-are dashed.
+are dotted. The legend says what colour (input channel), line style (sign) and width
+(``|score|``) mean, with entries of their own (the edge traces have none). Hovering an edge's
+midpoint (an invisible marker: plotly hovers points, not lines) shows its source, target, score,
+rank of ``|score|`` among all the run's edges and whether the stored circuit holds it. Each
+node's label sits on the side of its marker that crosses the fewest drawn edges
+(``label_layout``). ``link_heads`` makes head nodes open the Heads page when clicked.
 
 Edge selection: ``top_k`` keeps the k edges with the largest ``|score|``; else ``threshold``
 keeps ``|score| >= threshold``; else the edges marked ``in_circuit`` (all edges when none is
@@ -18,6 +23,7 @@ marked). At most ``max_edges`` edges are drawn, the largest first.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +41,34 @@ CHANNEL_NAMES = {"q": "query", "k": "key", "v": "value", "": "direct"}
 # q/k/v edges into one head converge side by side under its marker instead of overlapping
 CHANNEL_OFFSET = {"q": -0.1, "k": 0.0, "v": 0.1, "": 0.0}
 WIDTH_BINS = (0.8, 1.6, 2.6, 4.0)
+CHANNEL_ORDER = ("q", "k", "v", "")
+LEGEND_CHANNEL = {
+    "q": "into query",
+    "k": "into key",
+    "v": "into value",
+    "": "into MLP or logits",
+}
+# line style and width entries in a light grey: not the dark grey of MLP / logits inputs
+LEGEND_POSITIVE, LEGEND_NEGATIVE = "solid: score > 0", "dotted: score < 0"
+LEGEND_WIDTH, LEGEND_GREY = "width: |score|", "#aaaaaa"
+HEAD_CLICK_HINT = "<br>click: this head on the Heads page"
+NO_HEADS_RUN_HINT = "<br>(no heads run on this model to open)"
+# what each trace is (``trace.meta``): read by the tests and by ``assets/circuit_graph.js``
+EDGES, EDGE_HOVER, LEGEND, NODES = "edges", "edge-hover", "legend", "nodes"
+# labels: plotly's text positions in order of preference, and the sizes used to keep them
+# off the drawn edges (font 10: about 6 px a character, 12 px a line; markers 11 px)
+LABEL_POSITIONS = (
+    "middle right",
+    "middle left",
+    "top right",
+    "top left",
+    "bottom right",
+    "bottom left",
+    "top center",
+    "bottom center",
+)
+LABEL_FONT, LABEL_MARKER, LABEL_CHAR_PX, LABEL_LINE_PX = 10, 11, 6.0, 12.0
+NOMINAL_PLOT_PX = (520.0, 320.0)  # the plot area of a graph on a page card
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -92,55 +126,241 @@ def _extent(names: list[str]) -> tuple[int, int]:
     return max(layers), max(max(heads), 1)
 
 
-def _edge_traces(
-    chosen: pd.DataFrame, pos: dict[str, tuple[float, float]], max_abs: float
-) -> list[go.Scatter]:
-    groups: dict[tuple[str, int, bool], tuple[list, list]] = {}
-    for source, target, score in chosen[["source", "target", "score"]].itertuples(index=False):
+def edge_segments(chosen: pd.DataFrame, pos: dict[str, tuple[float, float]]) -> np.ndarray:
+    """``[n, 4]`` (x0, y0, x1, y1) of each edge as drawn: from its source's marker to its
+    target's, shifted left/right by the input channel (``CHANNEL_OFFSET``)."""
+    out = np.empty((len(chosen), 4))
+    for i, (source, target) in enumerate(chosen[["source", "target"]].itertuples(index=False)):
         node, channel = split_target(target)
-        x0, y0 = pos[source]
-        x1, y1 = pos[node]
-        strength = abs(score) / max_abs if max_abs > 0 else 0.0
-        width_bin = min(len(WIDTH_BINS) - 1, int(strength * len(WIDTH_BINS)))
-        xs, ys = groups.setdefault((channel, width_bin, score < 0), ([], []))
-        xs += [x0, x1 + CHANNEL_OFFSET[channel], None]
-        ys += [y0, y1, None]
-    traces, shown = [], set()
-    for (channel, width_bin, negative), (xs, ys) in sorted(groups.items()):
-        traces.append(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                line=dict(
-                    color=CHANNEL_COLOURS[channel],
-                    width=WIDTH_BINS[width_bin],
-                    dash="dot" if negative else "solid",
-                ),
-                opacity=0.8,
-                name=CHANNEL_NAMES[channel],
-                legendgroup=channel,
-                showlegend=channel not in shown,
-                hoverinfo="skip",
-            )
+        (x0, y0), (x1, y1) = pos[source], pos[node]
+        out[i] = (x0, y0, x1 + CHANNEL_OFFSET[channel], y1)
+    return out
+
+
+def _width_bin(score: float, max_abs: float) -> int:
+    strength = abs(score) / max_abs if max_abs > 0 else 0.0
+    return min(len(WIDTH_BINS) - 1, int(strength * len(WIDTH_BINS)))
+
+
+def _edge_traces(chosen: pd.DataFrame, segments: np.ndarray, max_abs: float) -> list[go.Scatter]:
+    groups: dict[tuple[str, int, bool], tuple[list, list]] = {}
+    for (target, score), (x0, y0, x1, y1) in zip(
+        chosen[["target", "score"]].itertuples(index=False), segments, strict=True
+    ):
+        channel = split_target(target)[1]
+        xs, ys = groups.setdefault((channel, _width_bin(score, max_abs), score < 0), ([], []))
+        xs += [x0, x1, np.nan]  # NaN: a gap between segments (numpy: no per-item validation)
+        ys += [y0, y1, np.nan]
+    return [
+        go.Scatter(
+            x=np.array(xs),
+            y=np.array(ys),
+            mode="lines",
+            line=dict(
+                color=CHANNEL_COLOURS[channel],
+                width=WIDTH_BINS[width_bin],
+                dash="dot" if negative else "solid",
+            ),
+            opacity=0.8,
+            name=CHANNEL_NAMES[channel],
+            showlegend=False,
+            hoverinfo="skip",
+            meta=EDGES,
         )
-        shown.add(channel)
-    return traces
+        for (channel, width_bin, negative), (xs, ys) in sorted(groups.items())
+    ]
 
 
-def _node_trace(names: list[str], pos: dict, scores: dict[str, float]) -> go.Scatter:
+def _target_label(target: str) -> str:
+    node, channel = split_target(target)
+    return f"{node} ({CHANNEL_NAMES[channel]})" if channel else node
+
+
+def _edge_hover_trace(chosen: pd.DataFrame, segments: np.ndarray, n_all: int) -> go.Scatter:
+    """Invisible markers at the edges' midpoints that carry each edge's hover text (plotly
+    hovers points, not lines)."""
+    customdata = np.array(
+        [
+            [
+                r.source,
+                r.target,
+                float(r.score),
+                int(r.rank),
+                "in the stored circuit" if r.stored else "not in the stored circuit",
+                _target_label(r.target),
+            ]
+            for r in chosen.itertuples(index=False)
+        ],
+        dtype=object,
+    ).reshape(-1, 6)
+    return go.Scatter(
+        x=(segments[:, 0] + segments[:, 2]) / 2,
+        y=(segments[:, 1] + segments[:, 3]) / 2,
+        mode="markers",
+        marker=dict(size=10, color="rgba(0,0,0,0)"),
+        customdata=customdata,
+        hovertemplate="%{customdata[0]} → %{customdata[5]}<br>score %{customdata[2]:.4g}<br>"
+        f"rank %{{customdata[3]}} of {n_all} by |score|<br>%{{customdata[4]}}<extra></extra>",
+        showlegend=False,
+        meta=EDGE_HOVER,
+    )
+
+
+def _legend_traces(chosen: pd.DataFrame, max_abs: float) -> list[go.Scatter]:
+    """Legend entries only (no points): colour = input channel, solid/dotted = sign of the
+    score, width = |score|."""
+
+    def entry(name: str, color: str, width: float, dash: str = "solid") -> go.Scatter:
+        return go.Scatter(
+            x=[None],
+            y=[None],
+            mode="lines",
+            name=name,
+            line=dict(color=color, width=width, dash=dash),
+            hoverinfo="skip",
+            meta=LEGEND,
+        )
+
+    channels = {split_target(t)[1] for t in chosen["target"]}
+    out = [
+        entry(LEGEND_CHANNEL[c], CHANNEL_COLOURS[c], 2.6) for c in CHANNEL_ORDER if c in channels
+    ]
+    out += [
+        entry(LEGEND_POSITIVE, LEGEND_GREY, 2.0),
+        entry(LEGEND_NEGATIVE, LEGEND_GREY, 2.0, "dot"),
+        entry(f"{LEGEND_WIDTH} (widest {max_abs:.3g})", LEGEND_GREY, WIDTH_BINS[-1]),
+    ]
+    return out
+
+
+# per LABEL_POSITIONS entry: where the box starts, in label widths (x) and heights (y) from
+# the marker's centre plus plotly's gap (sign of the gap): right of the marker starts at +gap
+_PLACE = {"right": (0.0, 1), "left": (-1.0, -1), "center": (-0.5, 0)}
+_PLACE_Y = {"top": (-1.0, -1), "bottom": (0.0, 1), "middle": (-0.5, 0)}
+
+
+def label_boxes(
+    x: float, y: float, size: tuple[float, float], gap: tuple[float, float]
+) -> np.ndarray:
+    """``[len(LABEL_POSITIONS), 4]`` (x0, x1, y0, y1) in data units of a label placed as
+    plotly's ``textposition`` places it (y grows downwards): ``gap`` is plotly's offset of a
+    label from its marker's centre."""
+    (w, h), (gx, gy) = size, gap
+    out = np.empty((len(LABEL_POSITIONS), 4))
+    for i, where in enumerate(LABEL_POSITIONS):
+        vertical, horizontal = where.split()
+        (fx, sx), (fy, sy) = _PLACE[horizontal], _PLACE_Y[vertical]
+        x0, y0 = x + fx * w + sx * gx, y + fy * h + sy * gy
+        out[i] = (x0, x0 + w, y0, y0 + h)
+    return out
+
+
+def segments_crossing(segments: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``[n_boxes, n_segments]``: which segments (x0, y0, x1, y1) cross which boxes (x0, x1,
+    y0, y1), by separating axes: the box's two and the segment's normal."""
+    bx0, bx1, by0, by1 = (boxes[:, i : i + 1] for i in range(4))
+    x0, y0, x1, y1 = segments.T
+    overlap = (
+        (np.minimum(x0, x1) <= bx1)
+        & (np.maximum(x0, x1) >= bx0)
+        & (np.minimum(y0, y1) <= by1)
+        & (np.maximum(y0, y1) >= by0)
+    )
+    dx, dy = x1 - x0, y1 - y0
+    sides = np.stack([dx * (cy - y0) - dy * (cx - x0) for cx in (bx0, bx1) for cy in (by0, by1)])
+    separated = (sides > 0).all(axis=0) | (sides < 0).all(axis=0)
+    return overlap & ~separated
+
+
+def _boxes_overlap(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """``[n_boxes, n_others]``: which boxes overlap which others (both x0, x1, y0, y1)."""
+    return (
+        (boxes[:, None, 0] < others[None, :, 1])
+        & (others[None, :, 0] < boxes[:, None, 1])
+        & (boxes[:, None, 2] < others[None, :, 3])
+        & (others[None, :, 2] < boxes[:, None, 3])
+    )
+
+
+def label_layout(
+    names: list[str],
+    pos: dict[str, tuple[float, float]],
+    segments: np.ndarray,
+    data_per_px: tuple[float, float],
+) -> tuple[list[str], np.ndarray]:
+    """Each node's label position (a plotly ``textposition``) and its box ``[n, 4]`` (x0, x1,
+    y0, y1 in data units): the first of ``LABEL_POSITIONS`` that crosses the fewest drawn
+    edges, other markers (twice as bad) and labels placed before it (twice as bad)."""
+    sx, sy = data_per_px
+    gap_px = LABEL_MARKER / 2 / 0.8 + 1  # plotly: a label starts this far from the centre
+    gap = (gap_px * sx, gap_px * sy)
+    mx, my = LABEL_MARKER / 2 * sx, LABEL_MARKER / 2 * sy
+    centres = np.array([pos[n] for n in names]).reshape(-1, 2)
+    markers = np.column_stack(
+        [centres[:, 0] - mx, centres[:, 0] + mx, centres[:, 1] - my, centres[:, 1] + my]
+    )
+    lo_x = np.minimum(segments[:, 0], segments[:, 2])
+    hi_x = np.maximum(segments[:, 0], segments[:, 2])
+    lo_y = np.minimum(segments[:, 1], segments[:, 3])
+    hi_y = np.maximum(segments[:, 1], segments[:, 3])
+    where_out: list[str] = []
+    placed = np.empty((len(names), 4))
+    for i, name in enumerate(names):
+        x, y = pos[name]
+        size = (len(name) * LABEL_CHAR_PX * sx, LABEL_LINE_PX * sy)
+        reach_x, reach_y = gap[0] + size[0], gap[1] + size[1]
+        near = (
+            (lo_x <= x + reach_x)
+            & (hi_x >= x - reach_x)
+            & (lo_y <= y + reach_y)
+            & (hi_y >= y - reach_y)
+        )  # only the edges near the node can cross one of its label boxes
+        boxes = label_boxes(x, y, size, gap)
+        cost = segments_crossing(segments[near], boxes).sum(axis=1)
+        cost += 2 * _boxes_overlap(boxes, np.delete(markers, i, axis=0)).sum(axis=1)
+        cost += 2 * _boxes_overlap(boxes, placed[:i]).sum(axis=1)
+        best = int(np.argmin(cost))  # the first of the cheapest: order of preference
+        where_out.append(LABEL_POSITIONS[best])
+        placed[i] = boxes[best]
+    return where_out, placed
+
+
+def _node_trace(
+    names: list[str], pos: dict, scores: dict[str, float], where: list[str]
+) -> go.Scatter:
     return go.Scatter(
         x=[pos[n][0] for n in names],
         y=[pos[n][1] for n in names],
         mode="markers+text",
         text=names,
-        textposition="middle right",
-        textfont=dict(size=10),
-        marker=dict(size=11, color="white", line=dict(color="#222222", width=1.2)),
-        customdata=[scores.get(n, float("nan")) for n in names],
-        hovertemplate="%{text}<br>score %{customdata:.4g}<extra></extra>",
+        textposition=where,
+        textfont=dict(size=LABEL_FONT),
+        marker=dict(size=LABEL_MARKER, color="white", line=dict(color="#222222", width=1.2)),
+        customdata=[[scores.get(n, float("nan")), ""] for n in names],
+        hovertemplate="%{text}<br>score %{customdata[0]:.4g}%{customdata[1]}<extra></extra>",
         showlegend=False,
+        meta=NODES,
     )
+
+
+def link_heads(figure: dict[str, Any], href: str | None) -> dict[str, Any]:
+    """A copy of a circuit graph's plotly JSON whose head nodes open ``href`` (``{node}`` is
+    replaced by the node name, e.g. ``/heads?run=3&head={node}``) when clicked: the link rides
+    in ``layout.meta.head_link`` (read by ``assets/circuit_graph.js``) and the heads' hover
+    says so. ``href=None``: no link, and the hover says why."""
+    hint = HEAD_CLICK_HINT if href else NO_HEADS_RUN_HINT
+    data = []
+    for trace in figure.get("data", []):
+        if trace.get("meta") == NODES:
+            trace = dict(trace)
+            trace["customdata"] = [
+                [row[0], hint if _HEAD.match(str(name)) else ""]
+                for row, name in zip(trace["customdata"], trace["text"], strict=True)
+            ]
+        data.append(trace)
+    layout = dict(figure.get("layout", {}))
+    layout["meta"] = {**(layout.get("meta") or {}), "head_link": href}
+    return {**figure, "data": data, "layout": layout}
 
 
 def circuit_graph(
@@ -154,7 +374,16 @@ def circuit_graph(
 ) -> go.Figure:
     """The circuit as a layered graph (``edges_df``: source, target, score, in_circuit;
     ``nodes_df``: name, layer, head, score, in_circuit)."""
-    chosen = select_edges(edges_df, top_k=top_k, threshold=threshold, max_edges=max_edges)
+    stored = (
+        edges_df["in_circuit"].astype(bool)
+        if "in_circuit" in edges_df.columns
+        else pd.Series(False, index=edges_df.index)
+    )
+    order = edges_df["score"].abs().sort_values(ascending=False, kind="stable").index
+    ranked = edges_df.assign(
+        rank=pd.Series(np.arange(1, len(order) + 1), index=order), stored=stored
+    )
+    chosen = select_edges(ranked, top_k=top_k, threshold=threshold, max_edges=max_edges)
     targets = {split_target(t)[0] for t in chosen["target"]}
     names = set(chosen["source"]) | {t for t in targets if not _KV.match(t)}
     if "in_circuit" in nodes_df.columns and not nodes_df.empty:
@@ -166,9 +395,16 @@ def circuit_graph(
     pos |= kv_positions(edges_df["target"], n_heads)
     scores = dict(zip(nodes_df.get("name", []), nodes_df.get("score", []), strict=False))
     max_abs = float(chosen["score"].abs().max()) if not chosen.empty else 0.0
-    fig = go.Figure([*_edge_traces(chosen, pos, max_abs), _node_trace(ordered, pos, scores)])
+    segments = edge_segments(chosen, pos)
+    x_range = (-0.8, n_heads + 1.2)
+    where, _ = label_layout(ordered, pos, segments, data_per_px(n_layers, n_heads))
+    traces = [*_edge_traces(chosen, segments, max_abs)]
+    if not chosen.empty:
+        traces += [_edge_hover_trace(chosen, segments, len(edges_df))]
+        traces += _legend_traces(chosen, max_abs)
+    fig = go.Figure([*traces, _node_trace(ordered, pos, scores, where)])
     light_layout(fig, aspect=min(1.4, max(0.6, (n_layers + 2) / (n_heads + 2))), title=title)
-    fig.update_xaxes(visible=False, range=[-0.8, n_heads + 1.2])
+    fig.update_xaxes(visible=False, range=list(x_range))
     fig.update_yaxes(
         title_text="layer",
         autorange="reversed",
@@ -179,15 +415,8 @@ def circuit_graph(
     )
     fig.update_yaxes(showline=False)
     fig.update_layout(
-        legend=dict(
-            orientation="h",
-            y=-0.02,
-            yanchor="top",
-            x=0,
-            font_size=10,
-            itemwidth=30,
-            title_text="edge into",
-        )
+        hovermode="closest",
+        legend=dict(orientation="h", y=-0.02, yanchor="top", x=0, font_size=10),
     )
     if chosen.empty:
         fig.add_annotation(
@@ -199,6 +428,13 @@ def circuit_graph(
             yref="paper",
         )
     return fig
+
+
+def data_per_px(n_layers: int, n_heads: int) -> tuple[float, float]:
+    """Data units per pixel of the graph on a page card (``NOMINAL_PLOT_PX``): the x range
+    is fixed, the y axis spans the input row to the logits row plus plotly's padding."""
+    width, height = NOMINAL_PLOT_PX
+    return (n_heads + 2.0) / width, (n_layers + 1.3) / height
 
 
 def faithfulness_curves(curves: dict[str, dict], *, title: str | None = None) -> go.Figure:

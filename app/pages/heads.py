@@ -1,4 +1,5 @@
-"""Route: /heads?run=ID&metric=NAME — the layer × head browser."""
+"""Route: /heads?run=ID&metric=NAME&head=aL.hH — the layer × head browser (``head`` selects
+that head once the page is drawn, as a click on its cell does: ``assets/heads_url.js``)."""
 
 from app.components.heads import heads_layout
 from app.services import heads_view

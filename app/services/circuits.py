@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from app.figures.circuits import select_edges
+from app.figures.circuits import link_heads, select_edges
+from app.services.results import ResultsReader
 from storage.records import RunRecord, RunStatus
 from storage.store import ResultStore
 
@@ -105,3 +106,16 @@ def edge_rows(
         }
         for r in edges.itertuples()
     ]
+
+
+def heads_link(reader: ResultsReader, run_id: int) -> str | None:
+    """The Heads page URL of a circuit run's heads (``{node}`` stands for the node name,
+    ``a1.h3``): the heads run whose attention patterns show them — the newest finished
+    ``heads`` run on the circuit's model, on its prompt set if there is one — else None."""
+    source = reader.pattern_run(reader.store.get_run(run_id))
+    return None if source is None else f"/heads?run={source.id}&head={{node}}"
+
+
+def linked_graph(reader: ResultsReader, run_id: int, figure: dict[str, Any]) -> dict[str, Any]:
+    """The circuit graph's plotly JSON with its head nodes opening the Heads page."""
+    return link_heads(figure, heads_link(reader, run_id))

@@ -145,9 +145,10 @@ def test_circuit_graph_layers_top_to_bottom_and_channels_distinct():
     assert pos["input"][1] < pos["a0.h1"][1] < pos["a1.h2"][1] < pos["logits"][1]
     assert "m0" not in pos  # not in the circuit by default
     assert fig.layout.yaxis.autorange == "reversed"
-    colours = {t.name: t.line.color for t in fig.data[:-1]}
+    edges = [t for t in fig.data if t.meta == circuits.EDGES]
+    colours = {t.name: t.line.color for t in edges}
     assert len({colours["query"], colours["key"], colours["value"]}) == 3
-    dashed = [t for t in fig.data[:-1] if t.line.dash == "dot"]
+    dashed = [t for t in edges if t.line.dash == "dot"]
     assert [t.name for t in dashed] == ["value"]  # the negative edge
 
 
@@ -251,6 +252,6 @@ def test_circuit_graph_of_a_gqa_model_ends_key_value_edges_under_their_kv_heads(
     )
     fig = circuits.circuit_graph(edges, nodes)
     assert not any("kv" in name for name in fig.data[-1].text)  # a KV head is no node marker
-    ends = {t.name: (t.x[1], t.y[1]) for t in fig.data[:-1]}
+    ends = {t.name: (t.x[1], t.y[1]) for t in fig.data if t.meta == circuits.EDGES}
     assert ends["key"] == (0.5, 1.0)  # the middle of heads 0 and 1
     assert ends["value"] == (2.5 + circuits.CHANNEL_OFFSET["v"], 1.0)
