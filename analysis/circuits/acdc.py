@@ -24,6 +24,16 @@ Two implementations make the same decisions:
   previous round). Decisions are then checked in order against the measured damages; every
   test up to the first misprediction is exactly the reference's test, and the rest is redone.
 
+Both take an optional set of edges to remove *untested* (``untested``): the run starts with
+them removed and tests only the others, in the same order. ``candidates_from_attribution``
+chooses them from attribution scores (EAP-IG), as ACDC++ and edge-pruning methods do: an edge
+whose attributed damage is below a fraction of tau is assumed to be removable. This changes the
+state every later test sees, so the circuit can differ from full ACDC's; the summary of a run
+says how many edges were never tested.
+
+Rounds stay within one layer's input channels, so that each batched call recomputes only that
+layer onwards (``analysis.circuits.layer_skip``).
+
 ``AcdcProgress`` is the full state between rounds (JSON-serialisable), so a run can be
 checkpointed and resumed.
 """
@@ -51,6 +61,7 @@ class AcdcProgress:
     prediction: dict[int, bool] = field(default_factory=dict)  # edge -> predicted removal
     n_forward: int = 0
     n_calls: int = 0
+    untested: list[int] = field(default_factory=list)  # removed before the run, never tested
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -68,6 +79,7 @@ class AcdcProgress:
             prediction={int(k): bool(v) for k, v in data["prediction"].items()},
             n_forward=int(data.get("n_forward", 0)),
             n_calls=int(data.get("n_calls", 0)),
+            untested=[int(e) for e in data.get("untested", [])],
         )
 
 
@@ -81,12 +93,41 @@ class AcdcResult:
     n_calls: int
 
 
-def processing_order(graph: CircuitGraph) -> list[tuple[int, list[int]]]:
-    """(channel, its incoming edge ids latest source first), channels from logits backwards."""
+def processing_order(
+    graph: CircuitGraph, untested: set[int] | None = None
+) -> list[tuple[int, list[int]]]:
+    """(channel, its incoming edge ids latest source first), channels from logits backwards;
+    ``untested`` edges are left out."""
+    skip = untested or set()
     by_channel: dict[int, list[int]] = {}
     for e, c in enumerate(graph.edge_target.tolist()):
-        by_channel.setdefault(c, []).append(e)
+        by_channel.setdefault(c, [])
+        if e not in skip:
+            by_channel[c].append(e)
     return [(c, by_channel[c][::-1]) for c in range(len(graph.channels) - 1, -1, -1)]
+
+
+def candidates_from_attribution(
+    task: CircuitTask, scores: torch.Tensor, tau: float, fraction: float
+) -> torch.Tensor:
+    """[edge] bool: the edges to remove untested, those whose attributed damage (``scores``
+    in metric units, as EAP-IG gives them, converted like ACDC's damage) is below
+    ``fraction * tau``."""
+    if task.metric == "kl":
+        damage = scores.abs()
+    else:
+        damage = scores.abs() / abs(task.metric_clean - task.metric_corrupt)
+    return damage < fraction * tau
+
+
+def _start(task: CircuitTask, untested: torch.Tensor | None) -> AcdcProgress:
+    removed = torch.zeros(1, task.graph.n_edges, dtype=torch.bool)
+    ids: list[int] = []
+    if untested is not None:
+        removed[0] = untested
+        ids = torch.nonzero(untested).flatten().tolist()
+    damage = float(_damage_of(task, removed)[0])
+    return AcdcProgress(position=0, damage=damage, removed=list(ids), untested=ids)
 
 
 def damage_fn(task: CircuitTask) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -117,12 +158,15 @@ def _result(task: CircuitTask, prog: AcdcProgress) -> AcdcResult:
     return AcdcResult(kept, scores, tested, prog.damage, prog.n_forward, prog.n_calls)
 
 
-def acdc_reference(task: CircuitTask, tau: float) -> AcdcResult:
-    """One-edge-at-a-time ACDC: every edge tested with its own forward."""
+def acdc_reference(
+    task: CircuitTask, tau: float, untested: torch.Tensor | None = None
+) -> AcdcResult:
+    """One-edge-at-a-time ACDC: every edge (but ``untested`` ones) tested with its own forward."""
     start = task.counter.n_forward, task.counter.n_calls
+    prog = _start(task, untested)
     removed = torch.zeros(1, task.graph.n_edges, dtype=torch.bool)
-    prog = AcdcProgress(position=0, damage=float(_damage_of(task, removed)[0]))
-    for _, edges in processing_order(task.graph):
+    removed[0, prog.removed] = True
+    for _, edges in processing_order(task.graph, set(prog.untested)):
         for e in edges:
             trial = removed.clone()
             trial[0, e] = True
@@ -145,10 +189,10 @@ class _Walk:
 
 
 class _Acdc:
-    def __init__(self, task: CircuitTask, tau: float, window: int) -> None:
+    def __init__(self, task: CircuitTask, tau: float, window: int, untested: set[int]) -> None:
         self.task, self.tau, self.window = task, tau, window
         self.graph = task.graph
-        self.order = processing_order(self.graph)
+        self.order = processing_order(self.graph, untested)
         self.seq = [(i, e) for i, (_, edges) in enumerate(self.order) for e in edges]
         sources = self.graph.edge_source.tolist()
         self.out_edges: dict[int, list[int]] = {}
@@ -157,6 +201,9 @@ class _Acdc:
         self.first_pos: dict[int, int] = {}
         for pos, (i, _) in enumerate(self.seq):
             self.first_pos.setdefault(i, pos)
+        # the layer each test's edge leads into: a round stays in one layer, so that its
+        # batched call recomputes only that layer onwards (``analysis.circuits.layer_skip``)
+        self.seq_layer = [self.graph.channels[self.order[i][0]].layer for i, _ in self.seq]
 
     def is_dead(self, order_index: int, removed: torch.Tensor) -> bool:
         channel = self.graph.channels[self.order[order_index][0]]
@@ -168,7 +215,10 @@ class _Acdc:
     def walk(self, prog: AcdcProgress, removed: torch.Tensor) -> _Walk:
         """Up to ``window`` edge tests from ``prog.position`` under the predicted decisions."""
         walk, spec, pos = _Walk(), removed.clone(), prog.position
+        layer = self.seq_layer[pos]
         while pos < len(self.seq) and len(walk.trials) < self.window:
+            if walk.trials and self.seq_layer[pos] != layer:
+                break
             i, e = self.seq[pos]
             if pos == self.first_pos[i] and self.is_dead(i, spec):
                 edges = self.order[i][1]
@@ -189,8 +239,14 @@ class _Acdc:
         """Predict the next ``window`` unpredicted edges by testing each one alone against the
         current state (one batched call). Predictions only steer speculation: a wrong one
         costs a round, never a different decision."""
-        todo = [e for _, e in self.seq[prog.position :] if e not in prog.prediction]
-        todo = [e for e in todo if not removed[e]][: self.window]
+        layer = self.seq_layer[prog.position]
+        todo = [
+            e
+            for (_, e), edge_layer in zip(
+                self.seq[prog.position :], self.seq_layer[prog.position :], strict=True
+            )
+            if edge_layer == layer and e not in prog.prediction and not removed[e]
+        ][: self.window]
         if not todo:
             return
         trials = removed.repeat(len(todo), 1)
@@ -248,26 +304,27 @@ def acdc(
     window: int | None = None,
     resume: AcdcProgress | None = None,
     on_round: Callable[[AcdcProgress, float], None] | None = None,
+    untested: torch.Tensor | None = None,
 ) -> AcdcResult:
     """Batched ACDC with subtree pruning; same circuit as ``acdc_reference`` at the same tau.
 
     ``on_round(progress, fraction_done)`` is called after every round (checkpoint, progress
-    report, cancellation); ``resume`` continues from a saved ``AcdcProgress``. ``window`` (edge
-    tests per batched call) defaults to what fits a ~240 MB activation budget.
+    report, cancellation); ``resume`` continues from a saved ``AcdcProgress`` (with the
+    untested edges it started with). ``window`` (edge tests per batched call) defaults to what
+    fits a ~240 MB activation budget. ``untested``: [edge] bool, edges removed without a test.
     """
     if tau <= 0:
         raise ValueError(f"tau must be > 0 (got {tau}); it is the damage an edge may add")
     window = window or auto_window(task)
     task.chunk = max(task.chunk, window)  # one model call per round
-    runner = _Acdc(task, tau, window)
     base_forward, base_calls = task.counter.n_forward, task.counter.n_calls
     if resume is None:
-        none = torch.zeros(1, task.graph.n_edges, dtype=torch.bool)
-        prog = AcdcProgress(position=0, damage=float(_damage_of(task, none)[0]))
+        prog = _start(task, untested)
     else:
         prog = resume
         base_forward -= prog.n_forward
         base_calls -= prog.n_calls
+    runner = _Acdc(task, tau, window, set(prog.untested))
     removed = torch.zeros(task.graph.n_edges, dtype=torch.bool)
     removed[prog.removed] = True
     while prog.position < len(runner.seq):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from analysis.circuits import evaluate
-from analysis.circuits.acdc import AcdcProgress, acdc
+from analysis.circuits.acdc import AcdcProgress, acdc, candidates_from_attribution
 from analysis.circuits.eap import eap_scores
 from analysis.circuits.eap_ig import eap_ig_scores
 from analysis.circuits.exact import exact_scores
@@ -45,6 +45,7 @@ class DiscoverySettings:
     ig_rule: str = "midpoint"
     qk_fix: bool = True
     tau: float = 0.01
+    acdc_prune: float = 0.0
     top_k: int | None = None
     threshold: float | None = None
     target_faithfulness: float = 0.9
@@ -83,7 +84,12 @@ def _score(
                 checkpoint(prog)
             progress(0.1 + 0.7 * done, f"ACDC: {len(prog.scores)} edges tested")
 
-        result = acdc(task, s.tau, resume=resume, on_round=on_round)
+        untested = None
+        if s.acdc_prune > 0 and resume is None:
+            progress(0.1, f"EAP-IG candidates for ACDC ({s.ig_steps} steps)")
+            attribution = eap_ig_scores(task, s.ig_steps, s.ig_path, s.qk_fix, s.ig_rule)
+            untested = candidates_from_attribution(task, attribution, s.tau, s.acdc_prune)
+        result = acdc(task, s.tau, resume=resume, on_round=on_round, untested=untested)
         return result.scores, result.kept, (final[0] if final else resume)
     raise ValueError(f"unknown method {s.method!r}; choose one of {', '.join(METHODS)}")
 
@@ -146,6 +152,7 @@ def discover(
     report(0.1, f"scoring {task.graph.n_edges} edges with {s.method}")
     scores, acdc_kept, state = _score(task, s, report, resume, checkpoint)
     passes = task.counter.n_forward, task.counter.n_backward, task.counter.n_calls
+    compute = task.counter.compute
     wall = time.perf_counter() - start
     report(0.8, "evaluating the circuit")
     curve = evaluate.faithfulness_curve(task, scores)
@@ -164,6 +171,7 @@ def discover(
         "faithfulness": evaluate.faithfulness(task, kept), "faithfulness_curve": curve,
         "metric_clean": task.metric_clean, "metric_corrupt": task.metric_corrupt,
         "n_forward": passes[0], "n_backward": passes[1], "n_calls": passes[2],
+        "forward_equivalents": compute,
         "wall_s": wall, "eval_wall_s": time.perf_counter() - start - wall,
         "decomposition_error": decomposition_error,
     }  # fmt: skip
@@ -172,7 +180,10 @@ def discover(
         summary["qk_fix"] = f"not applied: {skipped}" if skipped else s.qk_fix
     if s.method == "eap-ig":
         summary |= {"ig_steps": s.ig_steps, "ig_path": s.ig_path, "ig_rule": s.ig_rule}
-    summary |= {"tau": s.tau} if s.method == "acdc" else {}
+    if s.method == "acdc":
+        untested, tested = (len(state.untested), len(state.scores)) if state else (0, 0)
+        summary |= {"tau": s.tau, "acdc_prune": s.acdc_prune, "n_edges_untested": untested,
+                    "n_edges_tested": tested}  # fmt: skip
     if truth is not None:
         owners = {c.name: task.graph.channel_owners(c) for c in task.graph.channels}
         node_values = {n: v for n, (v, _) in nodes.items()}

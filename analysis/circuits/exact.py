@@ -16,16 +16,37 @@ from jaxtyping import Float
 from analysis.circuits.task import CircuitTask
 
 
+def exact_batches(task: CircuitTask) -> list[torch.Tensor]:
+    """Edge ids per batched call: ``task.chunk`` edges into one layer each (edges are ordered by
+    target), so that every call recomputes only that layer onwards."""
+    layers = [task.graph.channels[c].layer for c in task.graph.edge_target.tolist()]
+    batches, start = [], 0
+    for end in range(1, len(layers) + 1):
+        if end == len(layers) or layers[end] != layers[start] or end - start == task.chunk:
+            batches.append(torch.arange(start, end))
+            start = end
+    return batches
+
+
+def exact_cost(task: CircuitTask) -> float:
+    """Forward-equivalents exact patching will compute: an edge into layer L costs
+    (n_layers - L) / n_layers of a forward (the layers it cannot change are skipped)."""
+    n_layers = task.graph.n_layers
+    layers = [task.graph.channels[c].layer for c in task.graph.edge_target.tolist()]
+    return sum((n_layers - layer) / n_layers for layer in layers)
+
+
 def exact_scores(
     task: CircuitTask, on_progress: Callable[[float], None] | None = None
 ) -> Float[torch.Tensor, " edge"]:
     n = task.graph.n_edges
     scores = torch.empty(n)
-    for start in range(0, n, task.chunk):
-        idx = torch.arange(start, min(start + task.chunk, n))
+    done = 0
+    for idx in exact_batches(task):
         masks = torch.zeros(len(idx), n, dtype=torch.bool)
         masks[torch.arange(len(idx)), idx] = True
         scores[idx] = task.ablated_metric(masks) - task.metric_clean
+        done += len(idx)
         if on_progress is not None:
-            on_progress(min(1.0, (start + len(idx)) / n))
+            on_progress(done / n)
     return scores

@@ -24,6 +24,12 @@ model (run it once per model).
 
 Several masks can be run in one batched forward ("copies"): the prompt batch is repeated once
 per mask, copy c using ``ablate[c]``.
+
+``run_from`` skips the layers an ablation cannot change: an ablated edge u -> v changes nothing
+before v's layer, so copies whose masks agree on every edge into layers < L share one run up to
+L. Given that run's residual stream entering block L and the outputs of the nodes before L
+(``LayerStart``), it runs blocks L.. only (``BlockReplay``, with these hooks firing inside the
+blocks) and returns the logits at each prompt's last position.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from jaxtyping import Float, Int
 from analysis import hooks
 from analysis.block_math import folded_norm, model_param
 from analysis.circuits.graph import CircuitGraph, CircuitGraphError
+from analysis.patching.replay import BlockReplay, stack_copies
 from analysis.rotary import RotaryTables, record_position_embeddings
 
 if TYPE_CHECKING:
@@ -56,6 +63,18 @@ class PatchedRun:
     inputs: list[torch.Tensor] = field(default_factory=list)  # one [cb, pos, n, d] per group
     patterns: list[torch.Tensor] = field(default_factory=list)  # per layer [cb, head, q, k]
     rotary: RotaryTables | None = None  # (cos, sin) of rotary models, with the patterns
+    resid: dict[str, torch.Tensor] = field(default_factory=dict)  # pre{L}, mid{L}, final
+
+
+@dataclass(frozen=True)
+class LayerStart:
+    """What every copy of a run shares before layer ``layer``: the residual stream entering
+    block ``layer`` (the input of the final norm when ``layer`` = n_layers) and the outputs of
+    the nodes before it."""
+
+    layer: int
+    resid: Float[torch.Tensor, "batch pos d_model"]
+    outputs: Float[torch.Tensor, "batch pos node_before d_model"]
 
 
 @dataclass
@@ -69,6 +88,7 @@ class _RunState:
     resid: dict[str, torch.Tensor] = field(default_factory=dict)
     inputs: list[torch.Tensor] = field(default_factory=list)
     patterns: list[torch.Tensor] = field(default_factory=list)
+    last: torch.Tensor | None = None  # replayed runs: the final norm sees these positions only
 
 
 def _stack_param(model: TransformerBridge, name: str, shape_like: torch.Tensor) -> torch.Tensor:
@@ -137,13 +157,50 @@ class EdgePatcher:
             logits = self.model(tokens.repeat(copies, 1))
         outputs = torch.cat(st.chunks, dim=2)
         rotary = tables[0] if tables else None
-        return PatchedRun(logits, outputs, st.inputs, st.patterns, rotary)
+        return PatchedRun(logits, outputs, st.inputs, st.patterns, rotary, st.resid)
+
+    def n_nodes_before(self, layer: int) -> int:
+        """Nodes that write into the residual stream before block ``layer``."""
+        return 1 + layer * (self.graph.n_heads + int(self.graph.has_mlp))
+
+    def start_at(self, run: PatchedRun, layer: int) -> LayerStart:
+        """The ``LayerStart`` of ``layer`` from a run of one copy (``run``)."""
+        key = "final" if layer == self.graph.n_layers else f"pre{layer}"
+        outputs = run.outputs[:, :, : self.n_nodes_before(layer)]
+        return LayerStart(layer, run.resid[key].detach(), outputs.detach())
+
+    @staticmethod
+    def detached(run: PatchedRun) -> PatchedRun:
+        """The run's logits, node outputs and residual streams only, without autograd history."""
+        resid = {k: v.detach() for k, v in run.resid.items()}
+        return PatchedRun(run.logits.detach(), run.outputs.detach(), resid=resid)
+
+    def run_from(
+        self,
+        start: LayerStart,
+        replay: BlockReplay,
+        ablated: NodeValues,
+        ablate: AblateMask,
+    ) -> Float[torch.Tensor, "copies_batch d_vocab"]:
+        """Blocks ``start.layer..`` of ``copies`` runs that share ``start``; last-position logits.
+
+        Exact when no mask ablates an edge into a layer before ``start.layer`` other than those
+        ``start`` was computed with."""
+        copies, n = int(ablate.shape[0]), replay.n_batch
+        st = _RunState(copies, ablated, ablate, record=False, last=replay.last.repeat(copies))
+        st.chunks.append(stack_copies(start.outputs, n, copies))
+        with self.model.hooks(fwd_hooks=self._hooks(st, None, first_layer=start.layer)):
+            return replay.run_from(start.layer, copies, stack_copies(start.resid, n, copies))
 
     # ---- hooks ---------------------------------------------------------------------------
-    def _hooks(self, st: _RunState, override: torch.Tensor | None) -> list[tuple[str, Any]]:
+    def _hooks(
+        self, st: _RunState, override: torch.Tensor | None, first_layer: int = 0
+    ) -> list[tuple[str, Any]]:
         g = self.graph
-        out: list[tuple[str, Any]] = [(hooks.resid_pre(0).name, self._input_hook(st, override))]
-        for layer in range(g.n_layers):
+        out: list[tuple[str, Any]] = []
+        if first_layer == 0:
+            out.append((hooks.resid_pre(0).name, self._input_hook(st, override)))
+        for layer in range(first_layer, g.n_layers):
             out.append((hooks.resid_pre(layer).name, self._save_hook(st, f"pre{layer}")))
             for kind in ("q", "k", "v"):
                 out.append((hooks.site(kind, layer).name, self._qkv_hook(st, layer, kind)))
@@ -169,8 +226,13 @@ class EdgePatcher:
         if not bool(weight.any()):
             return None
         outs = torch.cat(st.chunks, dim=2)[:, :, :n_up]
+        ablated = st.ablated[:, :, :n_up]
+        if st.last is not None and group[0] == len(self.graph.channels) - 1:  # replayed logits
+            outs = outs[torch.arange(outs.shape[0]), st.last][:, None]
+            n = ablated.shape[0]
+            ablated = ablated[torch.arange(n), st.last[:n]][:, None]
         cb, pos, _, d = outs.shape
-        diff = st.ablated[None, :, :, :n_up] - outs.view(st.copies, cb // st.copies, pos, n_up, d)
+        diff = ablated[None] - outs.view(st.copies, cb // st.copies, pos, n_up, d)
         delta = torch.einsum("cbpud,cun->cbpnd", diff, weight.to(diff.dtype))
         return delta.reshape(cb, pos, end - start, d)
 
@@ -255,6 +317,7 @@ class EdgePatcher:
         group = self._groups[(self.graph.n_layers, "logits")]
 
         def hook(t: torch.Tensor, hook: Any) -> torch.Tensor:
+            st.resid["final"] = t
             if not self._needs_recompute(st, group):
                 return t
             return self._channel_input(st, t, group)[:, :, 0]

@@ -12,11 +12,14 @@ clean distribution), read at each prompt's last real position. ``metric_corrupt`
 with *every* edge ablated, which for the corrupted ablation is the corrupted run itself.
 
 Pass counts are in prompt-batch forward equivalents: one batched forward of c mask copies counts
-c forwards (``n_calls`` counts model calls).
+c forwards (``n_calls`` counts model calls). Ablated runs skip the layers their masks cannot
+change (``analysis.circuits.layer_skip``); ``compute`` counts what was computed, a copy run from
+layer L as (n_layers - L) / n_layers of a forward, a backward as two forwards.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -25,6 +28,7 @@ from jaxtyping import Bool, Float
 
 from analysis.circuits.graph import CircuitGraph, graph_for_model
 from analysis.circuits.intervention import EdgePatcher, NodeValues, PatchedRun
+from analysis.circuits.layer_skip import SKIP_TOLERANCE, LayerSkip
 from analysis.metrics import last_logits, metric_per_prompt
 from analysis.prompt_batch import PairBatch
 from analysis.rotary import RotaryTables
@@ -32,6 +36,7 @@ from analysis.rotary import RotaryTables
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
+log = logging.getLogger(__name__)
 Ablation = Literal["corrupted", "mean", "zero"]
 ABLATIONS: tuple[str, ...] = ("corrupted", "mean", "zero")
 
@@ -41,10 +46,16 @@ class PassCounter:
     n_forward: int = 0
     n_backward: int = 0
     n_calls: int = 0
+    compute: float = 0.0  # forward-equivalents of block compute (see the module docstring)
 
-    def forward(self, copies: int = 1) -> None:
+    def forward(self, copies: int = 1, fraction: float = 1.0) -> None:
         self.n_forward += copies
         self.n_calls += 1
+        self.compute += copies * fraction
+
+    def backward(self) -> None:
+        self.n_backward += 1
+        self.compute += 2.0
 
 
 @dataclass
@@ -90,6 +101,7 @@ class CircuitTask:
     clean_gradients: GradientRun | None = None  # at the clean run (build_task with_gradients)
     chunk: int = 32  # mask copies per batched forward
     qk_fix_skipped: str | None = None  # why the QK fix fell back to linear scores, if it did
+    skip: LayerSkip | None = None  # layer skipping of ablated runs (None: full forwards)
 
     @property
     def graph(self) -> CircuitGraph:
@@ -108,12 +120,38 @@ class CircuitTask:
         results = []
         with torch.no_grad():
             for start in range(0, ablate_edges.shape[0], self.chunk):
-                masks = ablate_edges[start : start + self.chunk].float()
-                dense = self.graph.dense(masks)
-                run = self.patcher.run(self.batch.clean, self.ablated, dense)
-                self.counter.forward(masks.shape[0])
-                results.append(self.metric_of(run.logits, masks.shape[0]))
+                masks = ablate_edges[start : start + self.chunk]
+                skipped = self.skip.last_logits(masks) if self.skip is not None else None
+                if skipped is None or not self.skip.checked:  # type: ignore[union-attr]
+                    full = self._full_metric(masks)
+                if skipped is None:
+                    results.append(full)
+                    continue
+                values = self._last_metric(skipped, masks.shape[0])
+                if not self.skip.checked:  # type: ignore[union-attr]
+                    self._check_skip(values, full)
+                    values = full
+                results.append(values)
         return torch.cat(results) if results else torch.zeros(0)
+
+    def _full_metric(self, masks: torch.Tensor) -> Float[torch.Tensor, " copies"]:
+        run = self.patcher.run(self.batch.clean, self.ablated, self.graph.dense(masks.float()))
+        self.counter.forward(masks.shape[0])
+        return self.metric_of(run.logits, masks.shape[0])
+
+    def _last_metric(self, last: torch.Tensor, copies: int) -> Float[torch.Tensor, " copies"]:
+        values = metric_per_prompt(self.metric, last, self.batch, self.clean_last)
+        return values.view(copies, -1).mean(1)
+
+    def _check_skip(self, skipped: torch.Tensor, full: torch.Tensor) -> None:
+        """The first skipped call must equal full forwards; otherwise skipping is turned off."""
+        assert self.skip is not None
+        self.skip.checked = True
+        err = float((skipped - full).abs().max())
+        scale = max(1.0, float(full.abs().max()))
+        if not err <= SKIP_TOLERANCE * scale:
+            self.skip.off = f"skipped layers changed the metric by {err:.3g}; full forwards used"
+            log.warning("layer skipping off: %s", self.skip.off)
 
     def gradient_run(
         self,
@@ -134,7 +172,7 @@ class CircuitTask:
             )
             result = _gradients(run, self.metric_of(run.logits, 1)[0])
         self.counter.forward()
-        self.counter.n_backward += 1
+        self.counter.backward()
         return result
 
 
@@ -178,7 +216,7 @@ def build_task(
     if with_gradients:
         value = task_metric(metric, last_logits(clean.logits, batch.last), batch, clean_last)
         clean_gradients = _gradients(clean, value)
-        counter.n_backward += 1
+        counter.backward()
     if ablation == "corrupted":
         ablated = corrupt.outputs.detach()
     elif ablation == "mean":
@@ -198,6 +236,7 @@ def build_task(
         counter=counter,
         clean_gradients=clean_gradients,
     )
+    task.skip = LayerSkip(task, patcher.detached(clean))
     if ablation == "corrupted":
         corrupt_last = last_logits(corrupt.logits, batch.last)
         task.metric_corrupt = float(task_metric(metric, corrupt_last, batch, clean_last))

@@ -62,6 +62,13 @@ class CircuitConfig(RunConfigBase):
         "false = plain linearisation",
     )
     tau: float = Field(default=0.01, gt=0, description="ACDC threshold on the damage increase")
+    acdc_prune: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="ACDC: first score edges with EAP-IG and remove, untested, those whose "
+        "attributed damage is below this fraction of tau (0 = test every edge)",
+    )
     top_k: int | None = Field(default=None, ge=0, description="Keep the top-k edges (or nodes)")
     threshold: float | None = Field(
         default=None, ge=0, description="Keep edges (or nodes) with |score| >= threshold"
@@ -91,6 +98,8 @@ class CircuitConfig(RunConfigBase):
             )
         if self.top_k is not None and self.threshold is not None:
             raise ValueError("give top_k or threshold, not both")
+        if self.acdc_prune > 0 and self.method != "acdc":
+            raise ValueError("acdc_prune only applies to --method acdc")
         if self.resume_from is not None and self.method != "acdc":
             raise ValueError("resume_from only applies to --method acdc")
         if self.method == "acdc" and self.level == "node":

@@ -44,7 +44,7 @@ def _is_kv_cache(value: Any) -> bool:
     return isinstance(value, Cache)
 
 
-def _stack(value: Any, n_batch: int, copies: int) -> Any:
+def stack_copies(value: Any, n_batch: int, copies: int) -> Any:
     """Repeat batch-leading tensors ``copies`` times; drop KV caches; recurse into tuples."""
     if _is_kv_cache(value):
         return None
@@ -53,7 +53,7 @@ def _stack(value: Any, n_batch: int, copies: int) -> Any:
             return value.repeat(copies, *([1] * (value.dim() - 1)))
         return value
     if isinstance(value, tuple):
-        return tuple(_stack(v, n_batch, copies) for v in value)
+        return tuple(stack_copies(v, n_batch, copies) for v in value)
     return value
 
 
@@ -136,11 +136,15 @@ class BlockReplay:
         resid: Float[torch.Tensor, "rows pos d_model"] | None = None,
     ) -> Float[torch.Tensor, "rows d_vocab"]:
         """Run blocks ``layer..`` on ``copies`` stacked copies; logits at the last positions."""
-        x = resid if resid is not None else _stack(self.resid_pre(layer), self.n_batch, copies)
+        x = (
+            resid
+            if resid is not None
+            else stack_copies(self.resid_pre(layer), self.n_batch, copies)
+        )
         for i in range(layer, int(self.model.cfg.n_layers)):
             args, kwargs = self.calls[i]
-            rest = tuple(_stack(a, self.n_batch, copies) for a in args[1:])
-            kw = {k: _stack(v, self.n_batch, copies) for k, v in kwargs.items()}
+            rest = tuple(stack_copies(a, self.n_batch, copies) for a in args[1:])
+            kw = {k: stack_copies(v, self.n_batch, copies) for k, v in kwargs.items()}
             if "use_cache" in kw:
                 kw["use_cache"] = False
             out = self.model.blocks[i](x, *rest, **kw)
