@@ -92,7 +92,7 @@ def tokenize(model: TransformerBridge, text: str, max_tokens: int) -> list[int]:
         raise ExploreInputError("model: it has no tokenizer, so it cannot read text")
     if text.strip() == "":
         raise ExploreInputError("text: it is empty; type or paste some text")
-    ids = model.to_tokens(text)[0].tolist()
+    ids = model.to_tokens(text, truncate=False)[0].tolist()
     bad = _unknown_characters(model, text)
     if bad:
         shown = " ".join(repr(c) for c in bad[:10]) + (" …" if len(bad) > 10 else "")

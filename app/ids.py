@@ -149,6 +149,31 @@ COMPARE_SWEEP_METRIC = "compare-sweep-metric"
 COMPARE_SWEEP_GRID = "compare-sweep-grid"
 COMPARE_SWEEP_TABLE = "compare-sweep-table"
 
+# Explore
+EXPLORE_TEXT = "explore-text"
+EXPLORE_MODEL = "explore-model"
+EXPLORE_NEXT = "explore-next"
+EXPLORE_SUBMIT = "explore-submit"
+EXPLORE_STATUS = "explore-status"
+EXPLORE_RUN = "explore-run"  # id of the explore run the page shows or waits for
+EXPLORE_POLL = "explore-poll"
+EXPLORE_RESULT = "explore-result"  # holds the finished run's panels
+EXPLORE_SHOWN = "explore-shown"  # id of the run whose panels are shown
+EXPLORE_THUMBS = "explore-thumbs"
+EXPLORE_FOCUS = "explore-focus"  # {layer, head, locked} from hover/click on a thumbnail
+EXPLORE_TOKEN = "explore-token"  # {pos, t} of a click on a token (assets/explore.js)
+EXPLORE_DIRECTION = "explore-direction"
+EXPLORE_FOCUS_TITLE = "explore-focus-title"
+EXPLORE_PATTERN = "explore-pattern"
+EXPLORE_TOKENS = "explore-tokens"
+EXPLORE_OVERLAY_HEADS = "explore-overlay-heads"
+EXPLORE_OVERLAY = "explore-overlay"
+EXPLORE_SCORES = "explore-scores"
+EXPLORE_DLA_TARGET = "explore-dla-target"
+EXPLORE_DLA = "explore-dla"
+EXPLORE_LENS = "explore-lens"
+EXPLORE_LENS_TABLE = "explore-lens-table"
+
 # Figure export menus and table CSV downloads (pattern-matching ids).
 EXPORT_MENU = "export-menu"  # headlab.ExportMenu: spec, format, preset, n_clicks, download
 CSV_BUTTON = "csv-button"

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from analysis.configs import run_kinds
 from app import catalog, launching
 from app.api.errors import HeadlabError, api_errors
+from app.api.explore import Exploration
 from app.api.overlap import CircuitOverlapResult
 from app.api.run import Run
 from app.figures import compare as compare_figures
@@ -220,6 +221,48 @@ class Lab:
             self.store, queued, lambda store, run_id: self._poll(run_id, progress), self._runner
         )
         return Run(self, final).checked()
+
+    def explore(
+        self,
+        text: str,
+        model: str,
+        *,
+        next_token: str | None = None,
+        wait: bool = True,
+        progress: bool = False,
+        **options: Any,
+    ) -> Exploration:
+        """Every head's attention on ``text`` (one forward, as the Explore page): patterns,
+        per-head scores on the text, each head's DLA for the top next token and ``next_token``,
+        the logit lens. The same model, text and options reuse the finished run.
+
+        Example: ``lab.explore("The cat sat on the mat. The cat", model="hf:gpt2").scores``
+        """
+        from app.services import explore as explore_service
+
+        with api_errors():
+            try:
+                config = explore_service.make_config(model, text, next_token=next_token,
+                                                     **options)  # fmt: skip
+                record, reused = explore_service.submit(self.store, config)
+            except explore_service.ExploreError as exc:
+                raise HeadlabError(str(exc)) from None
+        if not wait:
+            return Exploration(self, record, reused)
+        if record.status.is_terminal:
+            done = Exploration(self, record, reused)
+            done.checked()
+            return done
+        if self._runner is None:
+            from analysis.worker import Worker
+
+            self._runner = Worker(self.store)
+        final = launching.execute_inline(
+            self.store, record, lambda store, run_id: self._poll(run_id, progress), self._runner
+        )
+        done = Exploration(self, final, reused)
+        done.checked()
+        return done
 
     def watch(self, run_id: int, progress: bool = True) -> RunRecord:
         """Wait for a run to end, with a progress bar; returns its final record."""

@@ -13,6 +13,7 @@ from app.callbacks import (
     catalog,
     circuits,
     compare,
+    explore,
     export,
     heads,
     launch,
@@ -58,7 +59,13 @@ CALLBACKS: tuple[Callback | ClientsideCallback, ...] = (
     compare.pick_prompts,
     compare.show,
     compare.select_mover,
+    compare.follow_mover,
     compare.show_sweep,
+    explore.submit,
+    explore.follow_run,
+    explore.show_focus,
+    explore.show_overlay,
+    explore.show_dla,
 )
 
 

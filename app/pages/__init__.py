@@ -7,7 +7,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.pages import circuits, compare, heads, home, launch, models, overlap, prompts, runs, sae
+from app.pages import (
+    circuits,
+    compare,
+    explore,
+    heads,
+    home,
+    launch,
+    models,
+    overlap,
+    prompts,
+    runs,
+    sae,
+)
 from app.services.context import WebContext
 
 Builder = Callable[[WebContext, dict[str, str]], Any]
@@ -22,6 +34,7 @@ class Route:
 
 ROUTES: tuple[Route, ...] = (
     Route("/", "Home", home.build),
+    Route("/explore", "Explore", explore.build),
     Route("/heads", "Heads", heads.build),
     Route("/runs", "Runs", runs.build),
     Route("/launch", "Launch", launch.build),

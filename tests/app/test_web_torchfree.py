@@ -50,4 +50,4 @@ def test_web_app_and_every_page_build_without_torch(headlab_env):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["torch"] is False
     assert report["heavy"] == []
-    assert len(report["pages"]) == 10
+    assert len(report["pages"]) == 11

@@ -1,0 +1,46 @@
+"""Route: /explore[?run=ID] — any text, every head at once (an ``explore`` run's panels)."""
+
+from app.components.common import message, page
+from app.components.explore import explore_layout, result_panels
+from app.export.errors import ExportError
+from app.services import explore
+from app.services.context import WebContext
+from storage.errors import StoreError
+from storage.records import RunStatus
+
+
+def build(ctx: WebContext, query: dict[str, str]) -> object:
+    models = explore.model_options(ctx.store)
+    wanted = query.get("run", "")
+    if not wanted:
+        return explore_layout(models)
+    if not wanted.isdigit():
+        return page("Explore", message(f"run={wanted!r} is not a run id; write /explore?run=ID",
+                                       "warn"))  # fmt: skip
+    try:
+        run = ctx.store.get_run(int(wanted))
+    except StoreError as exc:
+        return page("Explore", message(str(exc), "warn"))
+    if run.kind != explore.KIND:
+        return page(
+            "Explore",
+            message(
+                f"run {run.id} is a {run.kind} run, not an explore run; explore a text below",
+                "warn",
+            ),
+            explore_layout(models),
+        )
+    config = run.config
+    text, next_token = str(config.get("text") or ""), config.get("next_token")
+
+    def shown(result: object = None, waiting: bool = False) -> object:
+        return explore_layout(models, model=run.model_spec, text=text, next_token=next_token,
+                              run=run.id, result=result, waiting=waiting)  # fmt: skip
+
+    if run.status != RunStatus.FINISHED:
+        return shown(waiting=not run.status.is_terminal)
+    try:
+        panels = result_panels(ctx, run.id)
+    except (ExportError, StoreError, ValueError) as exc:
+        panels = message(str(exc), "warn")
+    return shown(panels)

@@ -1,0 +1,52 @@
+// Explore page: hover a head's thumbnail to focus it, click to lock it (click again: unlock),
+// click a token to pick it. Handed to Dash through the page's stores: "explore-focus" gets
+// {layer, head, locked}, "explore-token" gets {pos, t}; the server redraws from them.
+(function () {
+  var lastSent = null;
+
+  function grid() { return document.getElementById("explore-thumbs"); }
+
+  function send(layer, head, locked) {
+    var key = layer + "." + head + (locked ? "L" : "");
+    if (key === lastSent || !window.dash_clientside || !window.dash_clientside.set_props) return;
+    lastSent = key;
+    window.dash_clientside.set_props("explore-focus", {data: {layer: layer, head: head, locked: locked}});
+  }
+
+  function mark(g, thumb, name) {
+    var old = g.querySelectorAll(".explore-thumb." + name);
+    for (var i = 0; i < old.length; i++) old[i].classList.remove(name);
+    if (thumb) thumb.classList.add(name);
+  }
+
+  function thumbOf(event) {
+    var thumb = event.target.closest ? event.target.closest("#explore-thumbs .explore-thumb") : null;
+    return thumb && thumb.dataset.layer !== undefined ? thumb : null;
+  }
+
+  document.addEventListener("mouseover", function (event) {
+    var thumb = thumbOf(event);
+    var g = grid();
+    if (!thumb || !g || g.dataset.locked) return;
+    mark(g, thumb, "focused");
+    send(Number(thumb.dataset.layer), Number(thumb.dataset.head), false);
+  });
+
+  document.addEventListener("click", function (event) {
+    var thumb = thumbOf(event);
+    var g = grid();
+    if (thumb && g) {
+      var key = thumb.dataset.layer + "." + thumb.dataset.head;
+      var unlock = g.dataset.locked === key;
+      g.dataset.locked = unlock ? "" : key;
+      mark(g, unlock ? null : thumb, "locked");
+      mark(g, thumb, "focused");
+      send(Number(thumb.dataset.layer), Number(thumb.dataset.head), !unlock);
+      return;
+    }
+    var token = event.target.closest ? event.target.closest("#explore-tokens .explore-token") : null;
+    if (token && window.dash_clientside && window.dash_clientside.set_props) {
+      window.dash_clientside.set_props("explore-token", {data: {pos: Number(token.dataset.pos), t: Date.now()}});
+    }
+  });
+})();
