@@ -34,6 +34,7 @@ from app.figures import patterns as pattern_figures
 from app.figures import sae as sae_figures
 from app.figures import taxonomy as taxonomy_figures
 from app.services import circuits, overlap, sae
+from app.services import explore as explore_service
 from app.services import lens as lens_service
 from app.services.results import PATTERNS, ResultsReader
 from storage.errors import NotFound
@@ -689,6 +690,33 @@ FIGURES: tuple[FigureKind, ...] = (
         "with --train)",
         "trained-lens",
         bundle=_bundle_top_head("trained_lens_tokens", "ov_copy_score", "training"),
+    ),
+    FigureKind(
+        "explore_heads",
+        "run",
+        explore_service.heads_figure,
+        "every head's attention pattern on the text, layers × heads (explore runs)",
+        "explore-heads",
+        preset="text",
+        bundle=_bundle_taxonomy("explore_heads", lambda _, run: run.kind == "explore"),
+    ),
+    FigureKind(
+        "explore_overlay",
+        "run, [heads], [query], [direction]",
+        explore_service.overlay_figure,
+        "several heads' attention from (or to) one token, one colour per head (explore runs; "
+        "default: the last layer's heads, the last token)",
+        "explore-overlay",
+        bundle=_bundle_taxonomy("explore_overlay", lambda _, run: run.kind == "explore"),
+    ),
+    FigureKind(
+        "explore_lens",
+        "run",
+        explore_service.lens_figure,
+        "logit lens at the last token: each target next token's probability per layer "
+        "(explore runs)",
+        "explore-lens",
+        bundle=_bundle_taxonomy("explore_lens", lambda _, run: run.kind == "explore"),
     ),
     FigureKind("compare_side", "a, b, metric", _compare_side, "two runs' grids side by side"),
     FigureKind("compare_diff", "a, b, metric", _compare_diff, "difference of two runs' grids"),
