@@ -53,7 +53,19 @@ def _ln_final_stack(
 
 
 def direct_logit_attribution(model: TransformerBridge, batch: PairBatch) -> DlaResult:
-    """DLA of every component on the clean prompts, per prompt; plus the logit lens."""
+    """DLA of every component on the clean prompts, per prompt; plus the logit lens.
+
+    Refused (ValueError) for blocks that normalise their attention and MLP outputs before
+    adding them (Gemma-2/3): the final residual stream is then not the sum of the heads'
+    ``z @ W_O`` and the MLP outputs."""
+    from analysis.models import sandwich_norms
+
+    if sandwich_norms(model):
+        raise ValueError(
+            f"{getattr(model.cfg, 'architecture', 'this model')}: direct logit attribution "
+            "needs the residual stream to be the sum of the heads' z @ W_O and the MLP outputs; "
+            "this model adds them through post-attention/post-MLP norms (Gemma-2 style)"
+        )
     n_layers = int(model.cfg.n_layers)
     with torch.no_grad():
         logits, cache = model.run_with_cache(batch.clean)

@@ -50,16 +50,19 @@ def native_attn_only(seed: int = 0, n_ctx: int = 32):
     return model
 
 
-def _boot_hf(hf_cfg, folder: Path, seed: int):
+def _boot_hf(hf_cfg, folder: Path, seed: int, norms: bool = False):
+    """``norms``: random norm weights (and biases) too, so folding them is exercised."""
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     hf = AutoModelForCausalLM.from_config(hf_cfg)
     with torch.no_grad():  # larger weights than HF's default init, for visible effects
-        for p in hf.parameters():
+        for name, p in hf.named_parameters():
             if p.dim() > 1:
                 p.normal_(0, 0.2)
+            elif norms and ("norm" in name or "ln" in name):
+                p.add_(torch.randn_like(p) * 0.3)
     hf.save_pretrained(folder)
     char_tokenizer().save_pretrained(folder)
     model = TransformerBridge.boot_transformers(str(folder), device="cpu")
@@ -93,24 +96,24 @@ def llama_style(folder: Path, seed: int = 0):
 _SMALL = dict(vocab_size=VOCAB, bos_token_id=0, eos_token_id=0, pad_token_id=1)
 
 
-def neox_style(folder: Path, seed: int = 0):
+def neox_style(folder: Path, seed: int = 0, norms: bool = False):
     from transformers import GPTNeoXConfig
 
     cfg = GPTNeoXConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=64, rotary_pct=0.5, max_position_embeddings=32,
                         use_parallel_residual=True, **_SMALL)  # fmt: skip
-    return _boot_hf(cfg, folder, seed)
+    return _boot_hf(cfg, folder, seed, norms)
 
 
-def gptj_style(folder: Path, seed: int = 0):
+def gptj_style(folder: Path, seed: int = 0, norms: bool = False):
     from transformers import GPTJConfig
 
     cfg = GPTJConfig(n_embd=32, n_layer=2, n_head=4, n_inner=64, rotary_dim=4, n_positions=32,
                      **_SMALL)  # fmt: skip
-    return _boot_hf(cfg, folder, seed)
+    return _boot_hf(cfg, folder, seed, norms)
 
 
-def gemma2_style(folder: Path, seed: int = 0):
+def gemma2_style(folder: Path, seed: int = 0, norms: bool = False):
     from transformers import Gemma2Config
 
     cfg = Gemma2Config(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
@@ -118,22 +121,22 @@ def gemma2_style(folder: Path, seed: int = 0):
                        max_position_embeddings=32, query_pre_attn_scalar=8,
                        sliding_window=16, attn_logit_softcapping=5.0,
                        final_logit_softcapping=10.0, **_SMALL)  # fmt: skip
-    return _boot_hf(cfg, folder, seed)
+    return _boot_hf(cfg, folder, seed, norms)
 
 
-def qwen2_style(folder: Path, seed: int = 0):
+def qwen2_style(folder: Path, seed: int = 0, norms: bool = False):
     from transformers import Qwen2Config
 
     cfg = Qwen2Config(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
                       **_SMALL)  # fmt: skip
-    return _boot_hf(cfg, folder, seed)
+    return _boot_hf(cfg, folder, seed, norms)
 
 
-def mistral_style(folder: Path, seed: int = 0):
+def mistral_style(folder: Path, seed: int = 0, norms: bool = False):
     from transformers import MistralConfig
 
     cfg = MistralConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                         num_attention_heads=4, num_key_value_heads=2, head_dim=8,
                         max_position_embeddings=32, sliding_window=None, **_SMALL)  # fmt: skip
-    return _boot_hf(cfg, folder, seed)
+    return _boot_hf(cfg, folder, seed, norms)
