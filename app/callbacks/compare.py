@@ -3,10 +3,10 @@ selected mover's attention in both runs, side-by-side and difference heatmaps.""
 
 from __future__ import annotations
 
-from dash import Input, Output, State
+from dash import Input, Output, State, html
 
 from app import ids
-from app.callbacks.wiring import callback
+from app.callbacks.wiring import ClientsideCallback, callback
 from app.components.common import empty_figure
 from app.services import compare
 from app.services.context import WebContext
@@ -128,7 +128,58 @@ def select_mover(
         except (StoreError, ValueError) as exc:
             out += [empty_figure(str(exc)), None]
     highlight = [{"if": {"filter_query": f'{{id}} = "{chosen}"'}, "backgroundColor": "#e8f0fb"}]
-    return (f"Head {chosen}: attention in A and in B", *out, highlight)
+    title = [html.Span(f"Head {chosen}", **{"data-head": chosen}), ": attention in A and in B"]
+    return (title, *out, highlight)
+
+
+# The selection (a click or the table's arrow keys) names the head in the title's data-head;
+# the Δ chart outlines that head's bar and shows its hover label, and the pattern graphs drop a
+# hover label left from the head before (plotly keeps a label until the mouse moves).
+FOLLOW_JS = """
+function (title) {
+    let head = null;
+    (Array.isArray(title) ? title : [title]).forEach(part => {
+        const props = part && part.props;
+        if (props && props['data-head'] != null) { head = String(props['data-head']); }
+    });
+    window._compareMover = head;
+    if (!window.Plotly) { return; }
+    const mark = gd => {
+        if (!gd || !gd.data || !gd.data.length || !gd._fullLayout) { return; }
+        const labels = Array.from(gd.data[0].y || []);
+        const index = labels.indexOf('head ' + window._compareMover);
+        const widths = labels.map((y, i) => i === index ? 2.5 : 0);
+        const line = (gd.data[0].marker || {}).line || {};
+        const hover = () => {
+            if (index >= 0) { Plotly.Fx.hover(gd, [{curveNumber: 0, pointNumber: index}]); }
+        };
+        if (JSON.stringify(Array.from(line.width || [])) === JSON.stringify(widths)) {
+            hover();
+        } else {
+            const style = {'marker.line.width': [widths], 'marker.line.color': '#111111'};
+            Plotly.restyle(gd, style, [0]).then(hover);
+        }
+    };
+    ['PATTERN_A', 'PATTERN_B'].forEach(id => {
+        const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+        if (gd && gd._fullLayout) { Plotly.Fx.unhover(gd); }
+    });
+    const chart = document.querySelector('#CHART .js-plotly-plot');
+    if (chart && chart.on && !chart._followsMover) {
+        chart._followsMover = true;
+        chart.on('plotly_afterplot', () => mark(chart));  // a new chart: mark it again
+    }
+    mark(chart);
+}
+"""
+FOLLOW_JS = (
+    FOLLOW_JS.replace("PATTERN_A", ids.COMPARE_PATTERN_A)
+    .replace("PATTERN_B", ids.COMPARE_PATTERN_B)
+    .replace("CHART", ids.COMPARE_MOVERS_CHART)
+)
+follow_mover = ClientsideCallback(
+    FOLLOW_JS, (Input(ids.COMPARE_MOVER_TITLE, "children"),), prevent_initial_call=True
+)
 
 
 @callback(

@@ -226,13 +226,14 @@ def test_compare_page_callbacks_on_a_checkpoint_pair(lab_runs):
     title, fig_a, spec_a, fig_b, spec_b, highlight = callbacks.select_mover(
         ctx, {"row": 3, "column": 0, "row_id": "1.2"}, rows, 1, early, late
     )
-    assert title == "Head 1.2: attention in A and in B"
+    assert title_text(title) == "Head 1.2: attention in A and in B"
+    assert title[0].to_plotly_json()["props"]["data-head"] == "1.2"  # the chart follows it
     assert spec_a == {"kind": "pattern", "run": early, "layer": 1, "head": 2, "prompt": 1}
     assert spec_b == {**spec_a, "run": late}
     assert fig_a["data"][0]["z"] != fig_b["data"][0]["z"]  # the head changed its attention
     assert '{id} = "1.2"' in highlight[0]["if"]["filter_query"]
     top = callbacks.select_mover(ctx, None, rows, 0, early, late)
-    assert top[0] == f"Head {rows[0]['id']}: attention in A and in B"
+    assert title_text(top[0]) == f"Head {rows[0]['id']}: attention in A and in B"
     options, value = callbacks.pick_prompts(ctx, early, late, 5)
     assert len(options) == ZOO_OPTIONS["repeated_sequences"] and value == 5
     assert callbacks.pick_prompts(ctx, early, runs["dla"], 5) == ([], None)
@@ -274,3 +275,9 @@ def test_the_movers_figure_exports_like_the_page_draws_it(lab_runs):
     with pytest.raises(ExportError, match="same layer × head shape"):
         run_figure(ctx.reader, [runs["base"], runs["narrow"]], "movers",
                    FigureRequest(metric="entropy"))  # fmt: skip
+
+
+def title_text(title: object) -> str:
+    """The text of a title given as a string or as a list of strings and components."""
+    parts = title if isinstance(title, list) else [title]
+    return "".join(p if isinstance(p, str) else str(p.children) for p in parts)
