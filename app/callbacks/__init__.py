@@ -60,7 +60,6 @@ CALLBACKS: tuple[Callback | ClientsideCallback, ...] = (
     compare.show,
     compare.select_mover,
     compare.follow_mover,
-    compare.follow_mover,
     compare.show_sweep,
     explore.submit,
     explore.follow_run,
