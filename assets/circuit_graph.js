@@ -9,8 +9,8 @@
   var HIT_PX = 12;
   var HEAD = /^a\d+\.h\d+$/;
 
-  function nodeTrace(gd) {
-    var data = gd.data || [];
+  function nodeTrace(gd) {  // in _fullData: x and y decoded (the JSON may hold typed arrays)
+    var data = gd._fullData || [];
     for (var i = 0; i < data.length; i++) {
       if (data[i].meta === "nodes") return i;
     }
@@ -24,7 +24,7 @@
     if (!full || !full.xaxis || !full.yaxis || !full.meta || !full.meta.head_link) return null;
     var index = nodeTrace(gd);
     if (index < 0) return null;
-    var trace = gd.data[index];
+    var trace = gd._fullData[index];
     var box = drag.getBoundingClientRect();
     var px = clientX - box.left, py = clientY - box.top;
     var best = null, bestDistance = HIT_PX;

@@ -42,15 +42,11 @@ CHANNEL_NAMES = {"q": "query", "k": "key", "v": "value", "": "direct"}
 CHANNEL_OFFSET = {"q": -0.1, "k": 0.0, "v": 0.1, "": 0.0}
 WIDTH_BINS = (0.8, 1.6, 2.6, 4.0)
 CHANNEL_ORDER = ("q", "k", "v", "")
-LEGEND_CHANNEL = {
-    "q": "into query",
-    "k": "into key",
-    "v": "into value",
-    "": "into MLP or logits",
-}
+LEGEND_CHANNEL = {"q": "→ query", "k": "→ key", "v": "→ value", "": "→ MLP / logits"}
 # line style and width entries in a light grey: not the dark grey of MLP / logits inputs
-LEGEND_POSITIVE, LEGEND_NEGATIVE = "solid: score > 0", "dotted: score < 0"
-LEGEND_WIDTH, LEGEND_GREY = "width: |score|", "#aaaaaa"
+LEGEND_POSITIVE, LEGEND_NEGATIVE = "score > 0", "score < 0 (dotted)"
+LEGEND_WIDTH, LEGEND_GREY = "width ∝ |score|", "#aaaaaa"
+LEGEND_ROOM = 0.25  # added to the export aspect (height / width): the legend's rows
 HEAD_CLICK_HINT = "<br>click: this head on the Heads page"
 NO_HEADS_RUN_HINT = "<br>(no heads run on this model to open)"
 # what each trace is (``trace.meta``): read by the tests and by ``assets/circuit_graph.js``
@@ -228,7 +224,7 @@ def _legend_traces(chosen: pd.DataFrame, max_abs: float) -> list[go.Scatter]:
     out += [
         entry(LEGEND_POSITIVE, LEGEND_GREY, 2.0),
         entry(LEGEND_NEGATIVE, LEGEND_GREY, 2.0, "dot"),
-        entry(f"{LEGEND_WIDTH} (widest {max_abs:.3g})", LEGEND_GREY, WIDTH_BINS[-1]),
+        entry(f"{LEGEND_WIDTH} (max {max_abs:.3g})", LEGEND_GREY, WIDTH_BINS[-1]),
     ]
     return out
 
@@ -403,7 +399,8 @@ def circuit_graph(
         traces += [_edge_hover_trace(chosen, segments, len(edges_df))]
         traces += _legend_traces(chosen, max_abs)
     fig = go.Figure([*traces, _node_trace(ordered, pos, scores, where)])
-    light_layout(fig, aspect=min(1.4, max(0.6, (n_layers + 2) / (n_heads + 2))), title=title)
+    aspect = min(1.4, max(0.6, (n_layers + 2) / (n_heads + 2))) + LEGEND_ROOM
+    light_layout(fig, aspect=aspect, title=title)
     fig.update_xaxes(visible=False, range=list(x_range))
     fig.update_yaxes(
         title_text="layer",

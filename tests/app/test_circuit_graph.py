@@ -89,18 +89,18 @@ def test_legend_explains_colour_line_style_and_width_and_edges_stay_out_of_it():
     assert all(t.showlegend is False for t in traces(fig, circuits.EDGES))
     legend = {t.name: t.line for t in traces(fig, circuits.LEGEND)}
     assert set(legend) == {
-        "into query",
-        "into key",
-        "into value",
-        "into MLP or logits",
+        "→ query",
+        "→ key",
+        "→ value",
+        "→ MLP / logits",
         circuits.LEGEND_POSITIVE,
         circuits.LEGEND_NEGATIVE,
-        f"{circuits.LEGEND_WIDTH} (widest 2)",
+        f"{circuits.LEGEND_WIDTH} (max 2)",
     }
     assert legend[circuits.LEGEND_NEGATIVE].dash == "dot"
     assert legend[circuits.LEGEND_POSITIVE].dash == "solid"
-    assert legend["into key"].color == circuits.CHANNEL_COLOURS["k"]
-    assert legend[f"{circuits.LEGEND_WIDTH} (widest 2)"].width == max(circuits.WIDTH_BINS)
+    assert legend["→ key"].color == circuits.CHANNEL_COLOURS["k"]
+    assert legend[f"{circuits.LEGEND_WIDTH} (max 2)"].width == max(circuits.WIDTH_BINS)
     # the style entries are no channel's colour
     assert legend[circuits.LEGEND_NEGATIVE].color not in circuits.CHANNEL_COLOURS.values()
     # entries only: no points, no hover
@@ -108,7 +108,7 @@ def test_legend_explains_colour_line_style_and_width_and_edges_stay_out_of_it():
     # only the channels drawn get a colour entry
     only_q = circuits.circuit_graph(EDGES.iloc[:1], NODES)
     names = [t.name for t in traces(only_q, circuits.LEGEND)]
-    assert "into query" in names and "into key" not in names
+    assert "→ query" in names and "→ key" not in names
     assert circuits.LEGEND_NEGATIVE in names  # the line style is explained all the same
 
 
