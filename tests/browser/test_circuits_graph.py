@@ -102,3 +102,14 @@ def test_heads_page_url_selects_a_head_on_a_full_load(page, base_url, seeded):
     page.locator("#heads-detail-title", has_text="Head 0.3").wait_for()
     wait_until(page, "!!document.querySelector('#heads-heatmap .head-outline')")
     assert page.console.errors == []
+
+
+def test_clicking_a_head_label_opens_it_too(page, base_url, seeded):
+    graph = open_graph(page, base_url, seeded.circuits[0])
+    label = page.locator(f"#{graph} .scatterlayer .textpoint text", has_text="a0.h1")
+    box = label.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.7, box["y"] + box["height"] / 2)
+    page.wait_for_url(f"**/heads?run={seeded.compare}&head=a0.h1")
+    page.locator("#heads-detail-title", has_text="Head 0.1").wait_for()
+    assert page.console.errors == []
