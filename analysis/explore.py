@@ -126,8 +126,15 @@ def next_token_id(model: TransformerBridge, token: str) -> int:
     return int(ids[0])
 
 
+def _token_texts(model: TransformerBridge, tokens: list[int]) -> list[str]:
+    """Token strings (token ids as text for a model without a tokenizer)."""
+    if getattr(model, "tokenizer", None) is None:
+        return [str(t) for t in tokens]
+    return [str(s) for s in model.to_str_tokens(torch.tensor(tokens))]
+
+
 def _token_text(model: TransformerBridge, token: int) -> str:
-    return str(model.to_str_tokens(torch.tensor([token]))[0])
+    return _token_texts(model, [token])[0]
 
 
 def _scores(patterns: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -220,7 +227,7 @@ def explore(model: TransformerBridge, tokens: list[int], next_id: int | None = N
     patterns = patterns.cpu()
     return Exploration(
         tokens=list(tokens),
-        strings=[str(s) for s in model.to_str_tokens(ids)],
+        strings=_token_texts(model, list(tokens)),
         patterns=patterns,
         scores=_scores(patterns, ids),
         targets=targets,

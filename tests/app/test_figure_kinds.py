@@ -20,6 +20,7 @@ from app.services.figures import (
 from app.services.results import ResultsReader
 from tests.browser.seeding import seed_all, seed_sweep
 
+from .test_explore_web import EXPLORE_KINDS
 from .test_importance_figures import FIGURES as IMPORTANCE_KINDS
 from .test_lens_figures import LENS_KINDS
 from .test_taxonomy_figures import TAXONOMY_KINDS
@@ -68,6 +69,7 @@ def test_every_declared_kind_builds_from_the_store(seeded):
     # the taxonomy, importance and lens kinds need a real run: test_taxonomy_figures.py,
     # test_importance_figures.py and test_lens_figures.py build each
     built_elsewhere = set(TAXONOMY_KINDS) | set(IMPORTANCE_KINDS) | set(LENS_KINDS)
+    built_elsewhere |= set(EXPLORE_KINDS)  # test_explore_web.py, on a real explore run
     assert set(specs) | built_elsewhere == set(KINDS), "a kind was added: give it a spec"
     for name, fields in specs.items():
         fig = build_figure(reader, {"kind": name, **fields})
