@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from jaxtyping import Bool, Float
 
+from analysis.circuits.gradient_pass import GradientRun, gradient_pass, gradient_run_reference
 from analysis.circuits.graph import CircuitGraph, graph_for_model
-from analysis.circuits.intervention import EdgePatcher, NodeValues, PatchedRun
+from analysis.circuits.intervention import EdgePatcher, NodeValues
 from analysis.circuits.layer_skip import SKIP_TOLERANCE, LayerSkip
 from analysis.metrics import last_logits, metric_per_prompt
 from analysis.prompt_batch import PairBatch
-from analysis.rotary import RotaryTables
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -56,34 +56,6 @@ class PassCounter:
     def backward(self) -> None:
         self.n_backward += 1
         self.compute += 2.0
-
-
-@dataclass
-class GradientRun:
-    """One run on the clean prompts with d metric / d (every channel input, every attention
-    pattern), and what the run computed (detached)."""
-
-    input_grads: Float[torch.Tensor, "batch pos channel d_model"]
-    inputs: Float[torch.Tensor, "batch pos channel d_model"]
-    outputs: NodeValues
-    patterns: list[torch.Tensor]  # per layer [batch, head, q, k]
-    pattern_grads: list[torch.Tensor]
-    metric: float
-    rotary: RotaryTables | None = None  # rotary models: the (cos, sin) the blocks were given
-
-
-def _gradients(run: PatchedRun, value: torch.Tensor) -> GradientRun:
-    grads = torch.autograd.grad(value, run.inputs + run.patterns)
-    n = len(run.inputs)
-    return GradientRun(
-        input_grads=torch.cat([g.detach() for g in grads[:n]], dim=2),
-        inputs=torch.cat([x.detach() for x in run.inputs], dim=2),
-        outputs=run.outputs.detach(),
-        patterns=[p.detach() for p in run.patterns],
-        pattern_grads=[g.detach() for g in grads[n:]],
-        metric=float(value.detach()),
-        rotary=run.rotary,
-    )
 
 
 @dataclass
@@ -157,23 +129,37 @@ class CircuitTask:
         self,
         input_override: Float[torch.Tensor, "batch pos d_model"] | None = None,
         ablate: Float[torch.Tensor, "node channel"] | None = None,
+        fraction: float = 0.0,
     ) -> GradientRun:
         """Gradients of the mean metric at one run on the clean prompts, optionally with other
-        input embeddings or with edges (partly) ablated: input u -> v gets ``ablate[u, v]``
-        times (a_u - o_u), so 0.5 is half-way between clean and ablated."""
-        with torch.enable_grad():
-            run = self.patcher.run(
+        input embeddings or with edges (partly) ablated: every edge u -> v carries ``fraction``
+        of (a_u - o_u) (``gradient_pass``), or, given ``ablate``, ``ablate[u, v]`` times it
+        (one recorded input per channel: ``EdgePatcher.run``), so 0.5 is half-way between
+        clean and ablated."""
+        if ablate is None:
+            run, _ = gradient_pass(
+                self.patcher,
                 self.batch.clean,
-                None if ablate is None else self.ablated,
-                None if ablate is None else ablate[None],
-                record_inputs=True,
-                record_patterns=True,
+                lambda logits: self.metric_of(logits, 1)[0],
+                ablated=self.ablated if fraction else None,
+                fraction=fraction,
                 input_override=input_override,
             )
-            result = _gradients(run, self.metric_of(run.logits, 1)[0])
+        else:
+            with torch.enable_grad():
+                recorded = self.patcher.run(
+                    self.batch.clean,
+                    self.ablated,
+                    ablate[None],
+                    record_inputs=True,
+                    record_patterns=True,
+                    input_override=input_override,
+                )
+                value = self.metric_of(recorded.logits, 1)[0]
+                run = gradient_run_reference(recorded, value, self.patcher)
         self.counter.forward()
         self.counter.backward()
-        return result
+        return run
 
 
 def _position_mean(values: NodeValues, lengths: torch.Tensor) -> NodeValues:
@@ -203,20 +189,23 @@ def build_task(
         raise ValueError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
     patcher = EdgePatcher(model, graph or graph_for_model(model))
     counter = PassCounter()
-    with torch.set_grad_enabled(with_gradients):
-        clean = patcher.run(
-            batch.clean, record_inputs=with_gradients, record_patterns=with_gradients
-        )
+    clean_gradients = None
+    if with_gradients:
+
+        def clean_metric(logits: torch.Tensor) -> torch.Tensor:
+            last = last_logits(logits, batch.last)
+            return task_metric(metric, last, batch, last.detach())
+
+        clean_gradients, clean = gradient_pass(patcher, batch.clean, clean_metric)
+        counter.backward()
+    else:
+        with torch.no_grad():
+            clean = patcher.run(batch.clean)
     with torch.no_grad():
         corrupt = patcher.run(batch.corrupted)
     counter.forward()
     counter.forward()
     clean_last = last_logits(clean.logits, batch.last).detach()
-    clean_gradients = None
-    if with_gradients:
-        value = task_metric(metric, last_logits(clean.logits, batch.last), batch, clean_last)
-        clean_gradients = _gradients(clean, value)
-        counter.backward()
     if ablation == "corrupted":
         ablated = corrupt.outputs.detach()
     elif ablation == "mean":

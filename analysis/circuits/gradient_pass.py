@@ -1,0 +1,316 @@
+"""The gradient runs of EAP and EAP-IG: one forward and one backward of the clean prompts that
+give d metric / d (every channel input) and d metric / d (every attention pattern).
+
+In these runs the channels of one group (a layer's queries, keys, values, its MLP, the logits)
+all read the *same* input: nothing is ablated (EAP's clean run, EAP-IG's ``inputs`` path, which
+only replaces the embeddings), or every edge carries the same fraction f of its ablation
+(EAP-IG's ``edges`` path), so every channel of the group reads
+
+    x = (residual stream at the group) + f * sum over its upstream nodes u of (a_u - o_u).
+
+``EdgePatcher.run(record_inputs=True)`` builds one copy of that input per channel
+([batch, pos, channel, d_model]) and recomputes every head's q, k and v from its copy, so that
+autograd can give each channel's gradient; ``gradient_pass`` records one tensor per group
+instead and derives the per-channel gradients from the projections':
+
+- q, k, v: with nothing ablated the model's own q/k/v (``attn.hook_q/k/v``, before any rotary
+  embedding) are used as they are; with an ablated fraction they are computed once per layer
+  from the shared input, ``norm(x) @ W + b`` for all heads in one matmul. With g_h = d metric /
+  d q_h, the gradient w.r.t. head h's query input is ``J_norm(x)^T (g_h @ W_Q[h]^T)`` (J_norm:
+  the Jacobian of the folded pre-norm at x, applied in closed form), one small matmul per kind
+  and layer after the backward;
+- the sum f * sum_u (a_u - o_u) is kept as running prefix sums over the nodes as their outputs
+  appear, so no group concatenates the node outputs;
+- MLP and logits channels are single channels: their input is recorded as it is.
+
+The numbers equal ``EdgePatcher``'s recording run (``gradient_run_reference``; the tests
+compare every channel input, gradient, node output and pattern gradient).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+
+from analysis import hooks
+from analysis.circuits.intervention import EdgePatcher, NodeValues, PatchedRun
+from analysis.rotary import RotaryTables, record_position_embeddings
+
+Metric = Callable[[torch.Tensor], torch.Tensor]  # logits [batch, pos, vocab] -> scalar
+
+
+@dataclass
+class ChannelGroup:
+    """One group of input channels at a gradient run: channels ``start..end-1`` of
+    ``layer``'s ``kind`` (q, k, v, mlp, logits), fed by the first ``n_up`` nodes."""
+
+    layer: int
+    kind: str
+    start: int
+    end: int
+    n_up: int
+    inputs: Float[torch.Tensor, "batch pos n_or_1 d_model"]  # one shared input, or one each
+    grads: Float[torch.Tensor, "batch pos n d_model"]
+
+    @property
+    def shared(self) -> bool:
+        return self.inputs.shape[2] == 1
+
+
+@dataclass(eq=False)
+class GradientRun:
+    """One run on the clean prompts with d metric / d (every channel input, every attention
+    pattern), and what the run computed (detached)."""
+
+    groups: list[ChannelGroup]  # in channel order
+    outputs: NodeValues
+    patterns: list[torch.Tensor]  # per layer [batch, head, q, k]
+    pattern_grads: list[torch.Tensor]
+    metric: float
+    rotary: RotaryTables | None = None  # rotary models: the (cos, sin) the blocks were given
+    _by_key: dict[tuple[int, str], ChannelGroup] = field(default_factory=dict, repr=False)
+
+    def group(self, layer: int, kind: str) -> ChannelGroup:
+        if not self._by_key:
+            self._by_key.update({(g.layer, g.kind): g for g in self.groups})
+        return self._by_key[(layer, kind)]
+
+    @cached_property
+    def input_grads(self) -> Float[torch.Tensor, "batch pos channel d_model"]:
+        """d metric / d (input of every channel), channel-major as the graph's channels."""
+        return torch.cat([g.grads for g in self.groups], dim=2)
+
+    @cached_property
+    def inputs(self) -> Float[torch.Tensor, "batch pos channel d_model"]:
+        """Every channel's input (a shared input repeated over its group's channels)."""
+        return torch.cat([g.inputs.expand(-1, -1, g.end - g.start, -1) for g in self.groups], dim=2)
+
+
+def norm_vjp(
+    patcher: EdgePatcher,
+    x: Float[torch.Tensor, "batch pos d_model"],
+    grad: Float[torch.Tensor, "batch pos n d_model"],
+) -> Float[torch.Tensor, "batch pos n d_model"]:
+    """J^T grad for the folded pre-norm y = norm(x) (``block_math.folded_norm``) at x, for n
+    gradients of its output at once: LN (1/s)(g - mean(g) - y mean(g y)), RMS (1/s)(g - y
+    mean(g y)), no norm g; s = sqrt(mean(c(x)^2) + eps)."""
+    if patcher.norm_type is None:
+        return grad
+    centre = patcher.norm_type in ("LN", "LNPre")
+    c = x - x.mean(-1, keepdim=True) if centre else x
+    scale = (c.pow(2).mean(-1, keepdim=True) + patcher.eps).sqrt()[:, :, None]  # [b, p, 1, 1]
+    y = c[:, :, None] / scale
+    out = grad - y * (grad * y).mean(-1, keepdim=True)
+    if centre:
+        out = out - grad.mean(-1, keepdim=True)
+    return out / scale
+
+
+@dataclass
+class _State:
+    fraction: float
+    ablated: NodeValues | None
+    override: torch.Tensor | None
+    chunks: list[torch.Tensor] = field(default_factory=list)  # node outputs, detached
+    running: torch.Tensor | None = None  # sum of the node outputs so far (with autograd)
+    prefix: dict[int, torch.Tensor] = field(default_factory=dict)  # n nodes -> their sum
+    n_nodes: int = 0
+    resid: dict[str, torch.Tensor] = field(default_factory=dict)
+    qkv_input: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    projections: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
+    single: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)  # mlp, logits
+    patterns: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def ablating(self) -> bool:
+        return self.fraction != 0.0
+
+
+class _Pass:
+    def __init__(self, patcher: EdgePatcher, st: _State) -> None:
+        self.patcher, self.st = patcher, st
+
+    def add_nodes(self, out: torch.Tensor) -> None:
+        """Node outputs [b, p, n, d] (with autograd) appear in node order."""
+        st = self.st
+        st.chunks.append(out.detach())
+        st.n_nodes += out.shape[2]
+        if st.ablating:
+            total = out.sum(2)
+            st.running = total if st.running is None else st.running + total
+            st.prefix[st.n_nodes] = st.running
+
+    def shift(self, n_up: int) -> torch.Tensor | None:
+        """f * sum over the first n_up nodes of (a_u - o_u), or None when nothing is ablated."""
+        st = self.st
+        if not st.ablating:
+            return None
+        assert st.ablated is not None
+        ablated = st.ablated[:, :, :n_up].sum(2)
+        return st.fraction * (ablated - st.prefix[n_up])
+
+    def hooks(self) -> list[tuple[str, Any]]:
+        g = self.patcher.graph
+        out: list[tuple[str, Any]] = [(hooks.resid_pre(0).name, self.input_hook)]
+        for layer in range(g.n_layers):
+            out.append((hooks.resid_pre(layer).name, self.save(f"pre{layer}")))
+            for kind in ("q", "k", "v"):
+                out.append((hooks.site(kind, layer).name, self.qkv_hook(layer, kind)))
+            out.append((hooks.z(layer).name, self.z_hook(layer)))
+            out.append((hooks.site("pattern", layer).name, self.pattern_hook))
+            if g.has_mlp and not g.parallel:
+                out.append((hooks.site("resid_mid", layer).name, self.save(f"mid{layer}")))
+            if g.has_mlp:
+                out.append((hooks.site("mlp_in", layer).name, self.mlp_in_hook(layer)))
+                out.append((hooks.site("mlp_out", layer).name, self.mlp_out_hook))
+        out.append((hooks.site("ln_final_in").name, self.logits_hook))
+        return out
+
+    def input_hook(self, t: torch.Tensor, hook: Any) -> torch.Tensor:
+        value = t if self.st.override is None else self.st.override.to(t.dtype)
+        # a leaf, so that every channel input is differentiable even when the embeddings are a
+        # constant (EAP-IG) or the parameters are frozen
+        value = value.detach().requires_grad_(True)
+        self.add_nodes(value.unsqueeze(2))
+        return value
+
+    def save(self, key: str) -> Any:
+        def hook(t: torch.Tensor, hook: Any) -> None:
+            self.st.resid[key] = t
+
+        return hook
+
+    def pattern_hook(self, t: torch.Tensor, hook: Any) -> None:
+        self.st.patterns.append(t)
+
+    def qkv_hook(self, layer: int, kind: str) -> Any:
+        patcher, st = self.patcher, self.st
+        n_up = patcher.channel_group(layer, kind)[2]
+
+        def hook(t: torch.Tensor, hook: Any) -> torch.Tensor:
+            if layer not in st.qkv_input:
+                x = st.resid[f"pre{layer}"]
+                shift = self.shift(n_up)
+                x = x if shift is None else x + shift
+                st.qkv_input[layer] = (x, patcher.normalise(x) if st.ablating else x)
+            if st.ablating:  # the model's q/k/v saw the residual stream, not x: recompute
+                w, b = patcher.w[kind][layer], patcher.b[kind][layer]
+                t = torch.einsum("bpd,nde->bpne", st.qkv_input[layer][1], w) + b
+            st.projections[(layer, kind)] = t
+            return t
+
+        return hook
+
+    def z_hook(self, layer: int) -> Any:
+        def hook(t: torch.Tensor, hook: Any) -> None:
+            self.add_nodes(torch.einsum("bphe,hed->bphd", t, self.patcher.w_o[layer]))
+
+        return hook
+
+    def mlp_in_hook(self, layer: int) -> Any:
+        n_up = self.patcher.channel_group(layer, "mlp")[2]
+
+        def hook(t: torch.Tensor, hook: Any) -> torch.Tensor:
+            base = self.st.resid[f"pre{layer}" if self.patcher.graph.parallel else f"mid{layer}"]
+            shift = self.shift(n_up)
+            x = base.clone() if shift is None else base + shift
+            self.st.single[(layer, "mlp")] = x
+            return self.patcher.normalise(x)
+
+        return hook
+
+    def mlp_out_hook(self, t: torch.Tensor, hook: Any) -> None:
+        self.add_nodes(t.unsqueeze(2))
+
+    def logits_hook(self, t: torch.Tensor, hook: Any) -> torch.Tensor:
+        self.st.resid["final"] = t
+        shift = self.shift(self.st.n_nodes)
+        x = t.clone() if shift is None else t + shift
+        self.st.single[(self.patcher.graph.n_layers, "logits")] = x
+        return x
+
+
+def gradient_pass(
+    patcher: EdgePatcher,
+    tokens: Int[torch.Tensor, "batch pos"],
+    metric: Metric,
+    *,
+    ablated: NodeValues | None = None,
+    fraction: float = 0.0,
+    input_override: Float[torch.Tensor, "batch pos d_model"] | None = None,
+) -> tuple[GradientRun, PatchedRun]:
+    """One forward and backward of ``tokens`` in which every edge carries ``fraction`` of its
+    ablation (``ablated``: the a_u; 0 = the clean run), with the input embeddings replaced by
+    ``input_override`` if given. Returns the gradients and the run's logits, node outputs and
+    residual streams (detached, as ``EdgePatcher.detached``)."""
+    if fraction != 0.0 and ablated is None:
+        raise ValueError("an ablated fraction needs the ablated node values")
+    st = _State(float(fraction), ablated, input_override)
+    p = _Pass(patcher, st)
+    with torch.enable_grad():
+        with (
+            patcher.model.hooks(fwd_hooks=p.hooks()),
+            record_position_embeddings(patcher.model) as tables,
+        ):
+            logits = patcher.model(tokens)
+        value = metric(logits)
+        graph, keys = patcher.graph, list(st.projections)
+        singles = list(st.single)
+        wrt = [st.projections[k] for k in keys] + [st.single[k] for k in singles]
+        grads = torch.autograd.grad(value, wrt + st.patterns)
+    by_key = dict(zip(keys + singles, grads[: len(wrt)], strict=True))
+    groups = []
+    for layer, kind in _group_order(patcher):
+        start, end, n_up = patcher.channel_group(layer, kind)
+        if kind in ("q", "k", "v"):
+            x = st.qkv_input[layer][0].detach()
+            g = torch.einsum("bpne,nde->bpnd", by_key[(layer, kind)], patcher.w[kind][layer])
+            grad = norm_vjp(patcher, x, g)
+        else:
+            x, grad = st.single[(layer, kind)].detach(), by_key[(layer, kind)][:, :, None]
+        groups.append(ChannelGroup(layer, kind, start, end, n_up, x[:, :, None], grad))
+    outputs = torch.cat(st.chunks, dim=2)
+    run = GradientRun(
+        groups=groups,
+        outputs=outputs,
+        patterns=[a.detach() for a in st.patterns],
+        pattern_grads=list(grads[len(wrt) :]),
+        metric=float(value.detach()),
+        rotary=tables[0] if tables else None,
+    )
+    resid = {k: v.detach() for k, v in st.resid.items()}
+    assert len(groups) == len({(c.layer, c.kind) for c in graph.channels})
+    return run, PatchedRun(logits.detach(), outputs, resid=resid)
+
+
+def _group_order(patcher: EdgePatcher) -> list[tuple[int, str]]:
+    seen: dict[tuple[int, str], None] = {}
+    for ch in patcher.graph.channels:
+        seen.setdefault((ch.layer, ch.kind), None)
+    return list(seen)
+
+
+def gradient_run_reference(
+    run: PatchedRun, value: torch.Tensor, patcher: EdgePatcher
+) -> GradientRun:
+    """The gradients of a run recorded by ``EdgePatcher.run(record_inputs=True,
+    record_patterns=True)`` (one input per channel), as a ``GradientRun``."""
+    grads = torch.autograd.grad(value, run.inputs + run.patterns)
+    n = len(run.inputs)
+    groups = []
+    for (layer, kind), x, g in zip(_group_order(patcher), run.inputs, grads[:n], strict=True):
+        start, end, n_up = patcher.channel_group(layer, kind)
+        groups.append(ChannelGroup(layer, kind, start, end, n_up, x.detach(), g.detach()))
+    return GradientRun(
+        groups=groups,
+        outputs=run.outputs.detach(),
+        patterns=[p.detach() for p in run.patterns],
+        pattern_grads=[g.detach() for g in grads[n:]],
+        metric=float(value.detach()),
+        rotary=run.rotary,
+    )
