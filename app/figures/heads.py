@@ -88,8 +88,9 @@ def grid_heatmap(
     """A heatmap of a ``[rows, cols]`` grid with rows on y (row 0 at the top).
 
     ``x_labels`` (one per column; ``""`` where a column has none, which keeps its number) label
-    the x axis. ``y_values`` name the rows (e.g. the layers a grid keeps) on a category axis;
-    None: rows are 0..n-1."""
+    the x axis. ``y_values`` name the rows (e.g. the layers a grid keeps): consecutive values
+    stay a numeric axis from the first (export upsamples such a grid crisply), others become a
+    category axis; None: rows are 0..n-1."""
     if signed is None:
         signed = metric_is_signed(metric, grid)
     zmin, zmax = colour_limits(grid, signed)
@@ -110,10 +111,12 @@ def grid_heatmap(
         xgap=0,
         ygap=0,
     )
-    if y_values is None:
-        trace.update(y0=0, dy=1)
+    first = 0 if not y_values else int(y_values[0])
+    categories = y_values is not None and list(y_values) != list(range(first, first + n_rows))
+    if categories:
+        trace.update(y=[str(v) for v in y_values or []])
     else:
-        trace.update(y=[str(v) for v in y_values])
+        trace.update(y0=first, dy=1)
     if x_labels is not None:
         escaped = np.asarray([escape_label(t) for t in x_labels], dtype=object)
         trace.customdata = np.tile(escaped, (n_rows, 1))
@@ -136,7 +139,7 @@ def grid_heatmap(
         autorange="reversed",
         automargin=False,
     )
-    if y_values is not None:
+    if categories:
         fig.update_yaxes(type="category")
     if x_labels is not None and n_cols <= 48:
         fig.update_xaxes(

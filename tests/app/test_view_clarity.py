@@ -60,9 +60,12 @@ def test_position_heatmap_labels_a_short_prompts_tokens_and_keeps_only_layers_wi
     ]
     fig = head_figures.position_heatmap(pd.DataFrame(rows), "patch_z", tokens=["<s>", "a", "b"])
     assert list(fig.layout.xaxis.ticktext) == ["&lt;s&gt;", "a", "b", "3", "4"]
-    assert list(fig.data[0].y) == ["1"] and fig.layout.yaxis.type == "category"
+    assert fig.data[0].y0 == 1 and fig.data[0].y is None  # head 1.2's row is layer 1
     z = np.asarray(fig.data[0].z, dtype=float)
     assert z.shape == (1, 5) and not np.isnan(z).all(axis=1).any()
+    gap = pd.DataFrame([{**r, "layer": la} for r in rows for la in (0, 3)])
+    spread = head_figures.position_heatmap(gap, "patch_z")
+    assert list(spread.data[0].y) == ["0", "3"] and spread.layout.yaxis.type == "category"
     nan = pd.DataFrame([{**rows[0], "value": float("nan")}])
     with pytest.raises(ValueError, match="undefined"):
         head_figures.position_heatmap(nan, "patch_z")
@@ -74,7 +77,11 @@ def test_heads_position_grid_of_a_head_has_its_layer_and_a_prompts_tokens(views)
     longest = max(range(len(PROMPTS)), key=lambda i: len(PROMPTS[i]))  # none covers 12
     assert view.spec is not None and view.spec["prompt"] == longest
     layout, trace = view.figure["layout"], view.figure["data"][0]
-    assert list(trace["y"]) == ["1"]  # head 1.2's own layer, no empty layer-0 band
+    assert trace["y0"] == 1 and "y" not in trace  # head 1.2's own layer, no empty layer-0 band
+    assert np.asarray(view.figure["data"][0]["z"]["shape"].split(", "), dtype=int).tolist() == [
+        1,
+        WIDE,
+    ]
     ticks = list(layout["xaxis"]["ticktext"])
     n = len(PROMPTS[longest])
     assert ticks[:n] == [t.replace("<", "&lt;").replace(">", "&gt;") for t in PROMPTS[longest]]
