@@ -106,7 +106,7 @@ def thumbnail_grid(found: ExploreView, thumbs: list[list[str]]) -> html.Div:
         cells,
         id=ids.EXPLORE_THUMBS,
         className="explore-grid",
-        style={"gridTemplateColumns": f"auto repeat({found.n_heads}, {px + 6}px)"},
+        style={"gridTemplateColumns": f"max-content repeat({found.n_heads}, {px + 6}px)"},
     )
 
 
