@@ -49,6 +49,7 @@ LEGEND_WIDTH, LEGEND_GREY = "width ∝ |score|", "#aaaaaa"
 LEGEND_ROOM = 0.25  # added to the export aspect (height / width): the legend's rows
 HEAD_CLICK_HINT = "<br>click: this head on the Heads page"
 NO_HEADS_RUN_HINT = "<br>(no heads run on this model to open)"
+IN_STORED, NOT_IN_STORED = "in the stored circuit", "not in the stored circuit"
 # what each trace is (``trace.meta``): read by the tests and by ``assets/circuit_graph.js``
 EDGES, EDGE_HOVER, LEGEND, NODES = "edges", "edge-hover", "legend", "nodes"
 # labels: plotly's text positions in order of preference, and the sizes used to keep them
@@ -126,45 +127,45 @@ def edge_segments(chosen: pd.DataFrame, pos: dict[str, tuple[float, float]]) -> 
     """``[n, 4]`` (x0, y0, x1, y1) of each edge as drawn: from its source's marker to its
     target's, shifted left/right by the input channel (``CHANNEL_OFFSET``)."""
     out = np.empty((len(chosen), 4))
-    for i, (source, target) in enumerate(chosen[["source", "target"]].itertuples(index=False)):
+    targets = chosen["target"].tolist()  # lists: iterating arrow-backed columns is slow
+    for i, (source, target) in enumerate(zip(chosen["source"].tolist(), targets, strict=True)):
         node, channel = split_target(target)
         (x0, y0), (x1, y1) = pos[source], pos[node]
         out[i] = (x0, y0, x1 + CHANNEL_OFFSET[channel], y1)
     return out
 
 
-def _width_bin(score: float, max_abs: float) -> int:
-    strength = abs(score) / max_abs if max_abs > 0 else 0.0
-    return min(len(WIDTH_BINS) - 1, int(strength * len(WIDTH_BINS)))
-
-
 def _edge_traces(chosen: pd.DataFrame, segments: np.ndarray, max_abs: float) -> list[go.Scatter]:
-    groups: dict[tuple[str, int, bool], tuple[list, list]] = {}
-    for (target, score), (x0, y0, x1, y1) in zip(
-        chosen[["target", "score"]].itertuples(index=False), segments, strict=True
-    ):
-        channel = split_target(target)[1]
-        xs, ys = groups.setdefault((channel, _width_bin(score, max_abs), score < 0), ([], []))
-        xs += [x0, x1, np.nan]  # NaN: a gap between segments (numpy: no per-item validation)
-        ys += [y0, y1, np.nan]
-    return [
-        go.Scatter(
-            x=np.array(xs),
-            y=np.array(ys),
-            mode="lines",
-            line=dict(
-                color=CHANNEL_COLOURS[channel],
-                width=WIDTH_BINS[width_bin],
-                dash="dot" if negative else "solid",
-            ),
-            opacity=0.8,
-            name=CHANNEL_NAMES[channel],
-            showlegend=False,
-            hoverinfo="skip",
-            meta=EDGES,
+    scores = chosen["score"].to_numpy(float)
+    strength = np.abs(scores) / max_abs if max_abs > 0 else np.zeros(len(scores))
+    bins = np.minimum(len(WIDTH_BINS) - 1, (strength * len(WIDTH_BINS)).astype(int))
+    channels = [split_target(t)[1] for t in chosen["target"].tolist()]
+    groups: dict[tuple[str, int, bool], list[int]] = {}
+    for i, key in enumerate(zip(channels, bins.tolist(), (scores < 0).tolist(), strict=True)):
+        groups.setdefault(key, []).append(i)
+    traces = []
+    for (channel, width_bin, negative), rows in sorted(groups.items()):
+        # per edge: start, end, NaN (a gap); numpy arrays skip plotly's per-item validation
+        xs = np.column_stack([segments[rows, 0], segments[rows, 2], np.full(len(rows), np.nan)])
+        ys = np.column_stack([segments[rows, 1], segments[rows, 3], np.full(len(rows), np.nan)])
+        traces.append(
+            go.Scatter(
+                x=xs.ravel(),
+                y=ys.ravel(),
+                mode="lines",
+                line=dict(
+                    color=CHANNEL_COLOURS[channel],
+                    width=WIDTH_BINS[width_bin],
+                    dash="dot" if negative else "solid",
+                ),
+                opacity=0.8,
+                name=CHANNEL_NAMES[channel],
+                showlegend=False,
+                hoverinfo="skip",
+                meta=EDGES,
+            )
         )
-        for (channel, width_bin, negative), (xs, ys) in sorted(groups.items())
-    ]
+    return traces
 
 
 def _target_label(target: str) -> str:
@@ -173,30 +174,29 @@ def _target_label(target: str) -> str:
 
 
 def _edge_hover_trace(chosen: pd.DataFrame, segments: np.ndarray, n_all: int) -> go.Scatter:
-    """Invisible markers at the edges' midpoints that carry each edge's hover text (plotly
-    hovers points, not lines)."""
-    customdata = np.array(
-        [
-            [
-                r.source,
-                r.target,
-                float(r.score),
-                int(r.rank),
-                "in the stored circuit" if r.stored else "not in the stored circuit",
-                _target_label(r.target),
-            ]
-            for r in chosen.itertuples(index=False)
-        ],
-        dtype=object,
-    ).reshape(-1, 6)
+    """Invisible markers at the edges' midpoints that carry each edge's hover (plotly hovers
+    points, not lines): ``text`` "source → target (channel)", ``customdata`` (score, rank of
+    |score| among all ``n_all`` edges, 1 if the stored circuit holds the edge else 0) and
+    ``hovertext`` saying whether it does. Numbers in one float array, strings in two lists:
+    plotly copies a list of lists item by item, which a page pays on every slider step."""
+    stored = chosen["stored"].to_numpy(bool)
+    customdata = np.column_stack(
+        [chosen["score"].to_numpy(float), chosen["rank"].to_numpy(float), stored.astype(float)]
+    )
+    text = [
+        f"{source} → {_target_label(target)}"
+        for source, target in zip(chosen["source"].tolist(), chosen["target"].tolist(), strict=True)
+    ]
     return go.Scatter(
         x=(segments[:, 0] + segments[:, 2]) / 2,
         y=(segments[:, 1] + segments[:, 3]) / 2,
         mode="markers",
         marker=dict(size=10, color="rgba(0,0,0,0)"),
+        text=text,
+        hovertext=[IN_STORED if s else NOT_IN_STORED for s in stored.tolist()],
         customdata=customdata,
-        hovertemplate="%{customdata[0]} → %{customdata[5]}<br>score %{customdata[2]:.4g}<br>"
-        f"rank %{{customdata[3]}} of {n_all} by |score|<br>%{{customdata[4]}}<extra></extra>",
+        hovertemplate="%{text}<br>score %{customdata[0]:.4g}<br>"
+        f"rank %{{customdata[1]:d}} of {n_all} by |score|<br>%{{hovertext}}<extra></extra>",
         showlegend=False,
         meta=EDGE_HOVER,
     )
@@ -217,7 +217,7 @@ def _legend_traces(chosen: pd.DataFrame, max_abs: float) -> list[go.Scatter]:
             meta=LEGEND,
         )
 
-    channels = {split_target(t)[1] for t in chosen["target"]}
+    channels = {split_target(t)[1] for t in chosen["target"].tolist()}
     out = [
         entry(LEGEND_CHANNEL[c], CHANNEL_COLOURS[c], 2.6) for c in CHANNEL_ORDER if c in channels
     ]
@@ -236,25 +236,37 @@ _PLACE_Y = {"top": (-1.0, -1), "bottom": (0.0, 1), "middle": (-0.5, 0)}
 
 
 def label_boxes(
-    x: float, y: float, size: tuple[float, float], gap: tuple[float, float]
+    x: float | np.ndarray,
+    y: float | np.ndarray,
+    size: tuple[float | np.ndarray, float | np.ndarray],
+    gap: tuple[float, float],
 ) -> np.ndarray:
-    """``[len(LABEL_POSITIONS), 4]`` (x0, x1, y0, y1) in data units of a label placed as
-    plotly's ``textposition`` places it (y grows downwards): ``gap`` is plotly's offset of a
-    label from its marker's centre."""
-    (w, h), (gx, gy) = size, gap
-    out = np.empty((len(LABEL_POSITIONS), 4))
-    for i, where in enumerate(LABEL_POSITIONS):
-        vertical, horizontal = where.split()
-        (fx, sx), (fy, sy) = _PLACE[horizontal], _PLACE_Y[vertical]
-        x0, y0 = x + fx * w + sx * gx, y + fy * h + sy * gy
-        out[i] = (x0, x0 + w, y0, y0 + h)
-    return out
+    """``[..., len(LABEL_POSITIONS), 4]`` (x0, x1, y0, y1) in data units of a label at each
+    of ``LABEL_POSITIONS``, placed as plotly's ``textposition`` places it (y grows
+    downwards): ``gap`` is plotly's offset of a label from its marker's centre. Scalars give
+    one node's boxes, arrays (one entry per node) every node's."""
+    x, y = np.asarray(x, float)[..., None], np.asarray(y, float)[..., None]
+    w, h = np.asarray(size[0], float)[..., None], np.asarray(size[1], float)[..., None]
+    fx, sx = _PLACE_ARRAYS[0], _PLACE_ARRAYS[1]
+    fy, sy = _PLACE_ARRAYS[2], _PLACE_ARRAYS[3]
+    x0 = x + fx * w + sx * gap[0]
+    y0 = y + fy * h + sy * gap[1]
+    return np.stack([x0, x0 + w, y0, y0 + h], axis=-1)
 
 
-def segments_crossing(segments: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+_PLACE_ARRAYS = np.array(
+    [(*_PLACE[where.split()[1]], *_PLACE_Y[where.split()[0]]) for where in LABEL_POSITIONS],
+    dtype=float,
+).T  # rows: x factor, x gap sign, y factor, y gap sign; one column per position
+
+
+def segments_crossing(
+    segments: np.ndarray, boxes: np.ndarray, *, pairwise: bool = False
+) -> np.ndarray:
     """``[n_boxes, n_segments]``: which segments (x0, y0, x1, y1) cross which boxes (x0, x1,
-    y0, y1), by separating axes: the box's two and the segment's normal."""
-    bx0, bx1, by0, by1 = (boxes[:, i : i + 1] for i in range(4))
+    y0, y1), by separating axes: the box's two and the segment's normal. ``pairwise``:
+    ``[n]``, segment i against box i only."""
+    bx0, bx1, by0, by1 = (boxes[:, i] if pairwise else boxes[:, i : i + 1] for i in range(4))
     x0, y0, x1, y1 = segments.T
     overlap = (
         (np.minimum(x0, x1) <= bx1)
@@ -263,9 +275,13 @@ def segments_crossing(segments: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         & (np.maximum(y0, y1) >= by0)
     )
     dx, dy = x1 - x0, y1 - y0
-    sides = np.stack([dx * (cy - y0) - dy * (cx - x0) for cx in (bx0, bx1) for cy in (by0, by1)])
-    separated = (sides > 0).all(axis=0) | (sides < 0).all(axis=0)
-    return overlap & ~separated
+    # the side of the segment's line each box corner lies on: all on one side = separated
+    a, b = dx * (by0 - y0), dx * (by1 - y0)
+    c, d = dy * (bx0 - x0), dy * (bx1 - x0)
+    corners = (a - c, b - c, a - d, b - d)
+    low = np.minimum(np.minimum(corners[0], corners[1]), np.minimum(corners[2], corners[3]))
+    high = np.maximum(np.maximum(corners[0], corners[1]), np.maximum(corners[2], corners[3]))
+    return overlap & (low <= 0) & (high >= 0)
 
 
 def _boxes_overlap(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
@@ -286,38 +302,56 @@ def label_layout(
 ) -> tuple[list[str], np.ndarray]:
     """Each node's label position (a plotly ``textposition``) and its box ``[n, 4]`` (x0, x1,
     y0, y1 in data units): the first of ``LABEL_POSITIONS`` that crosses the fewest drawn
-    edges, other markers (twice as bad) and labels placed before it (twice as bad)."""
+    edges, other markers (twice as bad) and labels placed before it (twice as bad). The
+    edge and marker costs of every node and position are computed at once; only the labels
+    placed before a node are a loop."""
+    n = len(names)
     sx, sy = data_per_px
     gap_px = LABEL_MARKER / 2 / 0.8 + 1  # plotly: a label starts this far from the centre
     gap = (gap_px * sx, gap_px * sy)
     mx, my = LABEL_MARKER / 2 * sx, LABEL_MARKER / 2 * sy
-    centres = np.array([pos[n] for n in names]).reshape(-1, 2)
+    centres = np.array([pos[name] for name in names], dtype=float).reshape(-1, 2)
+    widths = np.array([len(name) * LABEL_CHAR_PX * sx for name in names])
+    boxes = label_boxes(centres[:, 0], centres[:, 1], (widths, np.full(n, LABEL_LINE_PX * sy)), gap)
+    cost = np.zeros((n, len(LABEL_POSITIONS)), dtype=int)
+    if len(segments) and n:
+        # (node, segment) pairs where the segment crosses the hull of the node's label boxes:
+        # extents first (cheap), then the exact test on the pairs left
+        hull = np.stack(
+            [
+                boxes[..., 0].min(1),
+                boxes[..., 1].max(1),
+                boxes[..., 2].min(1),
+                boxes[..., 3].max(1),
+            ],
+            axis=1,
+        )
+        lo = np.minimum(segments[:, :2], segments[:, 2:])  # (min x, min y)
+        hi = np.maximum(segments[:, :2], segments[:, 2:])
+        node, seg = np.nonzero(
+            (lo[None, :, 0] <= hull[:, 1:2])
+            & (hi[None, :, 0] >= hull[:, 0:1])
+            & (lo[None, :, 1] <= hull[:, 3:4])
+            & (hi[None, :, 1] >= hull[:, 2:3])
+        )
+        crossing = segments_crossing(segments[seg], hull[node], pairwise=True)
+        node, seg = node[crossing], seg[crossing]
+        for k in range(len(LABEL_POSITIONS)):
+            hit = segments_crossing(segments[seg], boxes[node, k], pairwise=True)
+            cost[:, k] = np.bincount(node[hit], minlength=n)
     markers = np.column_stack(
         [centres[:, 0] - mx, centres[:, 0] + mx, centres[:, 1] - my, centres[:, 1] + my]
     )
-    lo_x = np.minimum(segments[:, 0], segments[:, 2])
-    hi_x = np.maximum(segments[:, 0], segments[:, 2])
-    lo_y = np.minimum(segments[:, 1], segments[:, 3])
-    hi_y = np.maximum(segments[:, 1], segments[:, 3])
+    covered = _boxes_overlap(boxes.reshape(-1, 4), markers).reshape(n, len(LABEL_POSITIONS), n)
+    covered[np.arange(n), :, np.arange(n)] = False  # its own marker: never under its label
+    cost += 2 * covered.sum(axis=2)
     where_out: list[str] = []
-    placed = np.empty((len(names), 4))
-    for i, name in enumerate(names):
-        x, y = pos[name]
-        size = (len(name) * LABEL_CHAR_PX * sx, LABEL_LINE_PX * sy)
-        reach_x, reach_y = gap[0] + size[0], gap[1] + size[1]
-        near = (
-            (lo_x <= x + reach_x)
-            & (hi_x >= x - reach_x)
-            & (lo_y <= y + reach_y)
-            & (hi_y >= y - reach_y)
-        )  # only the edges near the node can cross one of its label boxes
-        boxes = label_boxes(x, y, size, gap)
-        cost = segments_crossing(segments[near], boxes).sum(axis=1)
-        cost += 2 * _boxes_overlap(boxes, np.delete(markers, i, axis=0)).sum(axis=1)
-        cost += 2 * _boxes_overlap(boxes, placed[:i]).sum(axis=1)
-        best = int(np.argmin(cost))  # the first of the cheapest: order of preference
+    placed = np.empty((n, 4))
+    for i in range(n):
+        total = cost[i] + 2 * _boxes_overlap(boxes[i], placed[:i]).sum(axis=1)
+        best = int(np.argmin(total))  # the first of the cheapest: order of preference
         where_out.append(LABEL_POSITIONS[best])
-        placed[i] = boxes[best]
+        placed[i] = boxes[i, best]
     return where_out, placed
 
 
@@ -380,8 +414,8 @@ def circuit_graph(
         rank=pd.Series(np.arange(1, len(order) + 1), index=order), stored=stored
     )
     chosen = select_edges(ranked, top_k=top_k, threshold=threshold, max_edges=max_edges)
-    targets = {split_target(t)[0] for t in chosen["target"]}
-    names = set(chosen["source"]) | {t for t in targets if not _KV.match(t)}
+    targets = {split_target(t)[0] for t in chosen["target"].tolist()}
+    names = set(chosen["source"].tolist()) | {t for t in targets if not _KV.match(t)}
     if "in_circuit" in nodes_df.columns and not nodes_df.empty:
         names |= set(nodes_df.loc[nodes_df["in_circuit"].astype(bool), "name"])
     all_names = list(nodes_df.get("name", pd.Series(dtype=str))) + list(names)
@@ -401,17 +435,17 @@ def circuit_graph(
     fig = go.Figure([*traces, _node_trace(ordered, pos, scores, where)])
     aspect = min(1.4, max(0.6, (n_layers + 2) / (n_heads + 2))) + LEGEND_ROOM
     light_layout(fig, aspect=aspect, title=title)
-    fig.update_xaxes(visible=False, range=list(x_range))
-    fig.update_yaxes(
-        title_text="layer",
-        autorange="reversed",
-        showgrid=False,
-        tickmode="array",
-        tickvals=list(range(n_layers)),
-        zeroline=False,
-    )
-    fig.update_yaxes(showline=False)
-    fig.update_layout(
+    fig.update_layout(  # one update: each plotly update call costs milliseconds
+        xaxis=dict(visible=False, range=list(x_range)),
+        yaxis=dict(
+            title_text="layer",
+            autorange="reversed",
+            showgrid=False,
+            tickmode="array",
+            tickvals=list(range(n_layers)),
+            zeroline=False,
+            showline=False,
+        ),
         hovermode="closest",
         legend=dict(orientation="h", y=-0.02, yanchor="top", x=0, font_size=10),
     )

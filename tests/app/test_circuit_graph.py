@@ -43,22 +43,18 @@ def traces(fig, role: str) -> list:
 def test_every_drawn_edge_has_a_hover_point_at_its_midpoint_with_score_rank_and_membership():
     fig = circuits.circuit_graph(EDGES, NODES, top_k=3)
     (hover,) = traces(fig, circuits.EDGE_HOVER)
-    rows = [list(r) for r in hover.customdata]
     # top 3 by |score| of all 5 edges, strongest first; rank among all the run's edges
-    assert [r[:4] for r in rows] == [
-        ["a1.h2", "logits", 2.0, 1],
-        ["a0.h1", "a1.h2<k>", 1.2, 2],
-        ["input", "a1.h2<v>", -0.8, 3],
-    ]
+    assert list(hover.text) == ["a1.h2 → logits", "a0.h1 → a1.h2 (key)", "input → a1.h2 (value)"]
+    assert hover.customdata.tolist() == [[2.0, 1, 1], [1.2, 2, 1], [-0.8, 3, 0]]
     # membership is the stored circuit's, not the top-k selection's
-    assert [r[4] for r in rows] == [
-        "in the stored circuit",
-        "in the stored circuit",
-        "not in the stored circuit",
+    assert list(hover.hovertext) == [
+        circuits.IN_STORED,
+        circuits.IN_STORED,
+        circuits.NOT_IN_STORED,
     ]
-    assert rows[1][5] == "a1.h2 (key)"  # shown target: no <k>, which plotly reads as a tag
-    assert "rank %{customdata[3]} of 5 by |score|" in hover.hovertemplate
-    assert "score %{customdata[2]:.4g}" in hover.hovertemplate
+    assert "rank %{customdata[1]:d} of 5 by |score|" in hover.hovertemplate
+    assert "%{text}<br>score %{customdata[0]:.4g}" in hover.hovertemplate
+    assert "%{hovertext}" in hover.hovertemplate
     assert hover.marker.color == "rgba(0,0,0,0)" and hover.showlegend is False
     # the midpoint of each edge as drawn (q/k/v ends shifted by their channel offset)
     nodes = fig.data[-1]
@@ -81,7 +77,8 @@ def test_ties_rank_in_stored_order_as_top_k_keeps_them():
     )
     fig = circuits.circuit_graph(edges, NODES.iloc[:0], top_k=1)
     (hover,) = traces(fig, circuits.EDGE_HOVER)
-    assert [list(r)[:4] for r in hover.customdata] == [["input", "a0.h0<q>", -1.0, 1]]
+    assert list(hover.text) == ["input → a0.h0 (query)"]
+    assert hover.customdata.tolist() == [[-1.0, 1, 0]]
 
 
 def test_legend_explains_colour_line_style_and_width_and_edges_stay_out_of_it():
