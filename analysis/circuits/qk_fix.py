@@ -184,6 +184,12 @@ def _centre(patcher: EdgePatcher, t: torch.Tensor) -> torch.Tensor:
 def check_attention(patcher: EdgePatcher, run: GradientRun) -> None:
     """Raise ``QKFixUnsupported`` unless softmax(rot(q) rot(k)^T / scale) reproduces every
     recorded pattern."""
+    cap = float(getattr(patcher.model.cfg, "attn_scores_soft_cap", -1.0) or -1.0)
+    if cap > 0:
+        raise QKFixUnsupported(
+            f"attention-score soft-capping (attn_scores_soft_cap={cap:g}) acts between q k^T "
+            "and the softmax; the QK fix does not compute it"
+        )
     rotary = getattr(patcher.model.cfg, "positional_embedding_type", "standard") == "rotary"
     if rotary and run.rotary is None:
         raise QKFixUnsupported(
