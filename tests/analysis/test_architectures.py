@@ -25,7 +25,7 @@ from analysis.circuits.eap_ig import eap_ig_scores
 from analysis.circuits.exact import exact_scores
 from analysis.circuits.graph import CircuitGraph, CircuitGraphError, graph_for_model
 from analysis.circuits.intervention import EdgePatcher, check_decomposition
-from analysis.circuits.qk_fix import check_attention
+from analysis.circuits.qk_fix import QKFixUnsupported, check_attention
 from analysis.circuits.task import build_task
 from analysis.dla import direct_logit_attribution
 from analysis.patching.exact import exact_patch, prepare
@@ -265,3 +265,17 @@ def test_gemma2_head_scores_equal_detect_head(gemma2) -> None:
                                      padded)  # fmt: skip
     ref = detect_head(gemma2, prompts, "previous_token_head")
     assert (stats["prev_token_score"] - ref).abs().max() < 1e-5
+
+
+def test_qk_fix_refuses_attention_soft_capping_by_name(model) -> None:
+    """A soft-capped model whose graph is otherwise computable (the cap set on this model's
+    config): the QK fix is refused naming the cap, and EAP falls back to linear q/k scores."""
+    task = build_task(model, ragged(seed=4, lengths=(5, 5)), with_gradients=True)
+    model.cfg.attn_scores_soft_cap = 5.0
+    try:
+        with pytest.raises(QKFixUnsupported, match="attention-score soft-capping"):
+            check_attention(task.patcher, task.clean_gradients)
+        eap_scores(task, qk_fix=True)
+        assert "soft-capping" in (task.qk_fix_skipped or "")
+    finally:
+        model.cfg.attn_scores_soft_cap = -1.0
