@@ -21,7 +21,7 @@ from analysis.circuits import evaluate
 from analysis.circuits.acdc import AcdcProgress, acdc, candidates_from_attribution
 from analysis.circuits.eap import eap_scores
 from analysis.circuits.eap_ig import eap_ig_scores
-from analysis.circuits.exact import exact_scores
+from analysis.circuits.exact import exact_cost, exact_estimate, exact_scores
 from analysis.circuits.ground_truth import GroundTruth, score_against
 from analysis.circuits.intervention import check_decomposition
 from analysis.circuits.task import CircuitTask, build_task
@@ -148,8 +148,14 @@ def discover(
     task = build_task(
         model, batch, metric=s.metric, ablation=s.ablation, with_gradients=s.method == "eap"
     )
+    forward_s = (time.perf_counter() - start) / task.counter.compute
     decomposition_error = check_decomposition(task.patcher, batch.clean[:1])
-    report(0.1, f"scoring {task.graph.n_edges} edges with {s.method}")
+    estimate = None
+    if s.method == "exact":
+        estimate = exact_cost(task) * forward_s
+        report(0.1, f"exact patching: {exact_estimate(task, forward_s)}")
+    else:
+        report(0.1, f"scoring {task.graph.n_edges} edges with {s.method}")
     scores, acdc_kept, state = _score(task, s, report, resume, checkpoint)
     passes = task.counter.n_forward, task.counter.n_backward, task.counter.n_calls
     compute = task.counter.compute
@@ -180,6 +186,8 @@ def discover(
         summary["qk_fix"] = f"not applied: {skipped}" if skipped else s.qk_fix
     if s.method == "eap-ig":
         summary |= {"ig_steps": s.ig_steps, "ig_path": s.ig_path, "ig_rule": s.ig_rule}
+    if estimate is not None:
+        summary["estimated_s"] = estimate
     if s.method == "acdc":
         untested, tested = (len(state.untested), len(state.scores)) if state else (0, 0)
         summary |= {"tau": s.tau, "acdc_prune": s.acdc_prune, "n_edges_untested": untested,

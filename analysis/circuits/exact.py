@@ -2,8 +2,10 @@
 
 For every edge e, run the model with only e ablated (every other edge keeps its clean value)
 and score ``metric(G minus e) - metric_clean``: the quantity EAP estimates to first order. One
-forward per edge (batched ``task.chunk`` edges per model call), so it is meant for small
-models; a GPT-2-small graph has ~32k edges.
+patched run per edge, ``task.chunk`` edges into one layer per model call, each recomputing only
+its target's layer onwards (``analysis.circuits.layer_skip``): an edge into layer L costs
+(n_layers - L) / n_layers of a forward. ``exact_estimate`` says what a run will cost before it
+starts (the circuit job reports it); a GPT-2-small graph has 32,491 edges, ~15.6k forwards.
 """
 
 from __future__ import annotations
@@ -34,6 +36,21 @@ def exact_cost(task: CircuitTask) -> float:
     n_layers = task.graph.n_layers
     layers = [task.graph.channels[c].layer for c in task.graph.edge_target.tolist()]
     return sum((n_layers - layer) / n_layers for layer in layers)
+
+
+def exact_estimate(task: CircuitTask, forward_s: float) -> str:
+    """What exact patching will cost, in words: edges x cost per edge, and the time at
+    ``forward_s`` seconds per forward of the prompt batch."""
+    cost = exact_cost(task)
+    n = task.graph.n_edges
+    seconds = cost * forward_s
+    when = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+    if seconds >= 7200:
+        when = f"{seconds / 3600:.1f} h"
+    return (
+        f"{n} edges x {cost / n:.2f} forward-equivalents each (layers before an edge's target "
+        f"are skipped) = {cost:.0f} forwards at {forward_s:.3g} s = about {when}"
+    )
 
 
 def exact_scores(

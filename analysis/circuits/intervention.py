@@ -89,6 +89,7 @@ class _RunState:
     inputs: list[torch.Tensor] = field(default_factory=list)
     patterns: list[torch.Tensor] = field(default_factory=list)
     last: torch.Tensor | None = None  # replayed runs: the final norm sees these positions only
+    shared: torch.Tensor | None = None  # replayed runs: outputs of the nodes before the replay
 
 
 def _stack_param(model: TransformerBridge, name: str, shape_like: torch.Tensor) -> torch.Tensor:
@@ -188,7 +189,7 @@ class EdgePatcher:
         ``start`` was computed with."""
         copies, n = int(ablate.shape[0]), replay.n_batch
         st = _RunState(copies, ablated, ablate, record=False, last=replay.last.repeat(copies))
-        st.chunks.append(stack_copies(start.outputs, n, copies))
+        st.shared = start.outputs
         with self.model.hooks(fwd_hooks=self._hooks(st, None, first_layer=start.layer)):
             return replay.run_from(start.layer, copies, stack_copies(start.resid, n, copies))
 
@@ -218,23 +219,59 @@ class EdgePatcher:
         return out
 
     def _delta(self, st: _RunState, group: tuple[int, int, int]) -> torch.Tensor | None:
-        """sum over ablated u->v of (a_u - o_u), [copies*batch, pos, n_channels, d_model]."""
+        """sum over ablated u->v of (a_u - o_u), [copies*batch, pos, n_channels, d_model].
+
+        Only the upstream nodes some copy ablates an edge from are read; the outputs shared by
+        every copy (``st.shared``, the nodes before a replay's first layer) are not repeated."""
         start, end, n_up = group
         if st.ablate is None or st.ablated is None:
             return None
         weight = st.ablate[:, :n_up, start:end]
-        if not bool(weight.any()):
+        active = torch.nonzero(weight.any(2).any(0)).flatten()
+        if not len(active):
             return None
-        outs = torch.cat(st.chunks, dim=2)[:, :, :n_up]
-        ablated = st.ablated[:, :, :n_up]
+        ablated = st.ablated[:, :, active]
+        shared, own = self._outputs_of(st, active)
         if st.last is not None and group[0] == len(self.graph.channels) - 1:  # replayed logits
-            outs = outs[torch.arange(outs.shape[0]), st.last][:, None]
             n = ablated.shape[0]
             ablated = ablated[torch.arange(n), st.last[:n]][:, None]
-        cb, pos, _, d = outs.shape
-        diff = ablated[None] - outs.view(st.copies, cb // st.copies, pos, n_up, d)
-        delta = torch.einsum("cbpud,cun->cbpnd", diff, weight.to(diff.dtype))
-        return delta.reshape(cb, pos, end - start, d)
+            shared = None if shared is None else shared[torch.arange(n), st.last[:n]][:, None]
+            own = None if own is None else own[torch.arange(own.shape[0]), st.last][:, None]
+        b, pos, _, d = ablated.shape
+        weight = weight[:, active].to(ablated.dtype)
+        n_shared = 0 if shared is None else shared.shape[2]
+        parts = []
+        if shared is not None:
+            diff = ablated[:, :, :n_shared] - shared
+            parts.append(torch.einsum("bpud,cun->cbpnd", diff, weight[:, :n_shared]))
+        if own is not None:
+            own = own.view(st.copies, b, pos, -1, d)
+            diff = ablated[None, :, :, n_shared:] - own
+            parts.append(torch.einsum("cbpud,cun->cbpnd", diff, weight[:, n_shared:]))
+        delta = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        return delta.reshape(st.copies * b, pos, end - start, d)
+
+    @staticmethod
+    def _outputs_of(
+        st: _RunState, nodes: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Outputs of ``nodes`` (ascending): (those shared by every copy [batch, pos, a, d],
+        the rest [copies*batch, pos, a, d])."""
+        n_shared = 0 if st.shared is None else st.shared.shape[2]
+        ids = nodes.tolist()
+        first = [u for u in ids if u < n_shared]
+        shared = st.shared[:, :, first] if st.shared is not None and first else None
+        rest = [u - n_shared for u in ids if u >= n_shared]
+        if not rest:
+            return shared, None
+        parts, offset = [], 0
+        for chunk in st.chunks:
+            k = chunk.shape[2]
+            sel = [u - offset for u in rest if offset <= u < offset + k]
+            if sel:
+                parts.append(chunk if len(sel) == k else chunk[:, :, sel])
+            offset += k
+        return shared, (parts[0] if len(parts) == 1 else torch.cat(parts, dim=2))
 
     def _channel_input(self, st: _RunState, base: torch.Tensor, group: tuple) -> torch.Tensor:
         n = group[1] - group[0]

@@ -11,10 +11,10 @@ is kept; the last other one is cached), then runs the copies through blocks L.. 
 the logits at each prompt's last position (``EdgePatcher.run_from``).
 
 Support is checked, not assumed: the block replay must reproduce the model
-(``BlockReplay.supported``) and the first skipped call is also computed with full forwards and
-must give the same metric values (≤ 1e-4 relative); otherwise ``off`` says why and every call
-uses full forwards. Cost is counted as forward-equivalents of block compute: a copy run from
-layer L costs (n_layers - L) / n_layers.
+(``BlockReplay.supported``) and the first skipped call with an ablation is also computed with a
+full forward (its copy with the most ablated edges) and must give the same metric value (≤ 1e-4
+relative); otherwise ``off`` says why and every call uses full forwards. Cost is counted as
+forward-equivalents of block compute: a copy run from layer L costs (n_layers - L) / n_layers.
 """
 
 from __future__ import annotations
