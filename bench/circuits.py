@@ -1,19 +1,23 @@
 """Circuit-discovery benchmark: every method side by side, printed as one table.
 
-    .venv/bin/python bench/circuits.py [--pairs 16] [--gpt2-budget-s 60] [--skip-gpt2]
-        [--skip-zoo] [--qk-reference]
+    .venv/bin/python bench/circuits.py [--pairs 16] [--skip-gpt2] [--skip-zoo] [--qk-reference]
+        [--gpt2-budget-s 1200] [--gpt2-tau 0.001] [--gpt2-prune 0.5]
     .venv/bin/python bench/circuits.py --peers [--quick] [--work DIR] [--eap-ig-source GIT]
 
 1. Zoo models (those built, with a task here): per method (EAP and EAP-IG also without the QK
    fix, "linear", and EAP-IG on the input-embedding path) wall time, forward / backward passes
    (prompt-batch equivalents) and model calls, faithfulness of the stored circuit, curve area,
    edge and node AUC against the task's ground truth; plus one-edge-at-a-time ACDC against
-   batched ACDC at the same tau (calls, same circuit?).
+   batched ACDC at the same tau (calls, same circuit?), and ACDC with EAP-IG-pruned candidates
+   (edges attributed less than 0.5 tau removed untested) against full ACDC (same circuit?
+   Jaccard of the kept edges).
 2. A GPT-2-small-shaped random model (12 layers x 12 heads x d_model 768, MLPs; 32,491 edges):
    wall time of EAP and EAP-IG, with and without the QK fix, and of the QK fix's scoring step
    alone (with ``--qk-reference`` also the per-edge reference path it is tested equal to);
-   exact patching is not run there and ACDC is bounded by a time budget (``--gpt2-budget-s``,
-   0 = skip) and extrapolated from its measured rate (one forward per edge is ~32k forwards).
+   ACDC (kl, ``--gpt2-tau``) testing every edge and with EAP-IG-pruned candidates
+   (``--gpt2-prune``), each run to the end or to ``--gpt2-budget-s`` (0 = skip): wall time,
+   forward-equivalents (wall / one plain forward), block compute, edges tested / untested /
+   kept, agreement; and exact patching's cost estimate (it is not run there).
 3. ``--peers`` (instead of 1 and 2): the same model and pairs in hannamw/EAP-IG and auto-circuit,
    each in its own venv under the work folder (``bench/peers/side_by_side.py``): wall times,
    headlab / peer ratios and rank correlations of the edge scores; ``--quick`` a small shape.
@@ -30,10 +34,11 @@ from typing import Any
 
 import torch
 
-from analysis.circuits.acdc import acdc, acdc_reference
+from analysis.circuits.acdc import acdc, acdc_reference, candidates_from_attribution
 from analysis.circuits.discover import DiscoverySettings, discover
 from analysis.circuits.eap import eap_scores
 from analysis.circuits.eap_ig import eap_ig_scores
+from analysis.circuits.exact import exact_cost
 from analysis.circuits.ground_truth import GroundTruthError, load_ground_truth
 from analysis.circuits.qk_fix import apply_qk_fix
 from analysis.circuits.qk_fix_reference import apply_qk_fix_reference
@@ -48,6 +53,7 @@ ZOO_TASKS = {
     "induction-2l": (induction_pairs, "induction-contrast"),
     "greater-than-3l": (greater_than_pairs, "greater-than"),
 }
+ACDC_PRUNE = 0.5  # ACDC with EAP-IG candidates: edges attributed < 0.5 tau go untested
 METHODS = {
     "eap": DiscoverySettings(method="eap"),
     "eap linear": DiscoverySettings(method="eap", qk_fix=False),
@@ -113,12 +119,20 @@ def acdc_comparison(model: Any, batch: Any, name: str) -> list[dict[str, Any]]:
     fast = acdc(task, 0.02)
     t2 = time.perf_counter()
     same = bool(torch.equal(ref.kept, fast.kept))
+    t3 = time.perf_counter()
+    untested = candidates_from_attribution(task, eap_ig_scores(task, 5), 0.02, ACDC_PRUNE)
+    pruned = acdc(task, 0.02, untested=untested)
+    t4 = time.perf_counter()
     return [
         {"model": name, "method": "acdc 1-by-1", "wall_s": t1 - t0, "fwd": ref.n_forward,
          "calls": ref.n_calls, "edges": int(ref.kept.sum()), "same": ""},
         {"model": name, "method": "acdc batched", "wall_s": t2 - t1, "fwd": fast.n_forward,
          "calls": fast.n_calls, "edges": int(fast.kept.sum()), "same": same,
          "calls_ratio": ref.n_calls / max(fast.n_calls, 1)},
+        {"model": name, "method": f"acdc pruned {ACDC_PRUNE}", "wall_s": t4 - t3,
+         "calls": pruned.n_calls, "edges": int(pruned.kept.sum()),
+         "tested": int(pruned.tested.sum()), "untested": int(untested.sum()),
+         **_agreement(fast.kept, pruned.kept)},
     ]  # fmt: skip
 
 
@@ -149,9 +163,8 @@ def qk_fix_rows(model: Any, batch: Any, reference: bool) -> list[dict[str, Any]]
     return rows
 
 
-def gpt2_rows(
-    budget_s: float, reference: bool, n_pairs: int = 8, n_pos: int = 16
-) -> list[dict[str, Any]]:
+def gpt2_model_and_batch(n_pairs: int = 8, n_pos: int = 16) -> tuple[Any, Any]:
+    """The GPT-2-small-shaped random model (vocabulary 5000) and random clean/corrupted pairs."""
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -167,6 +180,10 @@ def gpt2_rows(
     batch = pair_batch_from_tokens(
         toks[0].tolist(), toks[1].tolist(), answers[0].tolist(), answers[1].tolist()
     )
+    return model, batch
+
+
+def gpt2_rows(model: Any, batch: Any, reference: bool) -> list[dict[str, Any]]:
     rows = []
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -185,34 +202,90 @@ def gpt2_rows(
                      "fwd": task.counter.n_forward, "bwd": task.counter.n_backward,
                      "calls": task.counter.n_calls})  # fmt: skip
     rows += qk_fix_rows(model, batch, reference)
-    if budget_s > 0:
-        rows.append(_bounded_acdc(model, batch, budget_s))
     return rows
 
 
-def _bounded_acdc(model: Any, batch: Any, budget_s: float) -> dict[str, Any]:
+def acdc_gpt2_rows(
+    model: Any, batch: Any, tau: float, prune: float, budget_s: float
+) -> list[dict[str, Any]]:
+    """ACDC (kl) at the GPT-2-small shape, testing every edge and with EAP-IG-pruned
+    candidates, each to the end or to ``budget_s``; exact patching's cost estimate."""
+    with torch.no_grad():
+        walls = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            model(batch.clean)
+            walls.append(time.perf_counter() - t0)
+    fwd_s = sorted(walls)[1]
     task = build_task(model, batch, metric="kl")
-    task.chunk = 16
-    start, seen = time.perf_counter(), {}
+    cost = exact_cost(task)
+    rows = [{"model": "gpt2-shaped", "method": "exact (estimate)", "fwd_eq": cost,
+             "est_full_s": cost * fwd_s}]  # fmt: skip
+    kept = {}
+    for label, fraction in ((f"acdc tau {tau}", 0.0), (f"acdc tau {tau} pruned {prune}", prune)):
+        row, result = _acdc_row(model, batch, tau, fraction, budget_s, fwd_s)
+        row["method"] = label
+        rows.append(row)
+        if result is not None:
+            kept[fraction] = result.kept
+    if len(kept) == 2:
+        rows[-1] |= _agreement(kept[0.0], kept[prune])
+    return rows
+
+
+def _acdc_row(
+    model: Any, batch: Any, tau: float, prune: float, budget_s: float, fwd_s: float
+) -> tuple[dict[str, Any], Any]:
+    task = build_task(model, batch, metric="kl")
+    start, untested = time.perf_counter(), None
+    seen: dict[str, Any] = {}
+    if prune > 0:
+        attribution = eap_ig_scores(task, 5)
+        untested = candidates_from_attribution(task, attribution, tau, prune)
 
     def stop(prog: Any, done: float) -> None:
-        seen.update(done=done, tested=len(prog.scores), calls=prog.n_calls, fwd=prog.n_forward)
+        seen.update(done=done, tested=len(prog.scores))
         if time.perf_counter() - start > budget_s:
             raise _Budget
 
+    result = None
     with contextlib.suppress(_Budget):
-        acdc(task, 0.02, window=16, on_round=stop)
+        result = acdc(task, tau, on_round=stop, untested=untested)
     wall = time.perf_counter() - start
-    done = max(seen.get("done", 0.0), 1e-9)
-    return {"model": "gpt2-shaped", "method": f"acdc ({done:.3%} in budget)", "wall_s": wall,
-            "fwd": seen.get("fwd", 0), "calls": seen.get("calls", 0),
-            "est_full_s": wall / done}  # fmt: skip
+    row = {"model": "gpt2-shaped", "wall_s": wall, "fwd_eq": wall / fwd_s,
+           "compute": task.counter.compute, "calls": task.counter.n_calls,
+           "tested": seen.get("tested", 0),
+           "untested": int(untested.sum()) if untested is not None else 0,
+           "finished": result is not None}  # fmt: skip
+    if result is not None:
+        row["edges"] = int(result.kept.sum())
+    else:
+        row["est_full_s"] = f">{wall:.0f} ({seen.get('done', 0.0):.1%} of the edge order)"
+    return row, result
+
+
+def _agreement(full: torch.Tensor, pruned: torch.Tensor) -> dict[str, Any]:
+    both = int((full & pruned).sum())
+    union = int((full | pruned).sum())
+    return {"same": bool(torch.equal(full, pruned)), "jaccard": both / union if union else 1.0}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=16)
-    parser.add_argument("--gpt2-budget-s", type=float, default=60.0)
+    parser.add_argument(
+        "--gpt2-budget-s",
+        type=float,
+        default=1200.0,
+        help="ACDC at the GPT-2 shape: time budget per run (0 = skip ACDC)",
+    )
+    parser.add_argument("--gpt2-tau", type=float, default=0.001, help="ACDC tau (kl) there")
+    parser.add_argument(
+        "--gpt2-prune",
+        type=float,
+        default=0.5,
+        help="ACDC there with EAP-IG candidates: untested below this x tau",
+    )
     parser.add_argument("--skip-gpt2", action="store_true")
     parser.add_argument("--skip-zoo", action="store_true")
     parser.add_argument("--qk-reference", action="store_true", help="also time the per-edge path")
@@ -228,9 +301,13 @@ def main() -> None:
         return
     rows = [] if args.skip_zoo else zoo_rows(args.pairs)
     if not args.skip_gpt2:
-        rows += gpt2_rows(args.gpt2_budget_s, args.qk_reference)
-    columns = ["model", "method", "wall_s", "fwd", "bwd", "calls", "edges", "faith", "area",
-               "edge_auc", "node_auc", "same", "calls_ratio", "est_full_s", "max_diff"]  # fmt: skip
+        model, batch = gpt2_model_and_batch()
+        rows += gpt2_rows(model, batch, args.qk_reference)
+        if args.gpt2_budget_s > 0:
+            rows += acdc_gpt2_rows(model, batch, args.gpt2_tau, args.gpt2_prune, args.gpt2_budget_s)
+    columns = ["model", "method", "wall_s", "fwd", "fwd_eq", "compute", "bwd", "calls", "edges",
+               "tested", "untested", "finished", "faith", "area", "edge_auc", "node_auc", "same",
+               "jaccard", "calls_ratio", "est_full_s", "max_diff"]  # fmt: skip
     print(_table(rows, columns))
 
 
