@@ -138,3 +138,16 @@ def test_sae_contexts_mark_each_contexts_peak(page, base_url, seeded, web_store)
     assert "rgb(214, 96, 77)" in alphas  # the peak at full strength (alpha 1 drops from rgba)
     shot(page, "sae-contexts-peaks")
     assert page.console.errors == []
+
+
+def test_heads_page_of_a_queued_run_says_it_is_queued(page, base_url, web_store):
+    ps = web_store.get_prompt_set("demo").id
+    config = {"kind": "heads", "model": "zoo:induction-2l", "prompt_set": "demo"}
+    run = web_store.enqueue_run("heads", config, "zoo:induction-2l", ps, {}, "test")
+    try:
+        page.goto(f"{base_url}/heads?run={run.id}")
+        page.get_by_text(f"Run #{run.id} (heads) is queued (0%)").wait_for()
+        assert page.get_by_text("stores no per-head metrics").count() == 0
+        assert page.console.errors == []
+    finally:
+        web_store.request_cancel(run.id)  # no worker of a later test picks it up
