@@ -204,26 +204,23 @@ def prompt_options(ctx: WebContext, run: RunRecord) -> list[dict[str, Any]]:
     return [{"label": f"{i}: {''.join(t)[:40]}", "value": i} for i, t in enumerate(tokens)]
 
 
-POSITION_SOURCES = 8  # runs besides the shown one whose per-position grids the picker lists
-POSITION_CANDIDATES = 40  # newest finished runs on the model and set looked at for them
+SAME_KIND_SOURCES = 4  # runs of the shown run's kind whose per-position grids the picker lists
 
 
 def position_sources(ctx: WebContext, run: RunRecord) -> list[RunRecord]:
-    """``run`` and the newest other finished runs of any kind on the same model and prompt
-    set that store per-position results (a patch run with ``positions=all`` has none of its
-    own, but a sibling with ``positions=each`` does)."""
-    out = [run]
-    looked = 0
-    for other in ctx.store.list_runs(status=RunStatus.FINISHED, limit=500):
-        same = other.model_spec == run.model_spec and other.prompt_set_id == run.prompt_set_id
-        if not same or other.id == run.id:
-            continue
-        looked += 1
-        if ctx.reader.position_metrics(other.id):
-            out.append(other)
-        if len(out) > POSITION_SOURCES or looked >= POSITION_CANDIDATES:
-            break
-    return out
+    """``run``, the newest other finished runs of its kind on the same model and prompt set
+    (a patch run with ``positions=all`` has no per-position grid of its own, but a sibling with
+    ``positions=each`` does) and the newest run of every other kind there (``related_runs``,
+    whose tables the head detail reads anyway): a few runs, so the reader's cache of tables is
+    not flushed by a long scan."""
+    siblings = [
+        other
+        for other in ctx.store.list_runs(kind=run.kind, status=RunStatus.FINISHED, limit=100)
+        if other.id != run.id
+        and other.model_spec == run.model_spec
+        and other.prompt_set_id == run.prompt_set_id
+    ]
+    return [run, *siblings[:SAME_KIND_SOURCES], *ctx.reader.related_runs(run)]
 
 
 def position_options(ctx: WebContext, run: RunRecord) -> list[dict[str, Any]]:
