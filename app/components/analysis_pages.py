@@ -123,12 +123,12 @@ def circuits_layout(
         "Circuits",
         card(None, controls, sliders, overlap_link(chosen if len(chosen) > 1 else [])),
         html.Div(id=ids.CIRCUITS_GRAPHS, className="graph-grid"),
+        html.P(POSITION_NOTE, className="hint", id="circuits-position-note"),
         curves,
         card(
             "Selected edges (first circuit)",
             html.Div(id=ids.CIRCUITS_EDGES, className="table-wrap"),
         ),
-        html.P(POSITION_NOTE, className="hint", id="circuits-position-note"),
         subtitle="Layers run top to bottom; edge width shows |score|; q, k and v inputs have "
         "their own colours. Hover an edge's midpoint for its score and rank; click a head to "
         "open it on the Heads page. Moving a slider re-selects stored edges, nothing reruns.",

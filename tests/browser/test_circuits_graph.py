@@ -65,6 +65,9 @@ def test_hovering_an_edge_midpoint_shows_its_score_and_rank(page, base_url, seed
     page.get_by_text("top-k edges").click()  # 20 edges: every channel, both signs
     page.locator(f"#{graph} .legend .legendtext", has_text="→ value").wait_for()
     page.locator(".circuit-card").first.screenshot(path=str(SHOTS / "circuit_top20.png"))
+    note = page.locator("#circuits-position-note").text_content() or ""
+    assert "store no per-position scores" in note
+    page.screenshot(path=str(SHOTS / "circuits_page.png"), full_page=True)
     assert page.console.errors == []
 
 
