@@ -187,13 +187,11 @@ def build_config(kind: str, form_values: dict[str, Any]) -> dict[str, Any]:
                 data[spec.name] = None  # let pydantic name the missing field
             continue
         data[spec.name] = value
-    if missing:
-        raise LaunchError(missing)
     names = {spec.name for spec in specs}
+    errors: dict[str, str] = {}
     try:
         kinds[kind].model_validate(data)
     except ValidationError as exc:
-        errors: dict[str, str] = {}
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "kind"
             message = str(err["msg"]).removeprefix("Value error, ")
@@ -201,8 +199,17 @@ def build_config(kind: str, form_values: dict[str, Any]) -> dict[str, Any]:
             if not err["loc"] and named in names and rest:
                 field, message = named, rest  # a check across fields that names its field
             errors.setdefault(field, message)
-        raise LaunchError(errors) from None
+    for name, message in missing.items():  # the config's own message first, when it has one
+        if name not in errors or _pydantic_missing(errors[name]):
+            errors[name] = message
+    if errors:
+        raise LaunchError(errors)
     return parse_run_config(data).model_dump(mode="json")
+
+
+def _pydantic_missing(message: str) -> bool:
+    """Whether a field's error is pydantic's own for an empty value (the form says "required")."""
+    return message.startswith(("Input should be", "Field required"))
 
 
 def server_path_errors(

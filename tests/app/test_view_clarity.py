@@ -127,6 +127,16 @@ def test_launch_fields_have_human_labels_and_required_marks():
     with pytest.raises(launch_service.LaunchError) as missing:
         launch_service.build_config("patch", {"model": MODEL})
     assert missing.value.fields == {"prompt_set": "Prompt set is required for a patch run"}
+    with pytest.raises(launch_service.LaunchError) as both:  # every bad field at once
+        launch_service.build_config("patch", {"max_pairs": 0})
+    assert both.value.fields == {
+        "model": "Model is required for a patch run",
+        "prompt_set": "Prompt set is required for a patch run",
+        "max_pairs": "Input should be greater than or equal to 1",
+    }
+    with pytest.raises(launch_service.LaunchError) as own:  # the config's message, with its fix
+        launch_service.build_config("lens", {"model": MODEL})
+    assert own.value.fields["prompt_set"].startswith("the lens run needs a prompt set")
     with pytest.raises(launch_service.LaunchError) as across:
         launch_service.build_config("heads", {"model": MODEL, "device_map": "auto"})
     assert list(across.value.fields) == ["device_map"]  # a check across fields, on its field
