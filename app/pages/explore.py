@@ -1,4 +1,5 @@
-"""Route: /explore[?run=ID] — any text, every head at once (an ``explore`` run's panels)."""
+"""Route: /explore[?run=ID | ?model=SPEC] — any text, every head at once (an ``explore``
+run's panels; ``model`` preselects a registered model)."""
 
 from app.components.common import message, page
 from app.components.explore import explore_layout, result_panels
@@ -13,7 +14,8 @@ def build(ctx: WebContext, query: dict[str, str]) -> object:
     models = explore.model_options(ctx.store)
     wanted = query.get("run", "")
     if not wanted:
-        return explore_layout(models)
+        model = query.get("model")
+        return explore_layout(models, model=model if model in models else None)
     if not wanted.isdigit():
         return page("Explore", message(f"run={wanted!r} is not a run id; write /explore?run=ID",
                                        "warn"))  # fmt: skip
