@@ -5,8 +5,9 @@ model's own modules: one forward of the target prompts records each block's call
 (the residual stream entering the block, plus whatever the architecture passes along —
 attention masks, rotary cos/sin, position ids). A patched run from layer L then feeds the
 recorded residual ``resid_pre[L]`` to ``blocks[L:]`` (each called with its recorded
-arguments, batch-stacked to the number of copies), applies ``ln_final`` and ``unembed`` to
-the last real position of each prompt only, and never recomputes layers before L or the full
+arguments, batch-stacked to the number of copies), applies ``ln_final``, ``unembed`` and the
+architecture's logit transform (``final_logits``: Gemma-2's final soft-capping) to the last
+real position of each prompt only, and never recomputes layers before L or the full
 vocabulary projection at positions the metric does not read. The same forward keeps each
 layer's k, v and z (``attention_cache``) for ``suffix.SuffixReplay``. Hooks registered with
 ``model.hooks`` fire inside the blocks as in a normal forward.
@@ -151,7 +152,17 @@ class BlockReplay:
             x = out[0] if isinstance(out, tuple) else out
         rows = torch.arange(x.shape[0], device=x.device)
         x_last = x[rows, self.last.to(x.device).repeat(copies)][:, None, :]
-        return self.model.unembed(self.model.ln_final(x_last))[:, 0, :]
+        return final_logits(self.model, x_last)[:, 0, :]
+
+
+def final_logits(
+    model: TransformerBridge, x: Float[torch.Tensor, "rows pos d_model"]
+) -> Float[torch.Tensor, "rows pos d_vocab"]:
+    """``ln_final`` + ``unembed`` + the architecture's transform of the logits after the
+    unembedding (Gemma-2's final soft-capping, Granite's scaling), as the model's forward."""
+    logits = model.unembed(model.ln_final(x))
+    transform = getattr(getattr(model, "adapter", None), "apply_output_logits_transform", None)
+    return transform(logits) if callable(transform) else logits
 
 
 def full_forward_last(

@@ -43,7 +43,7 @@ from jaxtyping import Float
 
 from analysis import hooks
 from analysis.block_math import attention_scale, folded_norm, model_param
-from analysis.patching.replay import BlockReplay
+from analysis.patching.replay import BlockReplay, final_logits
 from analysis.rotary import RotaryTables, apply_rotary, block_tables
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ class SuffixReplay:
             here = site if i == layer and site in ATTENTION_SITES else None
             x = self._block(i, x, start, copies, here, patch if here else None)
         # the last block kept each prompt's metric position only: x is [rows, 1, d_model]
-        return self.model.unembed(self.model.ln_final(x))[:, 0, :]
+        return final_logits(self.model, x)[:, 0, :]
 
     def _last_at(self, copies: int, start: int) -> torch.Tensor:
         """Each stacked row's metric position, as an index into the suffix."""
