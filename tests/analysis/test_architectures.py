@@ -34,7 +34,7 @@ from analysis.patching.replay import BlockReplay
 from analysis.patching.strategies import PatchTarget
 from analysis.prompt_batch import pair_batch_from_tokens
 from tests.analysis import heads_fixtures as F
-from tests.analysis.arch_fixtures import pair_batch
+from tests.analysis.arch_fixtures import arch_model, pair_batch  # noqa: F401
 from tests.analysis.circuits.test_qk_fix import _assert_finite_differences
 
 torch.set_num_threads(1)
@@ -226,6 +226,14 @@ def test_dla_equals_transformer_lens(model) -> None:
 
 
 def test_head_scores_equal_detect_head(model) -> None:
+    _assert_head_scores_equal_detect_head(model)
+
+
+def test_head_scores_equal_detect_head_on_the_first_three(arch_model) -> None:  # noqa: F811
+    _assert_head_scores_equal_detect_head(arch_model)
+
+
+def _assert_head_scores_equal_detect_head(model) -> None:
     prompts = ["abcdeabcde", "xyzq xyzq", "hello hello"]
     toks = [model.to_tokens(p)[0] for p in prompts]
     padded = torch.nn.utils.rnn.pad_sequence(toks, batch_first=True, padding_value=1)
@@ -245,11 +253,13 @@ def test_gemma2_circuits_and_dla_are_refused_naming_the_post_norms(gemma2) -> No
 
 
 def test_gemma2_patching_falls_back_to_an_exact_path(gemma2) -> None:
+    """The prefix-skip kernel refuses by name; the layer replay (the model's own blocks) is
+    used instead and equals exact patching."""
     setup = prepare(gemma2, ragged(), "logit_diff")
     replay = BlockReplay(gemma2, setup.target_tokens, setup.batch.last)
     suffix = replay.suffix()
-    assert not suffix.supported and suffix.reason
-    assert "attention-score soft-capping" in (suffix._unsupported_block() or "")
+    assert replay.supported, replay.reason  # the layer replay applies the final soft-capping
+    assert not suffix.supported and "attention-score soft-capping" in suffix.reason
     for kind in ("z", "k"):
         target = PatchTarget(kind, True)
         fast = fast_patch(setup, target, replay=replay, chunk=5)
