@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 from jaxtyping import Float
 
+from analysis.circuits.gradient_pass import ChannelGroup
 from analysis.circuits.intervention import NodeValues
 from analysis.circuits.qk_fix import apply_qk_fix, qk_fix_applicable
 from analysis.circuits.task import CircuitTask, GradientRun
@@ -38,9 +39,26 @@ from analysis.circuits.task import CircuitTask, GradientRun
 def dense_scores(
     task: CircuitTask, run: GradientRun, diff: NodeValues, qk_fix: bool
 ) -> Float[torch.Tensor, "node channel"]:
-    """(a_u - o_u) . grad_v for every node u and channel v at one gradient run (summed over
-    prompts and positions); q/k columns from the exact softmax when ``qk_fix``."""
-    dense = torch.einsum("bpud,bptd->ut", diff, run.input_grads)
+    """(a_u - o_u) . grad_v for every edge u -> v at one gradient run (summed over prompts and
+    positions; 0 where u does not feed v); q/k columns from the exact softmax when
+    ``qk_fix``."""
+    n_nodes = diff.shape[2]
+    dense = diff.new_zeros(n_nodes, len(task.graph.channels))
+    flat = diff.permute(2, 0, 1, 3).reshape(n_nodes, -1)  # [node, batch * pos * d_model]
+    grads = run.channel_grads.view(len(task.graph.channels), -1)
+    # one matmul per layer for its q and k channels (unless the fix replaces them) and one
+    # for the rest, so that the linear scores do not depend on qk_fix
+    blocks: dict[tuple[int, bool], list[ChannelGroup]] = {}
+    for g in run.groups:
+        if not (qk_fix and g.kind in ("q", "k")):
+            blocks.setdefault((g.layer, g.kind in ("q", "k")), []).append(g)
+    for mine in blocks.values():
+        start, end = mine[0].start, mine[-1].end
+        assert end - start == sum(g.end - g.start for g in mine)  # contiguous channels
+        n_up = max(g.n_up for g in mine)
+        dense[:n_up, start:end] = flat[:n_up] @ grads[start:end].T
+        for g in mine:  # not an edge: u comes after the channel's inputs
+            dense[g.n_up : n_up, g.start : g.end] = 0
     return apply_qk_fix(dense, task.patcher, run, diff) if qk_fix else dense
 
 

@@ -60,8 +60,7 @@ def _step(task: CircuitTask, alpha: float, path: str) -> tuple[GradientRun, torc
         clean_in, ablated_in = task.clean_outputs[:, :, 0], task.ablated[:, :, 0]
         run = task.gradient_run(input_override=ablated_in + alpha * (clean_in - ablated_in))
         return run, task.ablated - task.clean_outputs
-    everything = task.graph.dense(torch.ones(task.graph.n_edges))
-    run = task.gradient_run(ablate=(1.0 - alpha) * everything)
+    run = task.gradient_run(fraction=1.0 - alpha)
     return run, task.ablated - run.outputs
 
 

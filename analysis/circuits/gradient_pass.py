@@ -56,6 +56,8 @@ class ChannelGroup:
     n_up: int
     inputs: Float[torch.Tensor, "batch pos n_or_1 d_model"]  # one shared input, or one each
     grads: Float[torch.Tensor, "batch pos n d_model"]
+    # q/k/v groups of a gradient_pass: norm(x) @ W + b as the run computed it (before rotary)
+    projection: Float[torch.Tensor, "batch pos n d_head"] | None = None
 
     @property
     def shared(self) -> bool:
@@ -67,7 +69,8 @@ class GradientRun:
     """One run on the clean prompts with d metric / d (every channel input, every attention
     pattern), and what the run computed (detached)."""
 
-    groups: list[ChannelGroup]  # in channel order
+    groups: list[ChannelGroup]  # in channel order; their grads are views of channel_grads
+    channel_grads: Float[torch.Tensor, "channel batch pos d_model"]  # contiguous
     outputs: NodeValues
     patterns: list[torch.Tensor]  # per layer [batch, head, q, k]
     pattern_grads: list[torch.Tensor]
@@ -80,10 +83,10 @@ class GradientRun:
             self._by_key.update({(g.layer, g.kind): g for g in self.groups})
         return self._by_key[(layer, kind)]
 
-    @cached_property
+    @property
     def input_grads(self) -> Float[torch.Tensor, "batch pos channel d_model"]:
-        """d metric / d (input of every channel), channel-major as the graph's channels."""
-        return torch.cat([g.grads for g in self.groups], dim=2)
+        """d metric / d (input of every channel), in the graph's channel order."""
+        return self.channel_grads.permute(1, 2, 0, 3)
 
     @cached_property
     def inputs(self) -> Float[torch.Tensor, "batch pos channel d_model"]:
@@ -120,6 +123,7 @@ class _State:
     running: torch.Tensor | None = None  # sum of the node outputs so far (with autograd)
     prefix: dict[int, torch.Tensor] = field(default_factory=dict)  # n nodes -> their sum
     n_nodes: int = 0
+    ablated_sums: torch.Tensor | None = None  # [b, p, u, d]: sums of the first u + 1 a_u
     resid: dict[str, torch.Tensor] = field(default_factory=dict)
     qkv_input: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     projections: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
@@ -151,8 +155,9 @@ class _Pass:
         if not st.ablating:
             return None
         assert st.ablated is not None
-        ablated = st.ablated[:, :, :n_up].sum(2)
-        return st.fraction * (ablated - st.prefix[n_up])
+        if st.ablated_sums is None:
+            st.ablated_sums = st.ablated.cumsum(2)
+        return st.fraction * (st.ablated_sums[:, :, n_up - 1] - st.prefix[n_up])
 
     def hooks(self) -> list[tuple[str, Any]]:
         g = self.patcher.graph
@@ -208,7 +213,8 @@ class _Pass:
 
     def z_hook(self, layer: int) -> Any:
         def hook(t: torch.Tensor, hook: Any) -> None:
-            self.add_nodes(torch.einsum("bphe,hed->bphd", t, self.patcher.w_o[layer]))
+            with torch.set_grad_enabled(self.st.ablating):  # o_u enters later inputs then only
+                self.add_nodes(torch.einsum("bphe,hed->bphd", t, self.patcher.w_o[layer]))
 
         return hook
 
@@ -264,19 +270,26 @@ def gradient_pass(
         wrt = [st.projections[k] for k in keys] + [st.single[k] for k in singles]
         grads = torch.autograd.grad(value, wrt + st.patterns)
     by_key = dict(zip(keys + singles, grads[: len(wrt)], strict=True))
+    b, p, d = logits.shape[0], logits.shape[1], patcher.w["q"].shape[2]
+    channel_grads = logits.new_empty(len(graph.channels), b, p, d)
     groups = []
     for layer, kind in _group_order(patcher):
         start, end, n_up = patcher.channel_group(layer, kind)
+        projection = None
         if kind in ("q", "k", "v"):
             x = st.qkv_input[layer][0].detach()
             g = torch.einsum("bpne,nde->bpnd", by_key[(layer, kind)], patcher.w[kind][layer])
             grad = norm_vjp(patcher, x, g)
+            projection = st.projections[(layer, kind)].detach()
         else:
             x, grad = st.single[(layer, kind)].detach(), by_key[(layer, kind)][:, :, None]
-        groups.append(ChannelGroup(layer, kind, start, end, n_up, x[:, :, None], grad))
+        channel_grads[start:end] = grad.permute(2, 0, 1, 3)
+        view = channel_grads[start:end].permute(1, 2, 0, 3)
+        groups.append(ChannelGroup(layer, kind, start, end, n_up, x[:, :, None], view, projection))
     outputs = torch.cat(st.chunks, dim=2)
     run = GradientRun(
         groups=groups,
+        channel_grads=channel_grads,
         outputs=outputs,
         patterns=[a.detach() for a in st.patterns],
         pattern_grads=list(grads[len(wrt) :]),
@@ -302,12 +315,16 @@ def gradient_run_reference(
     record_patterns=True)`` (one input per channel), as a ``GradientRun``."""
     grads = torch.autograd.grad(value, run.inputs + run.patterns)
     n = len(run.inputs)
+    channel_grads = torch.cat([g.detach() for g in grads[:n]], dim=2).permute(2, 0, 1, 3)
+    channel_grads = channel_grads.contiguous()
     groups = []
-    for (layer, kind), x, g in zip(_group_order(patcher), run.inputs, grads[:n], strict=True):
+    for (layer, kind), x in zip(_group_order(patcher), run.inputs, strict=True):
         start, end, n_up = patcher.channel_group(layer, kind)
-        groups.append(ChannelGroup(layer, kind, start, end, n_up, x.detach(), g.detach()))
+        view = channel_grads[start:end].permute(1, 2, 0, 3)
+        groups.append(ChannelGroup(layer, kind, start, end, n_up, x.detach(), view))
     return GradientRun(
         groups=groups,
+        channel_grads=channel_grads,
         outputs=run.outputs.detach(),
         patterns=[p.detach() for p in run.patterns],
         pattern_grads=[g.detach() for g in grads[n:]],

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from jaxtyping import Float
@@ -50,6 +51,9 @@ from analysis.rotary import apply_rotary
 log = logging.getLogger(__name__)
 PATTERN_ATOL = 1e-3
 CHUNK_ELEMENTS = 1 << 24  # bound on the largest per-chunk tensor (floats): 64 MB in float32
+# which fast kernel computes the fixed scores: "auto" (the cheaper one the model allows),
+# "scores" (score space; attention without rotary embeddings) or "projection"
+KERNEL = "auto"
 
 
 class QKFixUnsupported(ValueError):
@@ -73,20 +77,41 @@ class LayerAttention:
     def __init__(self, patcher: EdgePatcher, run: GradientRun, layer: int) -> None:
         self.patcher, self.layer, self.scale = patcher, layer, attention_scale(patcher)
         self.rotary = run.rotary
-        self.x: dict[str, torch.Tensor] = {}
+        self.x: dict[str, torch.Tensor] = {}  # [b, p, 1 | n, d]: shared by the group, or each
+        self.unnormed: dict[str, torch.Tensor] = {}  # c(x) @ W [b, p, n, e], c: the centring
+        pre: dict[str, torch.Tensor] = {}  # norm(x) @ W + b
         for kind in ("q", "k"):
-            start, end, self.n_up = patcher.channel_group(layer, kind)
-            self.x[kind] = run.inputs[:, :, start:end]
-        w, b = patcher.w, patcher.b
-        q = torch.einsum("bpnd,nde->bpne", patcher.normalise(self.x["q"]), w["q"][layer])
-        k = torch.einsum("bpnd,nde->bpne", patcher.normalise(self.x["k"]), w["k"][layer])
-        self.q = self.rotate(q + b["q"][layer])  # [b, p, head, e]
-        self.k = self.rotate(k + b["k"][layer])  # [b, p, kv_head, e]
+            group = run.group(layer, kind)
+            self.x[kind], self.n_up = group.inputs, group.n_up
+            bias, sigma = patcher.b[kind][layer], self._norm_scale(group.inputs)
+            if group.projection is not None:  # as the run computed it
+                pre[kind] = group.projection
+                self.unnormed[kind] = (group.projection - bias) * sigma
+            else:
+                self.unnormed[kind] = _project(
+                    _centre(patcher, group.inputs), patcher.w[kind][layer]
+                )
+                pre[kind] = self.unnormed[kind] / sigma + bias
+        self.q = self.rotate(pre["q"])  # [b, p, head, e]
+        self.k = self.rotate(pre["k"])  # [b, p, kv_head, e]
         self.n_kv = self.k.shape[2]
         self.group = self.q.shape[2] // self.n_kv
         self.pattern = causal_softmax(self.scores(self.q, self.k.repeat_interleave(self.group, 2)))
         self.grad = run.pattern_grads[layer]
-        self._x: _ChannelInputs | None = None  # built on first use by the fast path
+        self._x: _ChannelInputs | None = None  # built on first use by the projection kernel
+        self._s: _ScoreSpace | None = None  # built on first use by the score-space kernel
+
+    def _norm_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """The folded pre-norm's divisor sqrt(mean(c(x)^2) + eps) [b, p, 1 | n, 1] (1 without
+        a norm)."""
+        if self.patcher.norm_type is None:
+            return torch.ones_like(x[..., :1])
+        return (_centre(self.patcher, x).pow(2).mean(-1, keepdim=True) + self.patcher.eps).sqrt()
+
+    def channel_x(self, kind: str, index: int) -> torch.Tensor:
+        """The input [b, p, d] of channel ``index`` of the layer's q or k group."""
+        x = self.x[kind]
+        return x[:, :, 0 if x.shape[2] == 1 else index]
 
     def rotate(self, t: torch.Tensor) -> torch.Tensor:
         """The rotary embedding of q or k [b, pos, ..., e] (identity without one)."""
@@ -96,10 +121,46 @@ class LayerAttention:
         """q [b, i, ..., e], k [b, j, ..., e] -> scores [b, ..., i, j]."""
         return torch.einsum("bi...e,bj...e->b...ij", q, k) / self.scale
 
+    # ---- choice of kernel ----------------------------------------------------------------
+    def live_rows(self) -> torch.Tensor:
+        """Query positions where some prompt's d metric / d pattern is non-zero (a row with a
+        zero gradient contributes nothing: in the last layer, the metric's positions only)."""
+        return (self.grad != 0).any(3).any(1).any(0).nonzero()[:, 0]
+
+    def use_score_space(self) -> bool:
+        """The score-space kernel costs b d 2 H |live| p multiply-adds per upstream node, the
+        projection kernel b p d (H + KV) e; it needs attention without rotary embeddings."""
+        if KERNEL != "auto":
+            return KERNEL == "scores"
+        if self.rotary is not None:
+            return False
+        n_heads, e = self.q.shape[2], self.q.shape[3]
+        return 2 * n_heads * len(self.live_rows()) < (n_heads + self.n_kv) * e
+
     def edges(
         self, diffs: NodeDiffs, first: int, last: int
     ) -> tuple[Float[torch.Tensor, "upstream head"], Float[torch.Tensor, "upstream kv_head"]]:
         """Fixed scores of nodes first..last-1 -> every query and every key of the layer."""
+        if self.use_score_space():
+            if self._s is None:
+                self._s = _ScoreSpace(self)
+            return self._s.edges(diffs, first, last)
+        return self.projected_edges(diffs, first, last)
+
+    def chunk_size(self) -> int:
+        """Upstream nodes per chunk, so that no per-chunk tensor exceeds CHUNK_ELEMENTS."""
+        b, p, _, d = self.x["q"].shape
+        n_heads, e = self.q.shape[2], self.q.shape[3]
+        if self.use_score_space():
+            per_node = b * p * max(d, n_heads * p)
+        else:
+            per_node = b * p * max(d, (n_heads + self.n_kv) * e, n_heads * p)
+        return max(1, CHUNK_ELEMENTS // per_node)
+
+    # ---- projection kernel: every node's diff projected with every head's W_Q, W_K --------
+    def projected_edges(
+        self, diffs: NodeDiffs, first: int, last: int
+    ) -> tuple[Float[torch.Tensor, "upstream head"], Float[torch.Tensor, "upstream kv_head"]]:
         new = self._shifted(diffs, first, last).permute(1, 2, 0, 3, 4)  # [b, p, u, n, e]
         n_heads = self.q.shape[2]
         return self._query_edges(new[:, :, :, :n_heads]), self._key_edges(new[:, :, :, n_heads:])
@@ -127,52 +188,182 @@ class LayerAttention:
         """norm(x_n + d_u) @ W_n + b_n [u, b, p, n, e] for every q and k channel n of the
         layer (queries, then keys) and node u in first..last-1, without forming x_n + d_u."""
         if self._x is None:
-            self._x = _ChannelInputs(self.patcher, self.x, self.layer)
-        x, d_c = self._x, diffs.centred[first:last]
+            self._x = _ChannelInputs(self)
+        x, d_c = self._x, diffs.node_major[first:last]
         u, b, p, d = d_c.shape
         new = (d_c.view(-1, d) @ x.weight).view(u, b, p, -1, x.from_x.shape[-1])
         new += x.from_x
         if self.patcher.norm_type is not None:
-            square = (
-                x.square[None]
-                + 2 * torch.einsum("bpnd,ubpd->ubpn", x.centred, d_c)
-                + diffs.square[first:last]
-            )
+            cross = torch.einsum("bpnd,ubpd->ubpn", x.centred, d_c)  # n: 1 when shared
+            square = x.square[None] + 2 * cross + diffs.square_node_major[first:last]
             new /= (square.clamp(min=0) / d + self.patcher.eps).sqrt()[..., None]
         return new.add_(x.bias)
 
-    def chunk_size(self) -> int:
-        """Upstream nodes per chunk, so that no per-chunk tensor exceeds CHUNK_ELEMENTS."""
-        b, p, n, d = self.x["q"].shape
-        per_node = b * p * max(d, (n + self.n_kv) * self.q.shape[-1], n * p)
-        return max(1, CHUNK_ELEMENTS // per_node)
+
+def _project(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x [b, p, 1 | n, d] (one shared input, or one per channel) @ w [n, d, e] -> [b, p, n, e]."""
+    if x.shape[2] == 1:
+        return torch.einsum("bpd,nde->bpne", x[:, :, 0], w)
+    return torch.einsum("bpnd,nde->bpne", x, w)
 
 
 class _ChannelInputs:
     """A layer's q and k channel inputs (queries, then keys) as the shifted projection uses
-    them: centred, their squared norms, their projections, and the stacked weights/biases."""
+    them: centred, their squared norms, their projections, and the stacked weights/biases.
+    Shared inputs stay one per group ([b, p, 1, d]) unless the two groups' inputs differ."""
 
-    def __init__(self, patcher: EdgePatcher, x: dict[str, torch.Tensor], layer: int) -> None:
-        self.centred = _centre(patcher, torch.cat([x["q"], x["k"]], dim=2))  # [b, p, n, d]
+    def __init__(self, at: LayerAttention) -> None:
+        patcher, layer = at.patcher, at.layer
+        xq, xk = at.x["q"], at.x["k"]
+        n_q, n_kv = at.q.shape[2], at.n_kv
+        if xq.shape[2] == 1 and xk.shape[2] == 1 and torch.equal(xq, xk):
+            x = xq  # one input for every q and k channel
+        else:
+            x = torch.cat([xq.expand(-1, -1, n_q, -1), xk.expand(-1, -1, n_kv, -1)], dim=2)
+        self.centred = _centre(patcher, x)  # [b, p, 1 | n, d]
         self.square = self.centred.pow(2).sum(-1)
         w = torch.cat([patcher.w["q"][layer], patcher.w["k"][layer]])  # [n, d, e]
         self.bias = torch.cat([patcher.b["q"][layer], patcher.b["k"][layer]])  # [n, e]
-        self.from_x = torch.einsum("bpnd,nde->bpne", self.centred, w)
+        self.from_x = torch.cat([at.unnormed["q"], at.unnormed["k"]], dim=2)  # [b, p, n, e]
         self.weight = w.permute(1, 0, 2).reshape(w.shape[1], -1)  # [d, n * e]
+
+
+class _ScoreSpace:
+    """The score-space kernel (attention without rotary embeddings): a node's diff d moves
+    query i's score with key j by c(d_i) . (W_Q[h] k_j) / s and key j's score with query i by
+    c(d_j) . (W_K[g] q_i) / s, so every new score is one dot product in d_model space of the
+    centred diff with a vector that does not depend on the node; for all nodes of a chunk,
+    heads and (live query row, key position) pairs that is one batched matmul per prompt,
+    [u * pos, d_model] @ [d_model, heads * pos], instead of projecting every diff through
+    every head's weights ([batch * pos * u, d_model] @ [d_model, (heads + kv) * d_head]).
+    With s the pre-norm's scale for x + d (see ``LayerAttention._shifted``):
+
+        score'_q(i, j) = ((c(x_i) W_Q[h]) . k_j + c(d_i) . (W_Q[h] k_j)) / s_i + b_Q . k_j
+        score'_k(i, j) = (q_i . (c(x_j) W_K[g]) + c(d_j) . (W_K[g] q_i)) / s_j + q_i . b_K
+
+    (all over the attention scale). Only query rows with a non-zero pattern gradient are
+    computed (``LayerAttention.live_rows``)."""
+
+    def __init__(self, at: LayerAttention) -> None:
+        patcher, layer, self.at = at.patcher, at.layer, at
+        rows = at.live_rows()
+        self.rows = None if len(rows) == at.q.shape[1] else rows  # None: every row
+        n_heads, group = at.q.shape[2], at.group
+        w_q = patcher.w["q"][layer]  # [head, d, e]
+        w_k = patcher.w["k"][layer].repeat_interleave(group, 0)  # [head, d, e]
+        b_k = patcher.b["k"][layer].repeat_interleave(group, 0)  # [head, e]
+        k = at.k.repeat_interleave(group, 2)  # [b, j, head, e]
+        q = self._live(at.q, 1)  # [b, i, head, e]
+        self.cx = {kind: _centre(patcher, at.x[kind]) for kind in ("q", "k")}  # [b, p, 1|n, d]
+        self.square = {kind: c.pow(2).sum(-1) for kind, c in self.cx.items()}  # [b, p, 1|n]
+        inv = 1.0 / at.scale
+        proj_q = self._live(at.unnormed["q"], 1)  # [b, i, head, e]
+        proj_k = at.unnormed["k"].repeat_interleave(group, 2)  # [b, j, head, e]
+        # queries: [b, d, head * j] and the node-free parts [b, i, head, j], [b, head, j]
+        self.k_tilde = torch.einsum("bjhe,hde->bdhj", k, w_q).flatten(2).mul_(inv)
+        self.q_base = torch.einsum("bihe,bjhe->bihj", proj_q, k).mul_(inv)
+        q_bias = torch.einsum("he,bjhe->bhj", patcher.b["q"][layer], k).mul_(inv)
+        # keys: [b, head * i, d] and [b, head, i, j], [b, head, i]
+        self.q_tilde = torch.einsum("bihe,hde->bhid", q, w_k).flatten(1, 2).mul_(inv)
+        self.k_base = torch.einsum("bihe,bjhe->bhij", q, proj_k).mul_(inv)
+        k_bias = torch.einsum("bihe,he->bhi", q, b_k).mul_(inv)
+        n_i, n_j = q.shape[1], k.shape[1]
+        pos = torch.arange(n_j, device=k.device)
+        i_pos = pos if self.rows is None else self.rows
+        future = torch.zeros(n_i, n_j, dtype=q.dtype, device=q.device)
+        future.masked_fill_(pos[None, :] > i_pos[:, None], float("-inf"))  # [i, j]
+        # the biases with the causal mask: [b, 1, i, head, j] and [b, head, i, 1, j]
+        self.q_bias = q_bias[:, None, None] + future[None, None, :, None]
+        self.k_bias = k_bias[:, :, :, None, None] + future[None, None, :, None]
+        # d metric / d A and sum A dM/dA of the live rows, per head
+        grad, pattern = self._live(at.grad, 2), self._live(at.pattern, 2)  # [b, head, i, j]
+        self.const = (grad * pattern).sum((0, 2, 3))  # [head]
+        self.grad_q = grad.permute(0, 2, 1, 3)[:, None]  # [b, 1, i, head, j]
+        self.grad_k = grad[:, :, :, None]  # [b, head, i, 1, j]
+        self.n_heads, self.n_i, self.n_j = n_heads, n_i, n_j
+
+    def _live(self, t: torch.Tensor, dim: int) -> torch.Tensor:
+        return t if self.rows is None else t.index_select(dim, self.rows)
+
+    def _scale(self, kind: str, d_c: torch.Tensor, sq_d: torch.Tensor) -> torch.Tensor:
+        """s [b, u, pos, 1 | n] of x + d for diffs d_c [b, u, pos, d] of this chunk: the dot
+        products c(x_t) . c(d_t) at equal positions are the diagonal of one batched matmul
+        [u * pos, d] @ [d, pos * (1 | n)] (an einsum would transpose the diffs)."""
+        cx = self.cx[kind] if kind == "k" else self._live(self.cx[kind], 1)  # [b, t, 1|n, d]
+        sq_x = self.square[kind] if kind == "k" else self._live(self.square[kind], 1)
+        b, u, t, d = d_c.shape
+        n = cx.shape[2]
+        dots = torch.bmm(d_c.reshape(b, u * t, d), cx.reshape(b, t * n, d).transpose(1, 2))
+        cross = dots.view(b, u, t, t, n).diagonal(dim1=2, dim2=3)  # [b, u, n, t]
+        square = sq_x[:, None] + 2 * cross.transpose(2, 3) + sq_d[..., None]
+        return (square.clamp(min=0) / d + self.at.patcher.eps).sqrt()
+
+    def edges(
+        self, diffs: NodeDiffs, first: int, last: int
+    ) -> tuple[Float[torch.Tensor, "upstream head"], Float[torch.Tensor, "upstream kv_head"]]:
+        at, normed = self.at, self.at.patcher.norm_type is not None
+        d_all = diffs.batch_major[:, first:last]  # [b, u, p, d]
+        b, u, p, d = d_all.shape
+        h, n_i = self.n_heads, self.n_i
+        # queries: rows i of the live query positions, [b, u, i, head, j]
+        d_q = self._live(d_all, 2)
+        new = torch.bmm(d_q.reshape(b, u * n_i, d), self.k_tilde).view(b, u, n_i, h, p)
+        new += self.q_base[:, None]
+        if normed:
+            sq_d = self._live(diffs.square_batch_major[:, first:last], 2)
+            new /= self._scale("q", d_q, sq_d)[..., None]  # [b, u, i, 1 | head, 1]
+        new += self.q_bias
+        queries = torch.softmax(new, -1).mul_(self.grad_q).sum((0, 2, 4)) - self.const
+        # keys: every key position j of the diff, [b, head, i, u, j]
+        new = torch.bmm(self.q_tilde, d_all.reshape(b, u * p, d).transpose(1, 2))
+        new = new.view(b, h, n_i, u, p)
+        new += self.k_base[:, :, :, None]
+        if normed:
+            s = self._scale("k", d_all, diffs.square_batch_major[:, first:last])  # [b,u,j,1|n]
+            s = s.repeat_interleave(at.group, 3) if s.shape[3] > 1 else s
+            new /= s.permute(0, 3, 1, 2)[:, :, None]  # [b, 1 | head, 1, u, j]
+        new += self.k_bias
+        per_head = torch.softmax(new, -1).mul_(self.grad_k).sum((0, 2, 4)) - self.const[:, None]
+        keys = per_head.T.reshape(u, at.n_kv, at.group).sum(-1)
+        return queries, keys
 
 
 @dataclass
 class NodeDiffs:
-    """Every node's input change a_u - o_u, node-major [u, b, p, d], centred as the pre-norm
-    centres (LN; unchanged otherwise), with its squared norms [u, b, p, 1]."""
+    """Every node's input change a_u - o_u, centred as the pre-norm centres (LN; unchanged
+    otherwise), node-major [u, b, p, d] (projection kernel) or batch-major [b, u, p, d]
+    (score-space kernel), each built on first use, with its squared norms."""
 
-    centred: torch.Tensor
-    square: torch.Tensor
+    patcher: EdgePatcher
+    diff: NodeValues  # [b, p, u, d]
 
     @classmethod
     def of(cls, patcher: EdgePatcher, diff: NodeValues) -> NodeDiffs:
-        centred = _centre(patcher, diff.permute(2, 0, 1, 3)).contiguous()
-        return cls(centred, centred.pow(2).sum(-1, keepdim=True))
+        return cls(patcher, diff)
+
+    def _laid_out(self, *order: int) -> torch.Tensor:
+        """The centred diffs permuted to ``order``, contiguous (one pass over the diffs)."""
+        view = self.diff.permute(*order)
+        if self.patcher.norm_type not in ("LN", "LNPre"):
+            return view.contiguous()
+        out = torch.empty(view.shape, dtype=view.dtype, device=view.device)
+        return torch.sub(view, view.mean(-1, keepdim=True), out=out)
+
+    @cached_property
+    def node_major(self) -> torch.Tensor:
+        return self._laid_out(2, 0, 1, 3)
+
+    @cached_property
+    def square_node_major(self) -> torch.Tensor:  # [u, b, p, 1]
+        return torch.linalg.vector_norm(self.node_major, dim=-1, keepdim=True).square_()
+
+    @cached_property
+    def batch_major(self) -> torch.Tensor:
+        return self._laid_out(0, 2, 1, 3)
+
+    @cached_property
+    def square_batch_major(self) -> torch.Tensor:  # [b, u, p]
+        return torch.linalg.vector_norm(self.batch_major, dim=-1).square_()
 
 
 def _centre(patcher: EdgePatcher, t: torch.Tensor) -> torch.Tensor:

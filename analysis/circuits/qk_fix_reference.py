@@ -31,14 +31,14 @@ def _score(at: LayerAttention, new: torch.Tensor, head: int) -> torch.Tensor:
 
 
 def query_edges(at: LayerAttention, head: int, diff: NodeValues) -> torch.Tensor:
-    x = at.x["q"][:, :, head, None] + diff[:, :, : at.n_up]
+    x = at.channel_x("q", head)[:, :, None] + diff[:, :, : at.n_up]
     q = _project_one(at, x, "q", head)  # [b, p, u, e]
     k = at.k[:, :, head // at.group, None].expand_as(q)
     return _score(at, causal_softmax(at.scores(q, k)), head)
 
 
 def key_edges(at: LayerAttention, kv: int, diff: NodeValues) -> torch.Tensor:
-    x = at.x["k"][:, :, kv, None] + diff[:, :, : at.n_up]
+    x = at.channel_x("k", kv)[:, :, None] + diff[:, :, : at.n_up]
     k = _project_one(at, x, "k", kv)  # [b, p, u, e]
     total = x.new_zeros(at.n_up)
     for head in range(kv * at.group, (kv + 1) * at.group):

@@ -6,6 +6,7 @@ of the metric along that pattern change; the fast path against the per-edge refe
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 
 import pytest
@@ -234,8 +235,10 @@ def test_fast_path_equals_the_per_edge_reference(model_name, batch, request, mon
         dense = torch.einsum("bpud,bptd->ut", diff, run.input_grads)
         want = apply_qk_fix_reference(dense, task.patcher, run, diff)
         assert not torch.equal(want, dense)
-        for elements in (qk_fix.CHUNK_ELEMENTS, 1):  # 1: one upstream node per chunk
-            monkeypatch.setattr(qk_fix, "CHUNK_ELEMENTS", elements)
+        kernels = ["projection"] + (["scores"] if run.rotary is None else [])
+        for kernel, elements in itertools.product(kernels, (qk_fix.CHUNK_ELEMENTS, 1)):
+            monkeypatch.setattr(qk_fix, "KERNEL", kernel)
+            monkeypatch.setattr(qk_fix, "CHUNK_ELEMENTS", elements)  # 1: one node per chunk
             got = apply_qk_fix(dense, task.patcher, run, diff)
             assert torch.allclose(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
 
