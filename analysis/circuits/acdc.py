@@ -24,12 +24,14 @@ Two implementations make the same decisions:
   previous round). Decisions are then checked in order against the measured damages; every
   test up to the first misprediction is exactly the reference's test, and the rest is redone.
 
-Both take an optional set of edges to remove *untested* (``untested``): the run starts with
-them removed and tests only the others, in the same order. ``candidates_from_attribution``
-chooses them from attribution scores (EAP-IG), as ACDC++ and edge-pruning methods do: an edge
-whose attributed damage is below a fraction of tau is assumed to be removable. This changes the
-state every later test sees, so the circuit can differ from full ACDC's; the summary of a run
-says how many edges were never tested.
+Both take an optional set of edges to remove *untested* (``untested``): when the walk reaches
+such an edge it is removed without a test, as if its test had said so, and the damage of the
+new state is measured once before the next test. ``candidates_from_attribution`` chooses them
+from attribution scores (EAP-IG), as ACDC++ and edge-pruning methods do: an edge whose
+attributed damage is below a fraction of tau is assumed to be removable. So the circuit is
+exactly full ACDC's whenever full ACDC removes every untested edge too; it differs only where
+the attribution missed an edge full ACDC would have kept. The summary of a run says how many
+edges were never tested.
 
 Rounds stay within one layer's input channels, so that each batched call recomputes only that
 layer onwards (``analysis.circuits.layer_skip``).
@@ -93,17 +95,11 @@ class AcdcResult:
     n_calls: int
 
 
-def processing_order(
-    graph: CircuitGraph, untested: set[int] | None = None
-) -> list[tuple[int, list[int]]]:
-    """(channel, its incoming edge ids latest source first), channels from logits backwards;
-    ``untested`` edges are left out."""
-    skip = untested or set()
+def processing_order(graph: CircuitGraph) -> list[tuple[int, list[int]]]:
+    """(channel, its incoming edge ids latest source first), channels from logits backwards."""
     by_channel: dict[int, list[int]] = {}
     for e, c in enumerate(graph.edge_target.tolist()):
-        by_channel.setdefault(c, [])
-        if e not in skip:
-            by_channel[c].append(e)
+        by_channel.setdefault(c, []).append(e)
     return [(c, by_channel[c][::-1]) for c in range(len(graph.channels) - 1, -1, -1)]
 
 
@@ -121,13 +117,9 @@ def candidates_from_attribution(
 
 
 def _start(task: CircuitTask, untested: torch.Tensor | None) -> AcdcProgress:
-    removed = torch.zeros(1, task.graph.n_edges, dtype=torch.bool)
-    ids: list[int] = []
-    if untested is not None:
-        removed[0] = untested
-        ids = torch.nonzero(untested).flatten().tolist()
-    damage = float(_damage_of(task, removed)[0])
-    return AcdcProgress(position=0, damage=damage, removed=list(ids), untested=ids)
+    none = torch.zeros(1, task.graph.n_edges, dtype=torch.bool)
+    ids = [] if untested is None else torch.nonzero(untested).flatten().tolist()
+    return AcdcProgress(position=0, damage=float(_damage_of(task, none)[0]), untested=ids)
 
 
 def damage_fn(task: CircuitTask) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -164,10 +156,16 @@ def acdc_reference(
     """One-edge-at-a-time ACDC: every edge (but ``untested`` ones) tested with its own forward."""
     start = task.counter.n_forward, task.counter.n_calls
     prog = _start(task, untested)
+    skip, stale = set(prog.untested), False
     removed = torch.zeros(1, task.graph.n_edges, dtype=torch.bool)
-    removed[0, prog.removed] = True
-    for _, edges in processing_order(task.graph, set(prog.untested)):
+    for _, edges in processing_order(task.graph):
         for e in edges:
+            if e in skip:
+                removed[0, e], stale = True, True
+                prog.removed.append(e)
+                continue
+            if stale:
+                prog.damage, stale = float(_damage_of(task, removed)[0]), False
             trial = removed.clone()
             trial[0, e] = True
             value = float(_damage_of(task, trial)[0])
@@ -175,6 +173,8 @@ def acdc_reference(
             if value - prog.damage < tau:
                 removed, prog.damage = trial, value
                 prog.removed.append(e)
+    if stale:
+        prog.damage = float(_damage_of(task, removed)[0])
     prog.n_forward = task.counter.n_forward - start[0]
     prog.n_calls = task.counter.n_calls - start[1]
     return _result(task, prog)
@@ -191,8 +191,9 @@ class _Walk:
 class _Acdc:
     def __init__(self, task: CircuitTask, tau: float, window: int, untested: set[int]) -> None:
         self.task, self.tau, self.window = task, tau, window
+        self.untested = untested
         self.graph = task.graph
-        self.order = processing_order(self.graph, untested)
+        self.order = processing_order(self.graph)
         self.seq = [(i, e) for i, (_, edges) in enumerate(self.order) for e in edges]
         sources = self.graph.edge_source.tolist()
         self.out_edges: dict[int, list[int]] = {}
@@ -213,9 +214,11 @@ class _Acdc:
         return all(bool(removed[self.out_edges[u]].all()) for u in owners)
 
     def walk(self, prog: AcdcProgress, removed: torch.Tensor) -> _Walk:
-        """Up to ``window`` edge tests from ``prog.position`` under the predicted decisions."""
+        """Up to ``window`` edge tests from ``prog.position`` under the predicted decisions;
+        untested edges are removed as reached ('skip'), and the damage of the state after them
+        is measured before the next test and at the end ('base')."""
         walk, spec, pos = _Walk(), removed.clone(), prog.position
-        layer = self.seq_layer[pos]
+        layer, pending = self.seq_layer[pos], False
         while pos < len(self.seq) and len(walk.trials) < self.window:
             if walk.trials and self.seq_layer[pos] != layer:
                 break
@@ -226,6 +229,16 @@ class _Acdc:
                 walk.events.append(("prune", i))
                 pos += len(edges)
                 continue
+            if e in self.untested:
+                spec[e], pending = True, True
+                walk.events.append(("skip", pos, e))
+                pos += 1
+                continue
+            if pending:
+                walk.events.append(("base",))
+                walk.trials.append(spec.clone())
+                pending = False
+                continue
             trial = spec.clone()
             trial[e] = True
             walk.events.append(("test", pos, e))
@@ -233,6 +246,9 @@ class _Acdc:
             if prog.prediction.get(e, True):
                 spec[e] = True
             pos += 1
+        if pending:
+            walk.events.append(("base",))
+            walk.trials.append(spec.clone())
         return walk
 
     def probe(self, prog: AcdcProgress, removed: torch.Tensor) -> None:
@@ -245,7 +261,10 @@ class _Acdc:
             for (_, e), edge_layer in zip(
                 self.seq[prog.position :], self.seq_layer[prog.position :], strict=True
             )
-            if edge_layer == layer and e not in prog.prediction and not removed[e]
+            if edge_layer == layer
+            and e not in prog.prediction
+            and e not in self.untested
+            and not removed[e]
         ][: self.window]
         if not todo:
             return
@@ -269,6 +288,18 @@ class _Acdc:
                     removed[edges] = True
                     prog.removed += edges
                     prog.position = self.first_pos[event[1]] + len(edges)
+                continue
+            if event[0] == "skip":
+                if not stop:
+                    removed[event[2]] = True
+                    prog.removed.append(event[2])
+                    prog.position = event[1] + 1
+                continue
+            if event[0] == "base":
+                spec_damage = float(damages[t])  # type: ignore[index]
+                t += 1
+                if not stop:
+                    prog.damage = spec_damage
                 continue
             _, pos, e = event
             value = float(damages[t])  # type: ignore[index]

@@ -94,15 +94,16 @@ class CircuitTask:
             for start in range(0, ablate_edges.shape[0], self.chunk):
                 masks = ablate_edges[start : start + self.chunk]
                 skipped = self.skip.last_logits(masks) if self.skip is not None else None
-                if skipped is None or not self.skip.checked:  # type: ignore[union-attr]
-                    full = self._full_metric(masks)
                 if skipped is None:
-                    results.append(full)
+                    results.append(self._full_metric(masks))
                     continue
                 values = self._last_metric(skipped, masks.shape[0])
-                if not self.skip.checked:  # type: ignore[union-attr]
-                    self._check_skip(values, full)
-                    values = full
+                if not self.skip.checked and bool(masks.any()):  # type: ignore[union-attr]
+                    # the copy with the most ablated edges, once with full forwards
+                    i = int(masks.sum(1).argmax())
+                    full = self._full_metric(masks[i : i + 1])
+                    if not self._check_skip(values[i : i + 1], full):
+                        values = self._full_metric(masks)
                 results.append(values)
         return torch.cat(results) if results else torch.zeros(0)
 
@@ -115,8 +116,9 @@ class CircuitTask:
         values = metric_per_prompt(self.metric, last, self.batch, self.clean_last)
         return values.view(copies, -1).mean(1)
 
-    def _check_skip(self, skipped: torch.Tensor, full: torch.Tensor) -> None:
-        """The first skipped call must equal full forwards; otherwise skipping is turned off."""
+    def _check_skip(self, skipped: torch.Tensor, full: torch.Tensor) -> bool:
+        """The first skipped call with an ablation must equal a full forward (of its copy with
+        the most ablated edges); otherwise skipping is turned off. True when it did."""
         assert self.skip is not None
         self.skip.checked = True
         err = float((skipped - full).abs().max())
@@ -124,6 +126,8 @@ class CircuitTask:
         if not err <= SKIP_TOLERANCE * scale:
             self.skip.off = f"skipped layers changed the metric by {err:.3g}; full forwards used"
             log.warning("layer skipping off: %s", self.skip.off)
+            return False
+        return True
 
     def gradient_run(
         self,

@@ -75,7 +75,7 @@ def test_exact_patching_computes_what_it_estimates(deep_model) -> None:
     full.skip = None
     assert torch.allclose(scores, exact_scores(full), atol=1e-5)
     spent = task.counter.compute - before
-    overhead = 1 + task.chunk  # the replay's recording, the first call's full-forward check
+    overhead = 2  # the replay's recording, the first skipped call's full-forward check
     assert exact_cost(task) - 1e-6 <= spent <= exact_cost(task) + overhead + 1e-6
     assert exact_cost(task) < 0.6 * task.graph.n_edges  # edges into later layers cost less
 
@@ -83,10 +83,26 @@ def test_exact_patching_computes_what_it_estimates(deep_model) -> None:
 def test_a_skip_that_disagrees_is_turned_off(deep_model) -> None:
     task = build_task(deep_model, random_batch(n=3, pos=7, seed=2))
     assert task.skip is not None
-    task._check_skip(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.1]))
+    assert not task._check_skip(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.1]))
     assert task.skip.off is not None and "full forwards" in task.skip.off
     masks = torch.zeros(2, task.graph.n_edges, dtype=torch.bool)
     masks[0, -1] = True
     calls = task.counter.n_calls
     task.ablated_metric(masks)
     assert task.counter.n_calls == calls + 1 and task.counter.compute % 1 == 0
+
+
+def test_exact_discovery_states_its_cost_before_it_starts(attn_model) -> None:
+    from analysis.circuits.discover import DiscoverySettings, discover
+
+    messages: list[tuple[float, str]] = []
+    d = discover(
+        attn_model,
+        random_batch(n=2, pos=6, seed=1),
+        DiscoverySettings(method="exact"),
+        progress=lambda f, m: messages.append((f, m)),
+    )
+    first = next(m for f, m in messages if "exact patching" in m)
+    assert f"{d.task.graph.n_edges} edges x" in first and "about" in first
+    assert messages.index(next(x for x in messages if x[1] == first)) < len(messages) - 1
+    assert d.summary["estimated_s"] > 0
