@@ -148,6 +148,10 @@ def sandwich_norms(model: TransformerBridge) -> bool:
     return any(hasattr(b, "ln1_post") or hasattr(b, "ln2_post") for b in blocks)
 
 
+def _soft_cap(value: Any) -> float | None:
+    return float(value) if value is not None and float(value) > 0 else None
+
+
 def model_facts(model: TransformerBridge) -> dict[str, Any]:
     """Architecture facts for the store and the UI (plain JSON values)."""
     cfg = model.cfg
@@ -171,6 +175,10 @@ def model_facts(model: TransformerBridge) -> dict[str, Any]:
         "normalization": str(cfg.normalization_type),
         "act_fn": None if attn_only else getattr(cfg, "act_fn", None),
         "gated_mlp": bool(getattr(cfg, "gated_mlp", False)),
+        "parallel_attn_mlp": bool(getattr(cfg, "parallel_attn_mlp", False)),
+        "post_norms": sandwich_norms(model),
+        "attn_soft_cap": _soft_cap(getattr(cfg, "attn_scores_soft_cap", None)),
+        "logit_soft_cap": _soft_cap(getattr(cfg, "output_logits_soft_cap", None)),
         "n_params": int(sum(p.numel() for p in model.parameters())),
         "dtype": str(cfg.dtype).removeprefix("torch."),
         "tokenizer_vocab": None if tokenizer is None else int(len(tokenizer)),

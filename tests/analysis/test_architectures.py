@@ -28,6 +28,7 @@ from analysis.circuits.intervention import EdgePatcher, check_decomposition
 from analysis.circuits.qk_fix import QKFixUnsupported, check_attention
 from analysis.circuits.task import build_task
 from analysis.dla import direct_logit_attribution
+from analysis.models import model_facts
 from analysis.patching.exact import exact_patch, prepare
 from analysis.patching.fast import fast_patch
 from analysis.patching.replay import BlockReplay
@@ -81,6 +82,9 @@ def test_a_parallel_block_has_no_edges_from_its_heads_into_its_mlp() -> None:
 
 
 def test_graph_flags_follow_the_model(model) -> None:
+    facts = model_facts(model)
+    assert not facts["post_norms"] and facts["attn_soft_cap"] is None
+    assert facts["parallel_attn_mlp"] == graph_for_model(model).parallel
     graph = graph_for_model(model)
     assert graph.parallel == (model.cfg.architecture in ("GPTNeoXForCausalLM", "GPTJForCausalLM"))
     assert graph.gqa == (model.cfg.architecture in ("Qwen2ForCausalLM", "MistralForCausalLM"))
@@ -246,6 +250,9 @@ def _assert_head_scores_equal_detect_head(model) -> None:
 
 # ---- Gemma-2: refused by name, or an exact fallback -----------------------------------------
 def test_gemma2_circuits_and_dla_are_refused_naming_the_post_norms(gemma2) -> None:
+    facts = model_facts(gemma2)
+    assert facts["post_norms"] and not facts["parallel_attn_mlp"]
+    assert (facts["attn_soft_cap"], facts["logit_soft_cap"]) == (5.0, 10.0)
     with pytest.raises(CircuitGraphError, match="post-attention/post-MLP norms"):
         graph_for_model(gemma2)
     with pytest.raises(ValueError, match="post-attention/post-MLP norms"):
