@@ -224,7 +224,7 @@ class Lab:
 
     def explore(
         self,
-        text: str,
+        text: str | None,
         model: str,
         *,
         next_token: str | None = None,
@@ -234,7 +234,8 @@ class Lab:
     ) -> Exploration:
         """Every head's attention on ``text`` (one forward, as the Explore page): patterns,
         per-head scores on the text, each head's DLA for the top next token and ``next_token``,
-        the logit lens. The same model, text and options reuse the finished run.
+        the logit lens. The same model, text and options reuse the finished run. ``text=None``
+        with ``prompt_set=NAME, prompt_index=I`` explores a stored prompt's clean text.
 
         Example: ``lab.explore("The cat sat on the mat. The cat", model="hf:gpt2").scores``
         """

@@ -62,6 +62,7 @@ CALLBACKS: tuple[Callback | ClientsideCallback, ...] = (
     compare.follow_mover,
     compare.show_sweep,
     explore.submit,
+    explore.fill_prompt,
     explore.follow_run,
     explore.show_focus,
     explore.show_overlay,

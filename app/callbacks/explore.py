@@ -57,6 +57,25 @@ def submit(
 
 
 @callback(
+    Output(ids.EXPLORE_TEXT, "value"),
+    Output(ids.EXPLORE_STATUS, "children", allow_duplicate=True),
+    Output(ids.EXPLORE_STATUS, "className", allow_duplicate=True),
+    Input(ids.EXPLORE_SET, "value"),
+    Input(ids.EXPLORE_SET_INDEX, "value"),
+    prevent_initial_call=True,
+)
+def fill_prompt(ctx: WebContext, prompt_set: str | None, index: int | float | None) -> tuple:
+    """A picked prompt of a set fills the text box (then Explore runs it like typed text)."""
+    if not prompt_set:
+        return dash.no_update, dash.no_update, dash.no_update
+    try:
+        text = explore.prompt_text(ctx.store, prompt_set, int(index or 0))
+    except (explore.ExploreError, StoreError) as exc:
+        return dash.no_update, str(exc), "message warn"
+    return text, "", "message empty"
+
+
+@callback(
     Output(ids.EXPLORE_RESULT, "children"),
     Output(ids.EXPLORE_STATUS, "children"),
     Output(ids.EXPLORE_STATUS, "className"),

@@ -34,6 +34,8 @@ SHADE_RGB = "33, 113, 181"  # the Blues scale's strong blue
 def explore_layout(
     models: list[str],
     *,
+    prompt_sets: list[str] | None = None,
+    status: str | None = None,
     model: str | None = None,
     text: str = "",
     next_token: str | None = None,
@@ -72,12 +74,33 @@ def explore_layout(
                 ],
                 className="toolbar",
             ),
+            html.Div(
+                [
+                    html.Label("or the prompt of a set", className="field-label"),
+                    dcc.Dropdown(
+                        id=ids.EXPLORE_SET,
+                        options=[{"label": n, "value": n} for n in prompt_sets or []],
+                        placeholder="prompt set",
+                        className="grow",
+                    ),
+                    html.Label("prompt #", className="field-label"),
+                    dcc.Input(
+                        id=ids.EXPLORE_SET_INDEX,
+                        type="number",
+                        min=0,
+                        step=1,
+                        value=0,
+                        className="input explore-next",
+                    ),  # fmt: skip
+                ],
+                className="toolbar compact",
+            ),
         ]
     )
     return page(
         "Explore",
         card(None, form),
-        message(None, id=ids.EXPLORE_STATUS),
+        message(status, "warn" if status else "info", id=ids.EXPLORE_STATUS),
         dcc.Store(id=ids.EXPLORE_RUN, data={"run": run} if run is not None else None),
         dcc.Interval(id=ids.EXPLORE_POLL, interval=POLL_MS, disabled=not waiting),
         html.Div(result, id=ids.EXPLORE_RESULT),

@@ -103,6 +103,18 @@ def submit_from_page(
     return submit(store, config)
 
 
+def prompt_text(store: ResultStore, prompt_set: str, index: int) -> str:
+    """The clean text of prompt ``index`` of a stored set; ``ExploreError`` names a bad one."""
+    try:
+        record = store.get_prompt_set(prompt_set)
+    except NotFound:
+        raise ExploreError(f"prompt_set: no prompt set named {prompt_set!r}") from None
+    pairs = store.get_pairs(record.id)
+    if not 0 <= index < len(pairs):
+        raise ExploreError(f"prompt #: set {prompt_set!r} has prompts 0..{len(pairs) - 1}")
+    return pairs[index].clean
+
+
 def model_options(store: ResultStore) -> list[str]:
     """Registered model specs, for the page's dropdown."""
     return list(dict.fromkeys(m.spec for m in store.list_models()))

@@ -164,3 +164,14 @@ def test_page_opens_a_stored_run_and_names_a_wrong_one(explored):
     assert "explore-thumbs" in layout and f"'run': {ex.id}" in layout
     assert "is not a run id" in str(page.build(ctx, {"run": "abc"}))
     assert "not an explore run" not in str(page.build(ctx, {}))
+
+
+def test_a_prompt_of_a_set_fills_the_text_box(explored):
+    lab, ctx, _ = explored
+    lab.generate_prompts("induction", MODEL, n=3, name="explore-ind")
+    text, _, _ = callbacks.fill_prompt(ctx, "explore-ind", 2)
+    assert text == lab.pairs("explore-ind")["clean"].iloc[2]
+    _, status, kind = callbacks.fill_prompt(ctx, "explore-ind", 7)
+    assert (status, kind) == ("prompt #: set 'explore-ind' has prompts 0..2", "message warn")
+    ex = lab.explore(None, model=MODEL, prompt_set="explore-ind", prompt_index=2)
+    assert ex.text == text and ex.summary["source"] == "prompt 2 of set explore-ind"
