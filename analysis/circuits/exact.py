@@ -5,7 +5,7 @@ and score ``metric(G minus e) - metric_clean``: the quantity EAP estimates to fi
 patched run per edge, ``task.chunk`` edges into one layer per model call, each recomputing only
 its target's layer onwards (``analysis.circuits.layer_skip``): an edge into layer L costs
 (n_layers - L) / n_layers of a forward. ``exact_estimate`` says what a run will cost before it
-starts (the circuit job reports it); a GPT-2-small graph has 32,491 edges, ~15.6k forwards.
+starts (the circuit job reports it); a GPT-2-small graph has 32,491 edges, ~11.8k forwards.
 """
 
 from __future__ import annotations
