@@ -96,12 +96,12 @@ def llama_style(folder: Path, seed: int = 0):
 _SMALL = dict(vocab_size=VOCAB, bos_token_id=0, eos_token_id=0, pad_token_id=1)
 
 
-def neox_style(folder: Path, seed: int = 0, norms: bool = False):
+def neox_style(folder: Path, seed: int = 0, norms: bool = False, parallel: bool = True):
     from transformers import GPTNeoXConfig
 
     cfg = GPTNeoXConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=64, rotary_pct=0.5, max_position_embeddings=32,
-                        use_parallel_residual=True, **_SMALL)  # fmt: skip
+                        use_parallel_residual=parallel, **_SMALL)  # fmt: skip
     return _boot_hf(cfg, folder, seed, norms)
 
 

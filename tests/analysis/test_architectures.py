@@ -90,6 +90,20 @@ def test_graph_flags_follow_the_model(model) -> None:
     assert graph.gqa == (model.cfg.architecture in ("Qwen2ForCausalLM", "MistralForCausalLM"))
 
 
+def test_a_sequential_neox_is_not_treated_as_parallel(tmp_path) -> None:
+    """GPT-NeoX with use_parallel_residual=False: the MLP reads resid_mid, as in GPT-2."""
+    seq = F.neox_style(tmp_path, norms=True, parallel=False)
+    graph, batch = graph_for_model(seq), ragged()
+    assert not graph.parallel and ("a0.h1", "m0") in graph.edges
+    assert check_decomposition(EdgePatcher(seq, graph), batch.clean) <= TOL
+    setup = prepare(seq, batch, "logit_diff")
+    replay = BlockReplay(seq, setup.target_tokens, batch.last)
+    assert replay.suffix().supported, replay.suffix().reason
+    target = PatchTarget("z", True)
+    fast = fast_patch(setup, target, replay=replay, chunk=5)
+    assert (fast.values - exact_patch(setup, target).values).abs().max() <= TOL
+
+
 # ---- edge patching == hooks made by hand ----------------------------------------------------
 def _mask(graph, edges) -> torch.Tensor:
     per_edge = torch.zeros(graph.n_edges)
