@@ -204,6 +204,10 @@ def test_prefix_skip_patching_equals_exact(model) -> None:
 
 
 def test_exact_patching_equals_transformer_lens(model) -> None:
+    _assert_exact_patching_equals_transformer_lens(model)
+
+
+def _assert_exact_patching_equals_transformer_lens(model) -> None:
     batch = pair_batch(n_pairs=2, n_pos=4, corrupt_at=1)
     setup = prepare(model, batch, "logit_diff")
     _, clean_cache = model.run_with_cache(batch.clean)
@@ -286,6 +290,7 @@ def test_gemma2_patching_falls_back_to_an_exact_path(gemma2) -> None:
         fast = fast_patch(setup, target, replay=replay, chunk=5)
         assert (fast.values - exact_patch(setup, target).values).abs().max() <= TOL, kind
         assert fast.normalised.abs().max() > 1e-3, kind
+    _assert_exact_patching_equals_transformer_lens(gemma2)
 
 
 def test_gemma2_head_scores_equal_detect_head(gemma2) -> None:
