@@ -163,7 +163,11 @@ def path_patch_job(ctx: JobContext) -> RunOutput:
         "cost": {
             "paths": len(paths), "model_calls": pp.counter.forwards,
             "prompt_batch_forwards": pp.counter.prompt_batches,
-            "paths_per_forward": pp.chunk_size() if cfg.method == "fast" else 0.5,
+            "paths_per_model_call": len(paths) / max(1, pp.counter.forwards),
+            "fast_path": None if cfg.method == "exact" else (
+                "edge masks (the model cannot be replayed)" if not pp.replayed
+                else "direct inputs + replay from the receivers' layer"
+            ),
             "patch_wall_s": wall,
         },
         "wall_s": time.perf_counter() - t_start,

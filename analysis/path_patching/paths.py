@@ -9,10 +9,16 @@ receivers is then recomputed. ``noising`` (default): base = clean prompts, sourc
 
 Because all other components are frozen, a receiver's input in the patched run is its base
 input plus the sender's (source − base) output: exactly the graph edge ``sender → receiver``
-ablated with the source values and every other edge kept. So the two implementations are
+ablated with the source values and every other edge kept. Three implementations:
 
-- ``fast``: ``EdgePatcher`` (analysis/circuits/intervention.py) with one edge mask per path,
-  many paths stacked as copies of the prompt batch in one forward;
+- ``fast`` (the default): that input computed directly, ``norm(x_base + Δ_sender) @ W + b``
+  for a receiver's q/k/v; a path into the logits needs only the final norm and unembedding at
+  the metric positions (no forward at all), a path into heads replays the base run from the
+  first receiver's layer (``analysis.patching.replay.BlockReplay``: no earlier layer is
+  recomputed) with those activations set, many paths stacked as copies of the batch per call;
+- ``fast_edges``: ``EdgePatcher`` (analysis/circuits/intervention.py) with one edge mask per
+  path, many paths stacked per full forward — what ``fast`` falls back to on a model the
+  block replay cannot reproduce;
 - ``exact``: TransformerLens-style hooked passes per path on the model itself (as ARENA's
   ``get_path_patch_head_to_heads``): run the base prompts with the sender's ``hook_z`` from the
   source run and every other ``hook_z`` / ``hook_mlp_out`` frozen to the base run, record the
@@ -37,6 +43,7 @@ from analysis import hooks
 from analysis.circuits.graph import LOGITS, CircuitGraph, graph_for_model
 from analysis.circuits.intervention import EdgePatcher
 from analysis.metrics import MetricBaseline, last_logits, metric_baseline, metric_per_prompt
+from analysis.patching.replay import BlockReplay, final_logits
 from analysis.prompt_batch import PairBatch
 from analysis.zoo.probes import _between, _cache_hooks, _freeze_hooks, _patch_hook
 
@@ -122,7 +129,10 @@ class PathPatcher:
     clean_last: torch.Tensor
     base_metric: float
     source_outputs: torch.Tensor
+    base_outputs: torch.Tensor
     counter: PathCounter = field(default_factory=PathCounter)
+    _replay: BlockReplay | None = None
+    _final_last: torch.Tensor | None = None  # the base run's final residual, last positions
 
     @classmethod
     def build(
@@ -145,6 +155,7 @@ class PathPatcher:
             patcher=patcher, baseline=baseline, clean_last=clean_last,
             base_metric=baseline.clean if noising else baseline.corrupt,
             source_outputs=(corrupt if noising else clean).outputs,
+            base_outputs=(clean if noising else corrupt).outputs,
         )  # fmt: skip
         out.counter.add()
         out.counter.add()
@@ -174,8 +185,10 @@ class PathPatcher:
         per_copy = b * pos * len(self.graph.nodes) * int(self.model.cfg.d_model)
         return max(1, min(64, _COPY_BUDGET // max(1, per_copy)))
 
-    def fast(self, paths: Sequence[PatchPath], progress: Progress | None = None) -> torch.Tensor:
-        """Mean metric of each path, many paths per batched forward."""
+    def fast_edges(
+        self, paths: Sequence[PatchPath], progress: Progress | None = None
+    ) -> torch.Tensor:
+        """Mean metric of each path by edge masks, many paths per batched full forward."""
         g = self.graph
         # paths into the same channel groups share chunks: a forward recomputes only the q, k,
         # v (or logits) groups that one of its copies patches
@@ -207,6 +220,130 @@ class PathPatcher:
     def _groups(self, path: PatchPath) -> tuple[tuple[int, str], ...]:
         chans = (self.graph.channels[self.graph.channel_index(c)] for c in path.channels)
         return tuple(sorted({(ch.layer, ch.kind) for ch in chans}))
+
+    # ---- fast: the direct path computed, the rest replayed from the receivers' layer ------
+    @property
+    def replayed(self) -> bool:
+        """Whether ``fast`` ran on the block replay (else on edge masks)."""
+        return self._replay is not None
+
+    def replay(self) -> BlockReplay | None:
+        """The base run's recorded block inputs (None where the model cannot be replayed)."""
+        if self._replay is None:
+            with torch.no_grad():
+                replay = BlockReplay(self.model, self.base_tokens, self.batch.last)
+                saved: dict[str, torch.Tensor] = {}
+                final = hooks.site("ln_final_in").name
+                with self.model.hooks(fwd_hooks=_cache_hooks([final], saved)):
+                    self.model(self.base_tokens)
+            self.counter.add()
+            self.counter.add()
+            if not replay.supported:
+                return None
+            self._replay = replay
+            self._final_last = self._last(saved[final])
+        return self._replay
+
+    def _last(self, x: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(x.shape[0], device=x.device)
+        return x[rows, self.batch.last.to(x.device)]
+
+    def sender_delta(self, sender: str) -> torch.Tensor:
+        """The sender's source − base output, [batch, pos, d_model]: what a frozen run adds to
+        the input of every receiver it writes into."""
+        u = self.graph.node_index(sender)
+        return self.source_outputs[:, :, u] - self.base_outputs[:, :, u]
+
+    def fast(self, paths: Sequence[PatchPath], progress: Progress | None = None) -> torch.Tensor:
+        """Mean metric of each path. With every other component frozen a receiver's input is
+        its base input plus the sender's (source − base) output, so it is computed directly:
+        a path into the logits needs only the final norm and unembedding at the metric
+        positions, a path into heads' q/k/v replays the base run from the first receiver's
+        layer (``BlockReplay``) with those activations set, many paths stacked per call.
+        Models that cannot be replayed use ``fast_edges``."""
+        if self.replay() is None:
+            return self.fast_edges(paths, progress)
+        g = self.graph
+        values = torch.empty(len(paths))
+        kinds = [{g.channels[g.channel_index(c)].kind == LOGITS for c in p.channels} for p in paths]
+        if any(len(k) > 1 for k in kinds):
+            raise PathPatchError("a path goes either into the logits or into heads, not both")
+        into_logits = [i for i, k in enumerate(kinds) if k == {True}]
+        into_heads = sorted(
+            (i for i, k in enumerate(kinds) if k == {False}),
+            key=lambda i: (self._first_layer(paths[i]), self._groups(paths[i])),
+        )
+        chunk = self.chunk_size()
+        done = 0
+        with torch.no_grad():
+            for start in range(0, len(into_logits), chunk):
+                part = into_logits[start : start + chunk]
+                values[torch.tensor(part)] = self._logits_paths([paths[i] for i in part])
+                done += len(part)
+                if progress is not None:
+                    progress(done / len(paths), f"{done}/{len(paths)} paths")
+            start = 0
+            while start < len(into_heads):
+                layer = self._first_layer(paths[into_heads[start]])
+                part = [i for i in into_heads[start : start + chunk]
+                        if self._first_layer(paths[i]) == layer]  # fmt: skip
+                values[torch.tensor(part)] = self._head_paths([paths[i] for i in part], layer)
+                start += len(part)
+                done += len(part)
+                if progress is not None:
+                    progress(done / len(paths), f"{done}/{len(paths)} paths")
+        return values
+
+    def _first_layer(self, path: PatchPath) -> int:
+        return min(self.graph.channels[self.graph.channel_index(c)].layer for c in path.channels)
+
+    def _metric_rows(self, logits_last: torch.Tensor, copies: int) -> torch.Tensor:
+        values = metric_per_prompt(self.metric, logits_last, self.batch, self.clean_last)
+        return values.view(copies, -1).mean(1).float().cpu()
+
+    def _logits_paths(self, paths: Sequence[PatchPath]) -> torch.Tensor:
+        assert self._final_last is not None
+        x = torch.cat([self._final_last + self._last(self.sender_delta(p.sender)) for p in paths])
+        return self._metric_rows(final_logits(self.model, x[:, None, :])[:, 0, :], len(paths))
+
+    def _head_paths(self, paths: Sequence[PatchPath], layer: int) -> torch.Tensor:
+        """Replay from ``layer`` with each copy's receivers' q/k/v set to norm(base input +
+        sender delta) @ W + b (the activation the frozen run records there)."""
+        replay, g, pat = self._replay, self.graph, self.patcher
+        assert replay is not None
+        copies, b = len(paths), self.batch.n_pairs
+        # site name -> (values [copies*batch, pos, heads, d_head], which (row, head) to set)
+        patches: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for c, path in enumerate(paths):
+            delta = self.sender_delta(path.sender)
+            for name in path.channels:
+                ch = g.channels[g.channel_index(name)]
+                site = hooks.site(ch.kind, ch.layer).name
+                w, bias = pat.w[ch.kind][ch.layer], pat.b[ch.kind][ch.layer]
+                x = pat.normalise(replay.resid_pre(ch.layer) + delta)
+                act = x @ w[ch.index] + bias[ch.index]
+                if site not in patches:
+                    n, pos = int(w.shape[0]), int(act.shape[1])
+                    patches[site] = (
+                        act.new_zeros(copies * b, pos, n, act.shape[-1]),
+                        torch.zeros(copies * b, 1, n, 1, dtype=torch.bool, device=act.device),
+                    )
+                vals, mask = patches[site]
+                vals[c * b : (c + 1) * b, :, ch.index] = act
+                mask[c * b : (c + 1) * b, :, ch.index] = True
+
+        def setter(site: str) -> Callable[..., torch.Tensor]:
+            vals, mask = patches[site]
+
+            def hook(t: torch.Tensor, hook: object = None) -> torch.Tensor:
+                return torch.where(mask, vals.to(t.dtype), t)
+
+            return hook
+
+        with self.model.hooks(fwd_hooks=[(site, setter(site)) for site in patches]):
+            logits_last = replay.run_from(layer, copies)
+        self.counter.add(copies)
+        return self._metric_rows(logits_last, copies)
 
     # ---- exact: TransformerLens-style hooked passes per path -----------------------------
     def exact(self, paths: Sequence[PatchPath], progress: Progress | None = None) -> torch.Tensor:

@@ -96,8 +96,11 @@ def test_fast_and_exact_equal_transformerlens_style_path_patching(attn_only, dir
     assert torch.allclose(exact, reference, atol=1e-4), (exact, reference)
     # a path changes the metric (the test can fail), and it is not the corrupted run itself
     assert (reference - pp.base_metric).abs().max() > 1e-3
-    # 2 baselines; fast: 1 batched call; exact: 2 caches + 1 pass per logits path, 2 otherwise
-    assert pp.counter.forwards == 2 + 1 + 2 + (2 * 1 + 3 * 2)
+    # 2 baselines; fast: 2 recording forwards, the logits paths none, the 3 head paths one
+    # replay from layer 1; exact: 2 caches + 1 pass per logits path, 2 per head path
+    assert pp.counter.forwards == 2 + (2 + 1) + (2 + 2 * 1 + 3 * 2)
+    # the edge-mask fast path (models that cannot be replayed) agrees too
+    assert torch.allclose(pp.fast_edges(paths), reference, atol=1e-4)
 
 
 def test_grouped_query_kv_receivers_match_the_reference():
