@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 SiteKind = Literal[
     "z", "q", "k", "v", "pattern", "attn_scores", "result",
     "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out",
-    "embed", "pos_embed", "ln_final_scale", "ln_final_out", "ln_final_in", "mlp_in",
+    "embed", "pos_embed", "ln_final_scale", "ln_final_out", "ln_final_in", "mlp_in", "ln1_in",
 ]  # fmt: skip
 
 _ATTN_KINDS = frozenset({"z", "q", "k", "v", "pattern", "attn_scores", "result"})
@@ -33,6 +33,10 @@ _BLOCK_KINDS = frozenset({"resid_pre", "resid_mid", "resid_post", "attn_out", "m
 # The MLP's own input (after ln2): changing it changes the MLP only, never the residual stream
 # (unlike the bridge's ``hook_mlp_in``, whose edits leak into ``resid_mid``).
 _MLP_KINDS = frozenset({"mlp_in"})
+# The attention's pre-norm input: changing it changes what q, k and v are computed from (and a
+# GPT-J block's MLP input, which reads the same norm), never the residual stream (measured on
+# TL-native, GPT-2, Llama, GPT-NeoX and GPT-J bridges).
+_LN1_KINDS = frozenset({"ln1_in"})
 _GLOBAL_NAMES = {
     "embed": "hook_embed",
     "pos_embed": "hook_pos_embed",
@@ -59,7 +63,7 @@ class HookSite:
     layer: int | None = None
 
     def __post_init__(self) -> None:
-        needs_layer = self.kind in _ATTN_KINDS | _BLOCK_KINDS | _MLP_KINDS
+        needs_layer = self.kind in _ATTN_KINDS | _BLOCK_KINDS | _MLP_KINDS | _LN1_KINDS
         if needs_layer and self.layer is None:
             raise ValueError(f"hook site {self.kind!r} needs a layer")
         if not needs_layer and self.kind not in _GLOBAL_NAMES:
@@ -73,6 +77,8 @@ class HookSite:
             return f"blocks.{self.layer}.hook_{self.kind}"
         if self.kind in _MLP_KINDS:
             return f"blocks.{self.layer}.mlp.hook_in"
+        if self.kind in _LN1_KINDS:
+            return f"blocks.{self.layer}.ln1.hook_in"
         return _GLOBAL_NAMES[self.kind]
 
     @property
