@@ -13,12 +13,13 @@ only replaces the embeddings), or every edge carries the same fraction f of its 
 autograd can give each channel's gradient; ``gradient_pass`` records one tensor per group
 instead and derives the per-channel gradients from the projections':
 
-- q, k, v: with nothing ablated the model's own q/k/v (``attn.hook_q/k/v``, before any rotary
-  embedding) are used as they are; with an ablated fraction they are computed once per layer
-  from the shared input, ``norm(x) @ W + b`` for all heads in one matmul. With g_h = d metric /
-  d q_h, the gradient w.r.t. head h's query input is ``J_norm(x)^T (g_h @ W_Q[h]^T)`` (J_norm:
-  the Jacobian of the folded pre-norm at x, applied in closed form), one small matmul per kind
-  and layer after the backward;
+- q, k, v: the model's own q/k/v (``attn.hook_q/k/v``, before any rotary embedding) are used as
+  they are; with an ablated fraction the model computes them from the shared input, given to
+  its attention's pre-norm (``ln1.hook_in``, which does not feed the residual stream; where a
+  model has no such hook, ``norm(x) @ W + b`` is computed here for all heads in one matmul).
+  With g_h = d metric / d q_h, the gradient w.r.t. head h's query input is
+  ``J_norm(x)^T (g_h @ W_Q[h]^T)`` (J_norm: the Jacobian of the folded pre-norm at x, applied
+  in closed form), one small matmul per kind and layer after the backward;
 - the sum f * sum_u (a_u - o_u) is kept as running prefix sums over the nodes as their outputs
   appear, so no group concatenates the node outputs;
 - MLP and logits channels are single channels: their input is recorded as it is.
@@ -125,7 +126,8 @@ class _State:
     n_nodes: int = 0
     ablated_sums: torch.Tensor | None = None  # [b, p, u, d]: sums of the first u + 1 a_u
     resid: dict[str, torch.Tensor] = field(default_factory=dict)
-    qkv_input: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    # layer -> (q/k/v input x, norm(x) when q/k/v are recomputed from it here)
+    qkv_input: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=dict)
     projections: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
     single: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)  # mlp, logits
     patterns: list[torch.Tensor] = field(default_factory=list)
@@ -160,10 +162,13 @@ class _Pass:
         return st.fraction * (st.ablated_sums[:, :, n_up - 1] - st.prefix[n_up])
 
     def hooks(self) -> list[tuple[str, Any]]:
-        g = self.patcher.graph
+        g, names = self.patcher.graph, self.patcher.model.hook_dict
         out: list[tuple[str, Any]] = [(hooks.resid_pre(0).name, self.input_hook)]
         for layer in range(g.n_layers):
             out.append((hooks.resid_pre(layer).name, self.save(f"pre{layer}")))
+            ln1 = hooks.site("ln1_in", layer).name
+            if self.st.ablating and ln1 in names:  # the model computes q/k/v from x itself
+                out.append((ln1, self.ln1_hook(layer)))
             for kind in ("q", "k", "v"):
                 out.append((hooks.site(kind, layer).name, self.qkv_hook(layer, kind)))
             out.append((hooks.z(layer).name, self.z_hook(layer)))
@@ -193,19 +198,31 @@ class _Pass:
     def pattern_hook(self, t: torch.Tensor, hook: Any) -> None:
         self.st.patterns.append(t)
 
+    def ln1_hook(self, layer: int) -> Any:
+        n_up = self.patcher.channel_group(layer, "q")[2]
+
+        def hook(t: torch.Tensor, hook: Any) -> torch.Tensor:
+            shift = self.shift(n_up)
+            x = t if shift is None else t + shift
+            self.st.qkv_input[layer] = (x, None)
+            return x
+
+        return hook
+
     def qkv_hook(self, layer: int, kind: str) -> Any:
         patcher, st = self.patcher, self.st
         n_up = patcher.channel_group(layer, kind)[2]
 
         def hook(t: torch.Tensor, hook: Any) -> torch.Tensor:
-            if layer not in st.qkv_input:
+            if layer not in st.qkv_input:  # nothing ablated, or no ln1 hook to shift x at
                 x = st.resid[f"pre{layer}"]
                 shift = self.shift(n_up)
                 x = x if shift is None else x + shift
-                st.qkv_input[layer] = (x, patcher.normalise(x) if st.ablating else x)
-            if st.ablating:  # the model's q/k/v saw the residual stream, not x: recompute
+                st.qkv_input[layer] = (x, patcher.normalise(x) if st.ablating else None)
+            normed = st.qkv_input[layer][1]
+            if normed is not None:  # the model's q/k/v saw the residual stream, not x
                 w, b = patcher.w[kind][layer], patcher.b[kind][layer]
-                t = torch.einsum("bpd,nde->bpne", st.qkv_input[layer][1], w) + b
+                t = torch.einsum("bpd,nde->bpne", normed, w) + b
             st.projections[(layer, kind)] = t
             return t
 
