@@ -39,10 +39,11 @@ class PathPatchConfig(RunConfigBase):
         default=[], description="Sender heads a{L}.h{H} (comma separated; empty = every head)"
     )
     receivers: list[str] = Field(
-        default=[LOGITS], description="Receivers: heads a{L}.h{H} and/or logits"
+        default=[LOGITS], description="Receivers: heads a{L}.h{H} and/or logits (default logits)"
     )
     channels: list[str] = Field(
-        default=list(RECEIVER_CHANNELS), description="Receiver heads' inputs patched: q, k, v"
+        default=list(RECEIVER_CHANNELS),
+        description="Receiver heads' inputs patched: q, k, v (default all three)",
     )
     metric: MetricField = Field(default="logit_diff", description="logit_diff, prob or kl")
     direction: Literal["noising", "denoising"] = Field(
@@ -51,7 +52,7 @@ class PathPatchConfig(RunConfigBase):
     )
     method: Literal["fast", "exact"] = Field(
         default="fast",
-        description="fast (many paths per batched forward) or exact (hooked passes per path)",
+        description="fast (receiver inputs computed, replayed from their layer) or exact (hooks)",
     )
     grid: bool = Field(
         default=True, description="Also each sender into each single receiver head and input"
