@@ -37,6 +37,7 @@ class Exploration(Run):
         super().__init__(lab, record)
         self.reused = reused  # an identical finished (or pending) run was returned
         self._view: explore.ExploreView | None = None
+        self._patterns: np.ndarray | None = None
 
     def _data(self) -> explore.ExploreView:
         if self._view is None:
@@ -56,7 +57,9 @@ class Exploration(Run):
     @property
     def patterns(self) -> np.ndarray:
         """Every head's pattern, ``[layer, head, query, key]`` (float32 of the stored float16)."""
-        return self._data().patterns
+        if self._patterns is None:
+            self._patterns = self._data().patterns
+        return self._patterns
 
     @property
     def scores(self) -> pd.DataFrame:

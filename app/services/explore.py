@@ -5,7 +5,9 @@ identical config (same model, text or prompt, next token, options) that is finis
 or running is reused instead of enqueued again, so the same text on the same model runs once.
 The finished run's ``patterns.safetensors`` (``prompt0``: ``[layer, head, q, k]``),
 ``tokens.json`` and ``explore.json`` (targets, logit lens, embedding and MLP DLA) are read
-through ``ResultStore.open_artifact`` and memoized per run (finished runs never change).
+through ``ResultStore.open_artifact``; the small parts are memoized per run (finished runs never
+change), patterns are read one head at a time from the memory-mapped file (a 12 × 12-head model
+on 256 tokens holds 19 MB of them), and the thumbnails are built once per run.
 """
 
 from __future__ import annotations
@@ -129,20 +131,32 @@ class ExploreView:
     model: str
     text: str
     tokens: list[str]
-    patterns: np.ndarray  # [layer, head, q, k], float32
+    path: str  # the run's verified patterns.safetensors
+    shape: tuple[int, int, int, int]  # [layer, head, q, k]
     scores: dict[str, np.ndarray]  # metric → [layer, head]
     targets: dict[str, dict[str, Any]]  # role → {id, text}
     logit_lens: dict[str, list[dict[str, float]]]
     lens_top: list[list[tuple[str, float]]]
     components: dict[str, dict[str, float]]
 
+    def pattern(self, layer: int, head: int) -> np.ndarray:
+        """One head's ``[q, k]`` pattern, float32."""
+        with safe_open(self.path, framework="np") as fh:
+            return np.asarray(fh.get_slice("prompt0")[layer, head], dtype=np.float32)
+
+    @property
+    def patterns(self) -> np.ndarray:
+        """Every head's pattern ``[layer, head, q, k]``, float32 (read in full)."""
+        with safe_open(self.path, framework="np") as fh:
+            return np.asarray(fh.get_tensor("prompt0"), dtype=np.float32)
+
     @property
     def n_layers(self) -> int:
-        return int(self.patterns.shape[0])
+        return self.shape[0]
 
     @property
     def n_heads(self) -> int:
-        return int(self.patterns.shape[1])
+        return self.shape[1]
 
     def score_rows(self) -> list[dict[str, Any]]:
         """One row per head: ``head`` (L.H) and every score on this text."""
@@ -173,7 +187,7 @@ def explore_run(store: ResultStore, run_id: int) -> RunRecord:
 def view(reader: ResultsReader, run_id: int) -> ExploreView:
     """A finished explore run's data (read once per run)."""
     run = explore_run(reader.store, run_id)
-    return reader.memo(f"explore:{run.id}", lambda: _read(reader, run), size=16)
+    return reader.memo(f"explore:{run.id}", lambda: _read(reader, run))
 
 
 def _read(reader: ResultsReader, run: RunRecord) -> ExploreView:
@@ -185,7 +199,7 @@ def _read(reader: ResultsReader, run: RunRecord) -> ExploreView:
     except NotFound as exc:
         raise ExportError(f"run {run.id}: {exc}") from None
     with safe_open(str(pat.path), framework="np") as fh:
-        patterns = np.asarray(fh.get_tensor("prompt0"), dtype=np.float32)
+        n_layers, n_heads, n_q, n_k = fh.get_slice("prompt0").get_shape()
     with open(tok.path, encoding="utf-8") as fh:
         tokens = [str(t) for t in json.load(fh)["prompts"][0]]
     with open(det.path, encoding="utf-8") as fh:
@@ -193,7 +207,7 @@ def _read(reader: ResultsReader, run: RunRecord) -> ExploreView:
     tables = reader.tables(run.id).aggregate
     scores = {}
     for metric, frame in tables.items():
-        grid = np.full(patterns.shape[:2], np.nan)
+        grid = np.full((n_layers, n_heads), np.nan)
         grid[frame["layer"].to_numpy(int), frame["head"].to_numpy(int)] = frame["value"]
         scores[metric] = grid
     return ExploreView(
@@ -201,7 +215,8 @@ def _read(reader: ResultsReader, run: RunRecord) -> ExploreView:
         model=run.model_spec,
         text=str(detail.get("text", "")),
         tokens=tokens,
-        patterns=patterns,
+        path=str(pat.path),
+        shape=(int(n_layers), int(n_heads), int(n_q), int(n_k)),
         scores=scores,
         targets={t["role"]: {"id": t["id"], "text": t["text"]} for t in detail["targets"]},
         logit_lens=detail["logit_lens"],
@@ -213,12 +228,13 @@ def _read(reader: ResultsReader, run: RunRecord) -> ExploreView:
 def thumbnails(reader: ResultsReader, run_id: int) -> list[list[str]]:
     """``[layer][head]`` PNG data URIs of every head's pattern (built once per run)."""
     found = view(reader, run_id)
-    return reader.memo(
-        f"explore thumbnails:{found.run}",
-        lambda: [[explore_figures.thumbnail_png(found.patterns[la, h])
-                  for h in range(found.n_heads)] for la in range(found.n_layers)],
-        size=16,
-    )  # fmt: skip
+
+    def build() -> list[list[str]]:
+        patterns = found.patterns
+        return [[explore_figures.thumbnail_png(patterns[la, h]) for h in range(found.n_heads)]
+                for la in range(found.n_layers)]  # fmt: skip
+
+    return reader.memo(f"explore thumbnails:{found.run}", build)
 
 
 def parse_heads(value: Any, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
@@ -256,7 +272,7 @@ def _query(found: ExploreView, spec: Spec) -> int:
 
 def attention_at(found: ExploreView, layer: int, head: int, pos: int, direction: str) -> np.ndarray:
     """One head's attention from token ``pos`` (over keys) or to it (from every query)."""
-    pattern = found.patterns[layer, head]
+    pattern = found.pattern(layer, head)
     return pattern[pos] if direction == "from" else pattern[:, pos]
 
 

@@ -34,7 +34,7 @@ def explored(tmp_path_factory):
     patch.setenv("HEADLAB_HOME", str(home))
     patch.delenv("HEADLAB_DB", raising=False)
     lab = headlab.Lab(home)
-    lab.add_model(MODEL)
+    lab.store.add_model("induction-2l", MODEL, {})  # registered, as the page needs
     ex = lab.explore(TEXT, model=MODEL, next_token="x")
     yield lab, WebContext.open(lab.settings, lab.store), ex
     lab.close()
