@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from analysis.configs.base import RunConfigBase
 
@@ -40,16 +40,26 @@ class ExploreConfig(RunConfigBase):
         default=256, ge=2, le=2048, description="Longest text explored, in tokens (BOS included)"
     )
 
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, text: str | None) -> str | None:
+        if text is not None and text.strip() == "":
+            raise ValueError("it is empty; type or paste some text")
+        return text
+
+    @field_validator("next_token")
+    @classmethod
+    def _next_token_not_empty(cls, token: str | None) -> str | None:
+        if token == "":
+            raise ValueError("it is empty; give one token of the model or leave it out")
+        return token
+
     @model_validator(mode="after")
     def _check(self) -> ExploreConfig:
         if self.text is not None and self.prompt_set is not None:
             raise ValueError("text: give the text or --prompts NAME, not both")
         if self.text is None and self.prompt_set is None:
             raise ValueError("text: give the text to explore (or --prompts NAME --prompt-index I)")
-        if self.text is not None and self.text.strip() == "":
-            raise ValueError("text: it is empty; type or paste some text")
         if self.prompt_index is not None and self.prompt_set is None:
             raise ValueError("prompt_index: it picks a prompt of --prompts NAME; add --prompts")
-        if self.next_token is not None and self.next_token == "":
-            raise ValueError("next_token: it is empty; give one token of the model or leave it out")
         return self
