@@ -62,6 +62,15 @@ CASES = [
     Case("unknown prompt set", ("run", "heads", "--model", MODEL, "--prompts", "nope"),
          r"^error: invalid heads run: prompt_set: no prompt set named 'nope'"),
     Case("unknown run", ("runs", "show", "999"), r"^error: run 999 does not exist"),
+    # explore: text that cannot be explored is refused before anything is queued
+    Case("explore empty text", ("run", "explore", "--model", MODEL, "--text", "  "),
+         r"^error: invalid explore run: text: it is empty; type or paste some text$"),
+    Case("explore text and prompts", ("run", "explore", "--model", MODEL, "--text", "ab",
+                                      "--prompts", "ind"),
+         r"^error: invalid explore run: config: text: give the text or --prompts NAME, not "
+         r"both$"),
+    Case("explore unknown model", ("run", "explore", "--model", "zoo:nope", "--text", "ab"),
+         r"^error: invalid explore run: model: unknown zoo model 'nope'; the zoo has: "),
     Case("too many generated pairs",
          ("prompts", "generate", "induction", "--model", MODEL, "--n", "10000000"),
          r"^error: n must be between 1 and 100,000 pairs, got 10,000,000"),
