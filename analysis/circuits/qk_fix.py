@@ -54,6 +54,7 @@ CHUNK_ELEMENTS = 1 << 24  # bound on the largest per-chunk tensor (floats): 64 M
 # which fast kernel computes the fixed scores: "auto" (the cheaper one the model allows),
 # "scores" (score space; attention without rotary embeddings) or "projection"
 KERNEL = "auto"
+CAUSAL_BLOCKS = 2  # query-row blocks of the score-space kernel (1: none)
 
 
 class QKFixUnsupported(ValueError):
@@ -233,7 +234,7 @@ class _ScoreSpace:
     query i's score with key j by c(d_i) . (W_Q[h] k_j) / s and key j's score with query i by
     c(d_j) . (W_K[g] q_i) / s, so every new score is one dot product in d_model space of the
     centred diff with a vector that does not depend on the node; for all nodes of a chunk,
-    heads and (live query row, key position) pairs that is one batched matmul per prompt,
+    heads and (query row, key position) pairs that is one batched matmul per prompt,
     [u * pos, d_model] @ [d_model, heads * pos], instead of projecting every diff through
     every head's weights ([batch * pos * u, d_model] @ [d_model, (heads + kv) * d_head]).
     With s the pre-norm's scale for x + d (see ``LayerAttention._shifted``):
@@ -242,55 +243,67 @@ class _ScoreSpace:
         score'_k(i, j) = (q_i . (c(x_j) W_K[g]) + c(d_j) . (W_K[g] q_i)) / s_j + q_i . b_K
 
     (all over the attention scale). Only query rows with a non-zero pattern gradient are
-    computed (``LayerAttention.live_rows``)."""
+    computed (``LayerAttention.live_rows``), in row blocks (``CAUSAL_BLOCKS``): the rows of a
+    block see the keys up to its last row only, so the first half of the rows needs half of
+    the keys (3/4 of the products with two blocks)."""
 
     def __init__(self, at: LayerAttention) -> None:
         patcher, layer, self.at = at.patcher, at.layer, at
-        rows = at.live_rows()
-        self.rows = None if len(rows) == at.q.shape[1] else rows  # None: every row
-        n_heads, group = at.q.shape[2], at.group
+        n_heads, group, n_pos = at.q.shape[2], at.group, at.q.shape[1]
         w_q = patcher.w["q"][layer]  # [head, d, e]
         w_k = patcher.w["k"][layer].repeat_interleave(group, 0)  # [head, d, e]
         b_k = patcher.b["k"][layer].repeat_interleave(group, 0)  # [head, e]
         k = at.k.repeat_interleave(group, 2)  # [b, j, head, e]
-        q = self._live(at.q, 1)  # [b, i, head, e]
         self.cx = {kind: _centre(patcher, at.x[kind]) for kind in ("q", "k")}  # [b, p, 1|n, d]
         self.square = {kind: c.pow(2).sum(-1) for kind, c in self.cx.items()}  # [b, p, 1|n]
         inv = 1.0 / at.scale
-        proj_q = self._live(at.unnormed["q"], 1)  # [b, i, head, e]
         proj_k = at.unnormed["k"].repeat_interleave(group, 2)  # [b, j, head, e]
-        # queries: [b, d, head * j] and the node-free parts [b, i, head, j], [b, head, j]
-        self.k_tilde = torch.einsum("bjhe,hde->bdhj", k, w_q).flatten(2).mul_(inv)
-        self.q_base = torch.einsum("bihe,bjhe->bihj", proj_q, k).mul_(inv)
+        # node-free parts, all rows: queries [b, d, head, j], [b, i, head, j], [b, head, j];
+        # keys [b, head, i, d], [b, head, i, j], [b, head, i]
+        k_tilde = torch.einsum("bjhe,hde->bdhj", k, w_q).mul_(inv)
+        q_base = torch.einsum("bihe,bjhe->bihj", at.unnormed["q"], k).mul_(inv)
         q_bias = torch.einsum("he,bjhe->bhj", patcher.b["q"][layer], k).mul_(inv)
-        # keys: [b, head * i, d] and [b, head, i, j], [b, head, i]
-        self.q_tilde = torch.einsum("bihe,hde->bhid", q, w_k).flatten(1, 2).mul_(inv)
-        self.k_base = torch.einsum("bihe,bjhe->bhij", q, proj_k).mul_(inv)
-        k_bias = torch.einsum("bihe,he->bhi", q, b_k).mul_(inv)
-        n_i, n_j = q.shape[1], k.shape[1]
-        pos = torch.arange(n_j, device=k.device)
-        i_pos = pos if self.rows is None else self.rows
-        future = torch.zeros(n_i, n_j, dtype=q.dtype, device=q.device)
-        future.masked_fill_(pos[None, :] > i_pos[:, None], float("-inf"))  # [i, j]
-        # the biases with the causal mask: [b, 1, i, head, j] and [b, head, i, 1, j]
-        self.q_bias = q_bias[:, None, None] + future[None, None, :, None]
-        self.k_bias = k_bias[:, :, :, None, None] + future[None, None, :, None]
-        # d metric / d A and sum A dM/dA of the live rows, per head
-        grad, pattern = self._live(at.grad, 2), self._live(at.pattern, 2)  # [b, head, i, j]
-        self.const = (grad * pattern).sum((0, 2, 3))  # [head]
-        self.grad_q = grad.permute(0, 2, 1, 3)[:, None]  # [b, 1, i, head, j]
-        self.grad_k = grad[:, :, :, None]  # [b, head, i, 1, j]
-        self.n_heads, self.n_i, self.n_j = n_heads, n_i, n_j
+        q_tilde = torch.einsum("bihe,hde->bhid", at.q, w_k).mul_(inv)
+        k_base = torch.einsum("bihe,bjhe->bhij", at.q, proj_k).mul_(inv)
+        k_bias = torch.einsum("bihe,he->bhi", at.q, b_k).mul_(inv)
+        grad, pattern = at.grad, at.pattern  # [b, head, i, j]
+        live = at.live_rows()
+        self.const = (grad * pattern)[:, :, live].sum((0, 2, 3))  # [head]
+        pos = torch.arange(n_pos, device=k.device)
+        self.blocks: list[_RowBlock] = []
+        bounds = _row_blocks(n_pos, CAUSAL_BLOCKS)
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            rows = live[(live >= start) & (live < end)]
+            if len(rows) == 0:
+                continue
+            future = torch.zeros(len(rows), end, dtype=q_base.dtype, device=q_base.device)
+            future.masked_fill_(pos[None, :end] > rows[:, None], float("-inf"))  # [i, j]
+            g = grad[:, :, rows, :end]  # [b, head, i, j]
+            self.blocks.append(_RowBlock(
+                rows=rows, end=end, every=bool(len(rows) == end),
+                k_tilde=k_tilde[..., :end].flatten(2),  # [b, d, head * j]
+                q_base=q_base[:, rows, :, :end][:, None],  # [b, 1, i, head, j]
+                q_bias=q_bias[:, None, None, :, :end] + future[None, None, :, None],
+                grad_q=g.permute(0, 2, 1, 3)[:, None],  # [b, 1, i, head, j]
+                q_tilde=q_tilde[:, :, rows].flatten(1, 2),  # [b, head * i, d]
+                k_base=k_base[:, :, rows, :end][:, :, :, None],  # [b, head, i, 1, j]
+                k_bias=k_bias[:, :, rows, None, None] + future[None, None, :, None],
+                grad_k=g[:, :, :, None],  # [b, head, i, 1, j]
+            ))  # fmt: skip
+        self.n_heads = n_heads
 
-    def _live(self, t: torch.Tensor, dim: int) -> torch.Tensor:
-        return t if self.rows is None else t.index_select(dim, self.rows)
-
-    def _scale(self, kind: str, d_c: torch.Tensor, sq_d: torch.Tensor) -> torch.Tensor:
-        """s [b, u, pos, 1 | n] of x + d for diffs d_c [b, u, pos, d] of this chunk: the dot
-        products c(x_t) . c(d_t) at equal positions are the diagonal of one batched matmul
-        [u * pos, d] @ [d, pos * (1 | n)] (an einsum would transpose the diffs)."""
-        cx = self.cx[kind] if kind == "k" else self._live(self.cx[kind], 1)  # [b, t, 1|n, d]
-        sq_x = self.square[kind] if kind == "k" else self._live(self.square[kind], 1)
+    def _scale(
+        self, kind: str, positions: torch.Tensor | int, d_c: torch.Tensor, sq_d: torch.Tensor
+    ) -> torch.Tensor:
+        """s [b, u, t, 1 | n] of x + d at the given positions (indices, or the first t) for
+        diffs d_c [b, u, t, d] there: the dot products c(x_t) . c(d_t) at equal positions are
+        the diagonal of one batched matmul [u * t, d] @ [d, t * (1 | n)] (an einsum would
+        transpose the diffs)."""
+        cx, sq_x = self.cx[kind], self.square[kind]
+        if isinstance(positions, int):
+            cx, sq_x = cx[:, :positions], sq_x[:, :positions]
+        else:
+            cx, sq_x = cx[:, positions], sq_x[:, positions]
         b, u, t, d = d_c.shape
         n = cx.shape[2]
         dots = torch.bmm(d_c.reshape(b, u * t, d), cx.reshape(b, t * n, d).transpose(1, 2))
@@ -303,29 +316,62 @@ class _ScoreSpace:
     ) -> tuple[Float[torch.Tensor, "upstream head"], Float[torch.Tensor, "upstream kv_head"]]:
         at, normed = self.at, self.at.patcher.norm_type is not None
         d_all = diffs.batch_major[:, first:last]  # [b, u, p, d]
+        sq_all = diffs.square_batch_major[:, first:last]  # [b, u, p]
         b, u, p, d = d_all.shape
-        h, n_i = self.n_heads, self.n_i
-        # queries: rows i of the live query positions, [b, u, i, head, j]
-        d_q = self._live(d_all, 2)
-        new = torch.bmm(d_q.reshape(b, u * n_i, d), self.k_tilde).view(b, u, n_i, h, p)
-        new += self.q_base[:, None]
-        if normed:
-            sq_d = self._live(diffs.square_batch_major[:, first:last], 2)
-            new /= self._scale("q", d_q, sq_d)[..., None]  # [b, u, i, 1 | head, 1]
-        new += self.q_bias
-        queries = torch.softmax(new, -1).mul_(self.grad_q).sum((0, 2, 4)) - self.const
-        # keys: every key position j of the diff, [b, head, i, u, j]
-        new = torch.bmm(self.q_tilde, d_all.reshape(b, u * p, d).transpose(1, 2))
-        new = new.view(b, h, n_i, u, p)
-        new += self.k_base[:, :, :, None]
-        if normed:
-            s = self._scale("k", d_all, diffs.square_batch_major[:, first:last])  # [b,u,j,1|n]
-            s = s.repeat_interleave(at.group, 3) if s.shape[3] > 1 else s
-            new /= s.permute(0, 3, 1, 2)[:, :, None]  # [b, 1 | head, 1, u, j]
-        new += self.k_bias
-        per_head = torch.softmax(new, -1).mul_(self.grad_k).sum((0, 2, 4)) - self.const[:, None]
+        h = self.n_heads
+        queries = d_all.new_zeros(u, h)
+        per_head = d_all.new_zeros(h, u)
+        for blk in self.blocks:
+            n_i, n_j = len(blk.rows), blk.end
+            d_k = d_all if n_j == p else d_all[:, :, :n_j].contiguous()  # keys j < end
+            d_q = d_k if blk.every else d_all.index_select(2, blk.rows)  # query rows
+            # queries: [b, u, i, head, j]
+            new = torch.bmm(d_q.reshape(b, u * n_i, d), blk.k_tilde).view(b, u, n_i, h, n_j)
+            new += blk.q_base
+            if normed:
+                sq_d = sq_all[:, :, :n_j] if blk.every else sq_all[:, :, blk.rows]
+                rows = n_j if blk.every else blk.rows
+                new /= self._scale("q", rows, d_q, sq_d)[..., None]  # [b, u, i, 1 | head, 1]
+            new += blk.q_bias
+            queries += torch.softmax(new, -1).mul_(blk.grad_q).sum((0, 2, 4))
+            # keys: every key position j < end of the diff, [b, head, i, u, j]
+            new = torch.bmm(blk.q_tilde, d_k.reshape(b, u * n_j, d).transpose(1, 2))
+            new = new.view(b, h, n_i, u, n_j)
+            new += blk.k_base
+            if normed:
+                s = self._scale("k", n_j, d_k, sq_all[:, :, :n_j])  # [b, u, j, 1 | n]
+                s = s.repeat_interleave(at.group, 3) if s.shape[3] > 1 else s
+                new /= s.permute(0, 3, 1, 2)[:, :, None]  # [b, 1 | head, 1, u, j]
+            new += blk.k_bias
+            per_head += torch.softmax(new, -1).mul_(blk.grad_k).sum((0, 2, 4))
+        queries -= self.const
+        per_head -= self.const[:, None]
         keys = per_head.T.reshape(u, at.n_kv, at.group).sum(-1)
         return queries, keys
+
+
+@dataclass
+class _RowBlock:
+    """Query rows ``rows`` (all below ``end``; ``every``: rows = 0..end-1) of the score-space
+    kernel and what they need of the node-free parts, restricted to keys j < end."""
+
+    rows: torch.Tensor
+    end: int
+    every: bool
+    k_tilde: torch.Tensor
+    q_base: torch.Tensor
+    q_bias: torch.Tensor
+    grad_q: torch.Tensor
+    q_tilde: torch.Tensor
+    k_base: torch.Tensor
+    k_bias: torch.Tensor
+    grad_k: torch.Tensor
+
+
+def _row_blocks(n_pos: int, n_blocks: int) -> list[int]:
+    """Block boundaries 0 = b_0 < ... < b_n = n_pos, the blocks about equal in size."""
+    n_blocks = max(1, min(n_blocks, n_pos))
+    return sorted({round(i * n_pos / n_blocks) for i in range(n_blocks + 1)})
 
 
 @dataclass

@@ -235,9 +235,11 @@ def test_fast_path_equals_the_per_edge_reference(model_name, batch, request, mon
         dense = torch.einsum("bpud,bptd->ut", diff, run.input_grads)
         want = apply_qk_fix_reference(dense, task.patcher, run, diff)
         assert not torch.equal(want, dense)
-        kernels = ["projection"] + (["scores"] if run.rotary is None else [])
-        for kernel, elements in itertools.product(kernels, (qk_fix.CHUNK_ELEMENTS, 1)):
+        kernels = [("projection", 1)]  # the score-space kernel also with 1 and 3 row blocks
+        kernels += [("scores", n) for n in (1, 2, 3)] if run.rotary is None else []
+        for (kernel, blocks), elements in itertools.product(kernels, (qk_fix.CHUNK_ELEMENTS, 1)):
             monkeypatch.setattr(qk_fix, "KERNEL", kernel)
+            monkeypatch.setattr(qk_fix, "CAUSAL_BLOCKS", blocks)
             monkeypatch.setattr(qk_fix, "CHUNK_ELEMENTS", elements)  # 1: one node per chunk
             got = apply_qk_fix(dense, task.patcher, run, diff)
             assert torch.allclose(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
