@@ -3,11 +3,14 @@
 // {layer, head, locked}, "explore-token" gets {pos, t}; the server redraws from them.
 (function () {
   var lastSent = null;
+  var lastGrid = null;  // a new run's grid comes with a new focus store: send again
 
   function grid() { return document.getElementById("explore-thumbs"); }
 
   function send(layer, head, locked) {
     var key = layer + "." + head + (locked ? "L" : "");
+    var g = grid();
+    if (g !== lastGrid) { lastGrid = g; lastSent = null; }
     if (key === lastSent || !window.dash_clientside || !window.dash_clientside.set_props) return;
     lastSent = key;
     window.dash_clientside.set_props("explore-focus", {data: {layer: layer, head: head, locked: locked}});

@@ -99,6 +99,9 @@ def test_type_submit_and_see_every_head(page, base_url, web_store, explore_worke
     page.get_by_role("button", name="Explore").click()  # the same text: the run is reused
     page.get_by_text(f"Run #{run_id} reused").wait_for()
     assert web_store.count_runs(kind="explore") == 1
+    title_is(page, "Head 0.0")  # the new panels start on head 0.0, unlocked
+    thumb(page, 0, 1).hover()  # the head hovered last before: focused again on the new panels
+    title_is(page, "Head 0.1")
     assert page.console.errors == []
 
 
