@@ -46,6 +46,8 @@ def test_launch_a_path_patch_run_and_see_its_grid(page, base_url, web_store, web
     error = page.locator('[id=\'{"field":"receivers","type":"launch-field-error"}\']')
     error.get_by_text("a0.h2 is not after sender a1.h0").wait_for()
     assert web_store.count_runs() == before
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "launch-path-patch.png"), full_page=True)
     field(page, "senders").fill("")
     field(page, "receivers").fill("a1.h0, a1.h1, a1.h2, a1.h3, logits")
     page.get_by_role("button", name="Validate and enqueue").click()
@@ -73,5 +75,4 @@ def test_launch_a_path_patch_run_and_see_its_grid(page, base_url, web_store, web
     assert "path patching" in (grid.locator(".gtitle").text_content() or "")
     wait_idle(page)
     assert page.console.errors == []
-    SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "heads-path-patch.png"), full_page=True)
