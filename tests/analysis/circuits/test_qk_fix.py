@@ -27,7 +27,23 @@ from analysis.zoo.checkpoint import load_zoo_bridge
 
 from ..heads_fixtures import VOCAB as CHAR_VOCAB
 from ..heads_fixtures import llama_style
-from .conftest import hf_model, random_batch
+from .conftest import VOCAB, hf_model, perturb_norms, random_batch
+
+
+@pytest.fixture(scope="module")
+def gqa_model():
+    """Grouped-query attention without rotary embeddings (4 heads, 2 KV heads, LayerNorm)."""
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    cfg = TransformerBridgeConfig(
+        d_model=32, d_head=8, n_heads=4, n_layers=2, n_ctx=32, d_vocab=VOCAB, d_mlp=64,
+        act_fn="gelu", normalization_type="LN", seed=0, n_key_value_heads=2,
+    )  # fmt: skip
+    model = TransformerBridge.boot_native(cfg)
+    perturb_norms(model)
+    model.enable_compatibility_mode()
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +240,7 @@ def test_apply_rotary_interleaved_matches_the_native_rotary() -> None:
     assert torch.equal(rotate_pairs(torch.arange(4.0)), torch.tensor([-1.0, 0.0, -3.0, 2.0]))
 
 
-@pytest.mark.parametrize("model_name", ["attn_model", "mlp_model", "llama_model"])
+@pytest.mark.parametrize("model_name", ["attn_model", "mlp_model", "gqa_model", "llama_model"])
 def test_fast_path_equals_the_per_edge_reference(model_name, batch, request, monkeypatch) -> None:
     """One matmul per layer, chunked over upstream nodes, gives the per-edge numbers, at the
     clean run and at a partly ablated EAP-IG run (channel inputs differ there)."""
