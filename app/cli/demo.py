@@ -63,6 +63,7 @@ DEMO_RUNS: tuple[tuple[str, dict[str, Any], str], ...] = (
         "demo-induction",
     ),
     ("importance", {}, "demo-induction"),
+    ("path-patch", {"receivers": ["a1.h0", "a1.h1", "a1.h2", "a1.h3", "logits"]}, "demo-induction"),
     ("lens", {}, "demo-induction"),
     ("taxonomy", {}, "demo-needles"),
     # two tasks of the real-text model: the circuit overlap page compares them
