@@ -114,3 +114,14 @@ def test_grouped_query_kv_receivers_match_the_reference():
     ])  # fmt: skip
     assert torch.allclose(pp.fast(paths), reference, atol=1e-4)
     assert torch.allclose(pp.exact(paths), reference, atol=1e-4)
+
+
+def test_fast_falls_back_to_edge_masks_where_the_replay_is_unavailable(monkeypatch):
+    model = native_model(attn_only=True, seed=3)
+    batch = random_batch(n=3, pos=6)
+    pp = PathPatcher.build(model, batch, "logit_diff", "noising")
+    paths = [PatchPath(s, chs) for s, chs, _ in CASES]
+    monkeypatch.setattr(PathPatcher, "replay", lambda self: None)
+    assert torch.equal(pp.fast(paths), pp.fast_edges(paths)) and not pp.replayed
+    monkeypatch.undo()
+    assert torch.allclose(pp.fast(paths), pp.fast_edges(paths), atol=1e-4) and pp.replayed
