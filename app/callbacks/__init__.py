@@ -67,6 +67,7 @@ CALLBACKS: tuple[Callback | ClientsideCallback, ...] = (
     explore.show_focus,
     explore.show_overlay,
     explore.show_dla,
+    explore.show_lens,
 )
 
 

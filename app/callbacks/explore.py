@@ -1,6 +1,8 @@
 """Explore page: submit a text → follow its run → every head's panels; focus, token, overlay.
 
-The submit enqueues (or reuses) an ``explore`` run and writes ``{run, reused}`` (or
+Each figure of the panels is drawn by its callback here when the panels enter the page (and
+again on every change of its inputs); the thumbnails and tables come with the panels. The
+submit enqueues (or reuses) an ``explore`` run and writes ``{run, reused}`` (or
 ``{error}``) to the page's run store; ``follow_run`` polls that run while it is queued or
 running and draws its panels once it is finished. Hovering or clicking a thumbnail and
 clicking a token are read in the browser (``assets/explore.js``) into the focus and token
@@ -23,6 +25,7 @@ from app.components.common import empty_figure
 from app.components.explore import (
     dla_spec,
     figure_and_spec,
+    lens_spec,
     overlay_spec,
     pattern_spec,
     result_panels,
@@ -137,7 +140,6 @@ def _pos(token: dict[str, Any] | None, n: int) -> int:
     Input(ids.EXPLORE_TOKEN, "data"),
     Input(ids.EXPLORE_DIRECTION, "value"),
     State(ids.EXPLORE_SHOWN, "data"),
-    prevent_initial_call=True,
 )
 def show_focus(
     ctx: WebContext,
@@ -169,7 +171,6 @@ def show_focus(
     Input(ids.EXPLORE_TOKEN, "data"),
     Input(ids.EXPLORE_DIRECTION, "value"),
     State(ids.EXPLORE_SHOWN, "data"),
-    prevent_initial_call=True,
 )
 def show_overlay(
     ctx: WebContext,
@@ -196,9 +197,18 @@ def show_overlay(
     Output(DLA_SPEC, "spec"),
     Input(ids.EXPLORE_DLA_TARGET, "value"),
     State(ids.EXPLORE_SHOWN, "data"),
-    prevent_initial_call=True,
 )
 def show_dla(ctx: WebContext, role: str | None, run_id: int | None) -> tuple:
     if run_id is None:
         return dash.no_update, dash.no_update
     return figure_and_spec(ctx, dla_spec(int(run_id), "next" if role == "next" else "top"))
+
+
+@callback(
+    Output(ids.EXPLORE_LENS, "figure"),
+    Input(ids.EXPLORE_SHOWN, "data"),
+)
+def show_lens(ctx: WebContext, run_id: int | None) -> Any:
+    if run_id is None:
+        return dash.no_update
+    return figure_and_spec(ctx, lens_spec(int(run_id)))[0]

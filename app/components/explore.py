@@ -318,16 +318,23 @@ def dla_spec(run: int, role: str) -> dict[str, Any]:
     return {"kind": "head_heatmap", "run": run, "metric": f"dla_{role}"}
 
 
+def lens_spec(run: int) -> dict[str, Any]:
+    return {"kind": "explore_lens", "run": run}
+
+
 def result_panels(ctx: Any, run_id: int) -> Any:
-    """The finished run's panels, their figures drawn with them."""
+    """The finished run's panels. The thumbnails and the table come with them; each figure is
+    drawn by its own callback once the panels are in the page (``app.callbacks.explore``), so
+    the grid of every head shows first."""
     found = explore.view(ctx.reader, run_id)
     heads = explore.default_overlay_heads(found)
     last = len(found.tokens) - 1
     role = "next" if "next" in found.targets else "top"
-    figures = {
-        "pattern": figure_and_spec(ctx, pattern_spec(run_id, 0, 0)),
-        "overlay": figure_and_spec(ctx, overlay_spec(run_id, heads, last, "from")),
-        "dla": figure_and_spec(ctx, dla_spec(run_id, role)),
-        "lens": figure_and_spec(ctx, {"kind": "explore_lens", "run": run_id}),
+    blank = empty_figure()
+    figures: dict[str, tuple[Any, dict[str, Any] | None]] = {
+        "pattern": (blank, pattern_spec(run_id, 0, 0)),
+        "overlay": (blank, overlay_spec(run_id, heads, last, "from")),
+        "dla": (blank, dla_spec(run_id, role)),
+        "lens": (blank, lens_spec(run_id)),
     }
     return result_layout(found, explore.thumbnails(ctx.reader, run_id), figures, heads)

@@ -98,6 +98,9 @@ def test_every_panel_draws_from_the_stored_patterns(explored):
     assert len({t["line"]["color"] for t in overlay["data"]}) == 2
     _, dla_spec = callbacks.show_dla(ctx, "top", ex.id)
     assert dla_spec == {"kind": "head_heatmap", "run": ex.id, "metric": "dla_top"}
+    lens = callbacks.show_lens(ctx, ex.id)
+    top = ex.targets["top"]["text"]
+    assert [t["name"] for t in lens["data"]] == [f"top next token {top}", "next token x"]
 
 
 def test_thumbnails_keep_a_one_key_stripe_when_pooled():

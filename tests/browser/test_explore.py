@@ -62,6 +62,9 @@ def test_type_submit_and_see_every_head(page, base_url, web_store, explore_worke
     page.get_by_role("button", name="Explore").click()
     page.locator("#explore-thumbs .explore-thumb").first.wait_for(timeout=WAIT_MS)
     assert page.locator("#explore-thumbs .explore-thumb img").count() == 2 * 4
+    for drawn in ("#explore-pattern .hm", "#explore-dla .hm", "#explore-lens .scatterlayer .trace",
+                  "#explore-overlay .scatterlayer .trace"):  # fmt: skip
+        page.wait_for_selector(drawn)  # each figure's own callback, after the thumbnails
     wait_idle(page)
     status = page.locator("#explore-status").inner_text()
     assert status.startswith("Run #") and "10 tokens" in status
