@@ -32,34 +32,45 @@ from jaxtyping import Float
 
 from analysis.circuits.gradient_pass import ChannelGroup
 from analysis.circuits.intervention import NodeValues
-from analysis.circuits.qk_fix import apply_qk_fix, qk_fix_applicable
+from analysis.circuits.qk_fix import NodeDiffs, apply_qk_fix, qk_fix_applicable
 from analysis.circuits.task import CircuitTask, GradientRun
 
 
-def dense_scores(
-    task: CircuitTask, run: GradientRun, diff: NodeValues, qk_fix: bool
+def linear_scores(
+    task: CircuitTask, run: GradientRun, diff: NodeValues, skip_qk: bool = False
 ) -> Float[torch.Tensor, "node channel"]:
-    """(a_u - o_u) . grad_v for every edge u -> v at one gradient run (summed over prompts and
-    positions; 0 where u does not feed v); q/k columns from the exact softmax when
-    ``qk_fix``."""
+    """(a_u - o_u) . grad_v for every edge u -> v at one gradient run, summed over prompts and
+    positions (0 where u does not feed v, and in the q/k columns with ``skip_qk``): one matmul
+    per layer for its q and k channels and one for the rest, so that the scores of the rest
+    are the same with and without ``skip_qk``."""
     n_nodes = diff.shape[2]
     dense = diff.new_zeros(n_nodes, len(task.graph.channels))
     flat = diff.permute(2, 0, 1, 3).reshape(n_nodes, -1)  # [node, batch * pos * d_model]
-    grads = run.channel_grads.view(len(task.graph.channels), -1)
-    # one matmul per layer for its q and k channels (unless the fix replaces them) and one
-    # for the rest, so that the linear scores do not depend on qk_fix
     blocks: dict[tuple[int, bool], list[ChannelGroup]] = {}
     for g in run.groups:
-        if not (qk_fix and g.kind in ("q", "k")):
+        if not (skip_qk and g.kind in ("q", "k")):
             blocks.setdefault((g.layer, g.kind in ("q", "k")), []).append(g)
     for mine in blocks.values():
         start, end = mine[0].start, mine[-1].end
         assert end - start == sum(g.end - g.start for g in mine)  # contiguous channels
         n_up = max(g.n_up for g in mine)
-        dense[:n_up, start:end] = flat[:n_up] @ grads[start:end].T
+        grads = torch.cat([g.channel_major for g in mine]).view(end - start, -1)
+        dense[:n_up, start:end] = flat[:n_up] @ grads.T
         for g in mine:  # not an edge: u comes after the channel's inputs
             dense[g.n_up : n_up, g.start : g.end] = 0
-    return apply_qk_fix(dense, task.patcher, run, diff) if qk_fix else dense
+    return dense
+
+
+def dense_scores(
+    task: CircuitTask,
+    run: GradientRun,
+    diff: NodeValues,
+    qk_fix: bool,
+    diffs: NodeDiffs | None = None,
+) -> Float[torch.Tensor, "node channel"]:
+    """``linear_scores``, with the q/k columns from the exact softmax when ``qk_fix``."""
+    dense = linear_scores(task, run, diff, skip_qk=qk_fix)
+    return apply_qk_fix(dense, task.patcher, run, diff, diffs) if qk_fix else dense
 
 
 def edge_values(task: CircuitTask, dense: torch.Tensor) -> Float[torch.Tensor, " edge"]:

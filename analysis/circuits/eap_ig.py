@@ -39,7 +39,7 @@ import torch
 from jaxtyping import Float
 
 from analysis.circuits.eap import dense_scores, edge_values
-from analysis.circuits.qk_fix import qk_fix_applicable
+from analysis.circuits.qk_fix import NodeDiffs, qk_fix_applicable
 from analysis.circuits.task import CircuitTask, GradientRun
 
 IG_PATHS = ("edges", "inputs")
@@ -76,11 +76,14 @@ def eap_ig_scores(
     if path not in IG_PATHS:
         raise ValueError(f"unknown ig_path {path!r}; choose one of {', '.join(IG_PATHS)}")
     total: torch.Tensor | None = None
+    diffs: NodeDiffs | None = None  # the inputs path's diff is the same at every step
     for k, alpha in enumerate(step_points(steps, rule)):
         run, diff = _step(task, alpha, path)
         if qk_fix and k == 0:
             qk_fix = qk_fix_applicable(task, run)  # False (linear, logged) when unsupported
-        dense = dense_scores(task, run, diff, qk_fix)
+        if path == "inputs" and diffs is None:
+            diffs = NodeDiffs.of(task.patcher, diff)
+        dense = dense_scores(task, run, diff, qk_fix, diffs)
         total = dense if total is None else total + dense
     assert total is not None
     return edge_values(task, total / steps)

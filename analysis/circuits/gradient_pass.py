@@ -30,6 +30,7 @@ compare every channel input, gradient, node output and pattern gradient).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -45,10 +46,12 @@ from analysis.rotary import RotaryTables, record_position_embeddings
 Metric = Callable[[torch.Tensor], torch.Tensor]  # logits [batch, pos, vocab] -> scalar
 
 
-@dataclass
+@dataclass(eq=False)
 class ChannelGroup:
     """One group of input channels at a gradient run: channels ``start..end-1`` of
-    ``layer``'s ``kind`` (q, k, v, mlp, logits), fed by the first ``n_up`` nodes."""
+    ``layer``'s ``kind`` (q, k, v, mlp, logits), fed by the first ``n_up`` nodes. The
+    gradients of a q/k/v group are computed from its projection's on first use (the QK fix
+    never needs those of q and k)."""
 
     layer: int
     kind: str
@@ -56,13 +59,26 @@ class ChannelGroup:
     end: int
     n_up: int
     inputs: Float[torch.Tensor, "batch pos n_or_1 d_model"]  # one shared input, or one each
-    grads: Float[torch.Tensor, "batch pos n d_model"]
     # q/k/v groups of a gradient_pass: norm(x) @ W + b as the run computed it (before rotary)
     projection: Float[torch.Tensor, "batch pos n d_head"] | None = None
+    _channel_major: torch.Tensor | None = field(default=None, repr=False)
+    _make: Callable[[], torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def shared(self) -> bool:
         return self.inputs.shape[2] == 1
+
+    @property
+    def channel_major(self) -> Float[torch.Tensor, "n batch pos d_model"]:
+        """d metric / d (each channel's input), contiguous channel-major."""
+        if self._channel_major is None:
+            assert self._make is not None
+            self._channel_major, self._make = self._make(), None
+        return self._channel_major
+
+    @property
+    def grads(self) -> Float[torch.Tensor, "batch pos n d_model"]:
+        return self.channel_major.permute(1, 2, 0, 3)
 
 
 @dataclass(eq=False)
@@ -70,8 +86,7 @@ class GradientRun:
     """One run on the clean prompts with d metric / d (every channel input, every attention
     pattern), and what the run computed (detached)."""
 
-    groups: list[ChannelGroup]  # in channel order; their grads are views of channel_grads
-    channel_grads: Float[torch.Tensor, "channel batch pos d_model"]  # contiguous
+    groups: list[ChannelGroup]  # in channel order
     outputs: NodeValues
     patterns: list[torch.Tensor]  # per layer [batch, head, q, k]
     pattern_grads: list[torch.Tensor]
@@ -87,7 +102,7 @@ class GradientRun:
     @property
     def input_grads(self) -> Float[torch.Tensor, "batch pos channel d_model"]:
         """d metric / d (input of every channel), in the graph's channel order."""
-        return self.channel_grads.permute(1, 2, 0, 3)
+        return torch.cat([g.channel_major for g in self.groups]).permute(1, 2, 0, 3)
 
     @cached_property
     def inputs(self) -> Float[torch.Tensor, "batch pos channel d_model"]:
@@ -95,24 +110,36 @@ class GradientRun:
         return torch.cat([g.inputs.expand(-1, -1, g.end - g.start, -1) for g in self.groups], dim=2)
 
 
-def norm_vjp(
+def projected_grads(
     patcher: EdgePatcher,
     x: Float[torch.Tensor, "batch pos d_model"],
-    grad: Float[torch.Tensor, "batch pos n d_model"],
-) -> Float[torch.Tensor, "batch pos n d_model"]:
-    """J^T grad for the folded pre-norm y = norm(x) (``block_math.folded_norm``) at x, for n
-    gradients of its output at once: LN (1/s)(g - mean(g) - y mean(g y)), RMS (1/s)(g - y
-    mean(g y)), no norm g; s = sqrt(mean(c(x)^2) + eps)."""
+    grad: Float[torch.Tensor, "batch pos n d_head"],
+    w: Float[torch.Tensor, "n d_model d_head"],
+    unbiased: Float[torch.Tensor, "batch pos n d_head"],
+) -> Float[torch.Tensor, "n batch pos d_model"]:
+    """d metric / d x for n projections ``norm(x) @ w[n] + b[n]`` of one input x, given
+    ``grad`` = d metric / d (each projection) and ``unbiased`` = norm(x) @ w[n]: with
+    G = (grad / s) @ w[n]^T, LN gives G - mean(G) - y mean(G y) (y = norm(x)), RMS
+    G - y mean(G y), no norm grad @ w[n]^T, with s = sqrt(mean(c(x)^2) + eps) (c: the
+    centring of LN); the means come from
+    d_head-sized dot products, mean(G y) = (grad / s) . unbiased / d_model."""
+    n, (b, p, d) = w.shape[0], x.shape
     if patcher.norm_type is None:
-        return grad
+        return torch.bmm(grad.reshape(b * p, n, -1).transpose(0, 1), w.transpose(1, 2)).view(
+            n, b, p, d
+        )
     centre = patcher.norm_type in ("LN", "LNPre")
     c = x - x.mean(-1, keepdim=True) if centre else x
-    scale = (c.pow(2).mean(-1, keepdim=True) + patcher.eps).sqrt()[:, :, None]  # [b, p, 1, 1]
-    y = c[:, :, None] / scale
-    out = grad - y * (grad * y).mean(-1, keepdim=True)
+    scale = (c.pow(2).mean(-1, keepdim=True) + patcher.eps).sqrt()  # [b, p, 1]
+    scaled = grad / scale[..., None]  # [b, p, n, e]
+    out = torch.bmm(scaled.reshape(b * p, n, -1).transpose(0, 1), w.transpose(1, 2))  # [n, bp, d]
+    y = (c / scale).reshape(1, b * p, d)
+    dot = (scaled * unbiased).sum(-1).div_(d).reshape(b * p, n).T  # [n, bp]
+    out.addcmul_(y, dot[..., None], value=-1.0)
     if centre:
-        out = out - grad.mean(-1, keepdim=True)
-    return out / scale
+        mean = torch.einsum("bpne,ne->nbp", scaled, w.mean(1)).reshape(n, b * p, 1)
+        out.sub_(mean)
+    return out.view(n, b, p, d)
 
 
 @dataclass
@@ -287,26 +314,25 @@ def gradient_pass(
         wrt = [st.projections[k] for k in keys] + [st.single[k] for k in singles]
         grads = torch.autograd.grad(value, wrt + st.patterns)
     by_key = dict(zip(keys + singles, grads[: len(wrt)], strict=True))
-    b, p, d = logits.shape[0], logits.shape[1], patcher.w["q"].shape[2]
-    channel_grads = logits.new_empty(len(graph.channels), b, p, d)
     groups = []
     for layer, kind in _group_order(patcher):
         start, end, n_up = patcher.channel_group(layer, kind)
-        projection = None
         if kind in ("q", "k", "v"):
             x = st.qkv_input[layer][0].detach()
-            g = torch.einsum("bpne,nde->bpnd", by_key[(layer, kind)], patcher.w[kind][layer])
-            grad = norm_vjp(patcher, x, g)
             projection = st.projections[(layer, kind)].detach()
+            unbiased = projection - patcher.b[kind][layer]
+            make = functools.partial(
+                projected_grads, patcher, x, by_key[(layer, kind)], patcher.w[kind][layer], unbiased
+            )
+            groups.append(
+                ChannelGroup(layer, kind, start, end, n_up, x[:, :, None], projection, _make=make)
+            )
         else:
-            x, grad = st.single[(layer, kind)].detach(), by_key[(layer, kind)][:, :, None]
-        channel_grads[start:end] = grad.permute(2, 0, 1, 3)
-        view = channel_grads[start:end].permute(1, 2, 0, 3)
-        groups.append(ChannelGroup(layer, kind, start, end, n_up, x[:, :, None], view, projection))
+            x, grad = st.single[(layer, kind)].detach(), by_key[(layer, kind)][None]
+            groups.append(ChannelGroup(layer, kind, start, end, n_up, x[:, :, None], None, grad))
     outputs = torch.cat(st.chunks, dim=2)
     run = GradientRun(
         groups=groups,
-        channel_grads=channel_grads,
         outputs=outputs,
         patterns=[a.detach() for a in st.patterns],
         pattern_grads=list(grads[len(wrt) :]),
@@ -332,16 +358,13 @@ def gradient_run_reference(
     record_patterns=True)`` (one input per channel), as a ``GradientRun``."""
     grads = torch.autograd.grad(value, run.inputs + run.patterns)
     n = len(run.inputs)
-    channel_grads = torch.cat([g.detach() for g in grads[:n]], dim=2).permute(2, 0, 1, 3)
-    channel_grads = channel_grads.contiguous()
     groups = []
-    for (layer, kind), x in zip(_group_order(patcher), run.inputs, strict=True):
+    for (layer, kind), x, g in zip(_group_order(patcher), run.inputs, grads[:n], strict=True):
         start, end, n_up = patcher.channel_group(layer, kind)
-        view = channel_grads[start:end].permute(1, 2, 0, 3)
-        groups.append(ChannelGroup(layer, kind, start, end, n_up, x.detach(), view))
+        grad = g.detach().permute(2, 0, 1, 3).contiguous()
+        groups.append(ChannelGroup(layer, kind, start, end, n_up, x.detach(), None, grad))
     return GradientRun(
         groups=groups,
-        channel_grads=channel_grads,
         outputs=run.outputs.detach(),
         patterns=[p.detach() for p in run.patterns],
         pattern_grads=[g.detach() for g in grads[n:]],

@@ -462,12 +462,15 @@ def apply_qk_fix(
     patcher: EdgePatcher,
     run: GradientRun,
     diff: NodeValues,
+    diffs: NodeDiffs | None = None,
 ) -> Float[torch.Tensor, "node channel"]:
     """Replace the linear scores of every q/k edge in ``dense`` by the exact-softmax ones.
 
     ``diff`` is a_u - o_u for every node (the edge's input change); ``run`` the gradient run
-    the scores are taken at."""
-    out, diffs = dense.clone(), NodeDiffs.of(patcher, diff)
+    the scores are taken at; ``diffs`` its ``NodeDiffs``, when kept across calls with the
+    same ``diff`` (EAP-IG's inputs path)."""
+    out = dense.clone()
+    diffs = NodeDiffs.of(patcher, diff) if diffs is None else diffs
     for layer in range(patcher.graph.n_layers):
         at = LayerAttention(patcher, run, layer)
         (q_start, q_end, n_up), (k_start, k_end, _) = (

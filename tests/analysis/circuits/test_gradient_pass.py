@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from analysis.circuits.gradient_pass import norm_vjp
+from analysis.circuits.gradient_pass import projected_grads
 from analysis.circuits.task import build_task
 
 from ..arch_fixtures import pair_batch
@@ -63,17 +63,22 @@ def test_gradient_pass_equals_the_per_channel_recording(model_name, batch, reque
 
 
 @pytest.mark.parametrize("norm_type", ["LN", "LNPre", "RMS", "RMSPre", None])
-def test_norm_vjp_is_autograd_of_the_folded_norm(norm_type, mlp_model) -> None:
+def test_projected_grads_are_autograd_of_the_projections(norm_type, mlp_model) -> None:
+    """d metric / d x for n projections norm(x) @ w[n] + b[n] of one input, from the
+    projections' gradients, equals autograd through one copy of x per projection."""
     from analysis.block_math import folded_norm
 
     patcher = build_task(mlp_model, _tiny_batch()).patcher
     patcher.norm_type = norm_type
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 3, 16, generator=gen)
-    g = torch.randn(2, 3, 5, 16, generator=gen)
-    copies = x[:, :, None].repeat(1, 1, 5, 1).requires_grad_(True)  # one input per gradient
-    (want,) = torch.autograd.grad(folded_norm(copies, norm_type, patcher.eps), copies, g)
-    assert torch.allclose(norm_vjp(patcher, x, g), want, atol=1e-5)
+    x, w = torch.randn(2, 3, 16, generator=gen), torch.randn(5, 16, 4, generator=gen)
+    bias, g = torch.randn(5, 4, generator=gen), torch.randn(2, 3, 5, 4, generator=gen)
+    copies = x[:, :, None].repeat(1, 1, 5, 1).requires_grad_(True)  # one input per projection
+    projections = torch.einsum("bpnd,nde->bpne", folded_norm(copies, norm_type, patcher.eps), w)
+    (want,) = torch.autograd.grad(projections + bias, copies, g)
+    unbiased = torch.einsum("bpd,nde->bpne", folded_norm(x, norm_type, patcher.eps), w)
+    got = projected_grads(patcher, x, g, w, unbiased).permute(1, 2, 0, 3)
+    assert torch.allclose(got, want, atol=1e-5)
 
 
 def _tiny_batch():
