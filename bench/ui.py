@@ -202,6 +202,9 @@ def explore_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
 def explore_submit(page, text: str, want: int) -> tuple[float, float]:
     """(wall ms, in-page ms) from the Explore click with ``text`` until ``want`` thumbnails."""
     page.fill("#explore-text", text)
+    # the previous panels' figures are drawn (a user reads them before the next submit)
+    page.wait_for_function("() => !document.querySelector('[data-dash-is-loading=\"true\"]')")
+    page.wait_for_timeout(200)
     page.evaluate(EXPLORE_CLOCK, [want])
     point = centre(page, "#explore-submit")
     start = time.perf_counter()
