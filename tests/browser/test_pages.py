@@ -12,7 +12,8 @@ from tests.browser.server import wait_until
 
 pytestmark = pytest.mark.browser
 
-PAGES = ["/", "/heads", "/runs", "/launch", "/circuits", "/sae", "/compare", "/models", "/prompts"]
+PAGES = ["/", "/explore", "/heads", "/runs", "/launch", "/circuits", "/sae", "/compare",
+         "/models", "/prompts"]  # fmt: skip
 
 
 def wait_idle(page) -> None:
