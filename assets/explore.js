@@ -27,24 +27,40 @@
     return thumb && thumb.dataset.layer !== undefined ? thumb : null;
   }
 
-  document.addEventListener("mouseover", function (event) {
+  function focusOn(event) {
     var thumb = thumbOf(event);
     var g = grid();
     if (!thumb || !g || g.dataset.locked) return;
     mark(g, thumb, "focused");
     send(Number(thumb.dataset.layer), Number(thumb.dataset.head), false);
+  }
+
+  function toggleLock(g, thumb) {
+    var key = thumb.dataset.layer + "." + thumb.dataset.head;
+    var unlock = g.dataset.locked === key;
+    g.dataset.locked = unlock ? "" : key;
+    mark(g, unlock ? null : thumb, "locked");
+    mark(g, thumb, "focused");
+    send(Number(thumb.dataset.layer), Number(thumb.dataset.head), !unlock);
+  }
+
+  document.addEventListener("mouseover", focusOn);
+  document.addEventListener("focusin", focusOn);  // Tab onto a thumbnail focuses its head
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" && event.key !== " ") return;
+    var thumb = thumbOf(event);
+    var g = grid();
+    if (!thumb || !g) return;
+    event.preventDefault();
+    toggleLock(g, thumb);
   });
 
   document.addEventListener("click", function (event) {
     var thumb = thumbOf(event);
     var g = grid();
     if (thumb && g) {
-      var key = thumb.dataset.layer + "." + thumb.dataset.head;
-      var unlock = g.dataset.locked === key;
-      g.dataset.locked = unlock ? "" : key;
-      mark(g, unlock ? null : thumb, "locked");
-      mark(g, thumb, "focused");
-      send(Number(thumb.dataset.layer), Number(thumb.dataset.head), !unlock);
+      toggleLock(g, thumb);
       return;
     }
     var token = event.target.closest ? event.target.closest("#explore-tokens .explore-token") : null;

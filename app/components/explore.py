@@ -122,6 +122,7 @@ def thumbnail_grid(found: ExploreView, thumbs: list[list[str]]) -> html.Div:
                              style={"width": f"{px}px", "height": f"{px}px"}),
                     className="explore-thumb",
                     title=f"head {layer}.{head}",
+                    tabIndex="0",  # keyboard: Tab focuses a head, Enter or Space locks it
                     **{"data-layer": str(layer), "data-head": str(head)},  # type: ignore[arg-type]
                 )
             )  # fmt: skip

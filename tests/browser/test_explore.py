@@ -105,6 +105,12 @@ def test_type_submit_and_see_every_head(page, base_url, web_store, explore_worke
     title_is(page, "Head 0.0")  # the new panels start on head 0.0, unlocked
     thumb(page, 0, 1).hover()  # the head hovered last before: focused again on the new panels
     title_is(page, "Head 0.1")
+    thumb(page, 1, 0).focus()  # keyboard: focus a thumbnail, Enter locks, Enter again unlocks
+    title_is(page, "Head 1.0")
+    page.keyboard.press("Enter")
+    title_is(page, "Head 1.0 (locked)")
+    page.keyboard.press("Enter")
+    title_is(page, "Head 1.0")
     assert page.console.errors == []
 
 
