@@ -43,6 +43,7 @@ from jaxtyping import Float, Int
 from analysis import hooks
 from analysis.block_math import folded_norm, model_param
 from analysis.circuits.graph import CircuitGraph, CircuitGraphError
+from analysis.hook_context import fwd_hooks
 from analysis.patching.replay import BlockReplay, stack_copies
 from analysis.rotary import RotaryTables, record_position_embeddings
 
@@ -152,7 +153,7 @@ class EdgePatcher:
             raise ValueError("an ablation mask needs the ablated node values")
         st = _RunState(copies, ablated, ablate, record_inputs, record_patterns)
         with (
-            self.model.hooks(fwd_hooks=self._hooks(st, input_override)),
+            fwd_hooks(self.model, self._hooks(st, input_override)),
             record_position_embeddings(self.model if record_patterns else None) as tables,
         ):
             logits = self.model(tokens.repeat(copies, 1))
@@ -190,7 +191,7 @@ class EdgePatcher:
         copies, n = int(ablate.shape[0]), replay.n_batch
         st = _RunState(copies, ablated, ablate, record=False, last=replay.last.repeat(copies))
         st.shared = start.outputs
-        with self.model.hooks(fwd_hooks=self._hooks(st, None, first_layer=start.layer)):
+        with fwd_hooks(self.model, self._hooks(st, None, first_layer=start.layer)):
             return replay.run_from(start.layer, copies, stack_copies(start.resid, n, copies))
 
     # ---- hooks ---------------------------------------------------------------------------
