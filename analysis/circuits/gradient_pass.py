@@ -41,6 +41,7 @@ from jaxtyping import Float, Int
 
 from analysis import hooks
 from analysis.circuits.intervention import EdgePatcher, NodeValues, PatchedRun
+from analysis.hook_context import fwd_hooks, hook_points
 from analysis.rotary import RotaryTables, record_position_embeddings
 
 Metric = Callable[[torch.Tensor], torch.Tensor]  # logits [batch, pos, vocab] -> scalar
@@ -189,7 +190,7 @@ class _Pass:
         return st.fraction * (st.ablated_sums[:, :, n_up - 1] - st.prefix[n_up])
 
     def hooks(self) -> list[tuple[str, Any]]:
-        g, names = self.patcher.graph, self.patcher.model.hook_dict
+        g, names = self.patcher.graph, hook_points(self.patcher.model)
         out: list[tuple[str, Any]] = [(hooks.resid_pre(0).name, self.input_hook)]
         for layer in range(g.n_layers):
             out.append((hooks.resid_pre(layer).name, self.save(f"pre{layer}")))
@@ -304,7 +305,7 @@ def gradient_pass(
     p = _Pass(patcher, st)
     with torch.enable_grad():
         with (
-            patcher.model.hooks(fwd_hooks=p.hooks()),
+            fwd_hooks(patcher.model, p.hooks()),
             record_position_embeddings(patcher.model) as tables,
         ):
             logits = patcher.model(tokens)
