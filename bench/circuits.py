@@ -34,9 +34,10 @@ from typing import Any
 
 import torch
 
+from analysis.circuits import qk_fix
 from analysis.circuits.acdc import acdc, acdc_reference, candidates_from_attribution
 from analysis.circuits.discover import DiscoverySettings, discover
-from analysis.circuits.eap import eap_scores
+from analysis.circuits.eap import dense_scores, eap_scores, linear_scores
 from analysis.circuits.eap_ig import eap_ig_scores
 from analysis.circuits.exact import exact_cost
 from analysis.circuits.ground_truth import GroundTruthError, load_ground_truth
@@ -140,26 +141,58 @@ class _Budget(Exception):
     pass
 
 
-def qk_fix_rows(model: Any, batch: Any, reference: bool) -> list[dict[str, Any]]:
-    """Wall time of the QK fix's scoring step alone (no model pass), fast and reference."""
+class _Clock:
+    """Wall and CPU (process) time of a block; on a loaded machine the CPU time of a
+    one-thread run is the steadier measure of its own work."""
+
+    def __enter__(self) -> _Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+    def row(self, label: str, plain: tuple[float, float], **extra: Any) -> dict[str, Any]:
+        """A row with forward-equivalents against ``plain`` (wall, CPU s of a plain forward)."""
+        return {"model": "gpt2-shaped", "method": label, "wall_s": self.wall,
+                "fwd_eq": self.wall / plain[0], "cpu_s": self.cpu,
+                "cpu_fwd_eq": self.cpu / plain[1], **extra}  # fmt: skip
+
+
+def qk_fix_rows(
+    model: Any, batch: Any, reference: bool, fwd: tuple[float, float]
+) -> list[dict[str, Any]]:
+    """Wall time of the scoring steps alone (no model pass) at the clean gradient run, and of
+    one gradient run (a forward and a backward) at the clean run and at an EAP-IG edges step."""
     task = build_task(model, batch, with_gradients=True)
     run = task.clean_gradients
     assert run is not None
     diff = task.ablated - task.clean_outputs
-    t0 = time.perf_counter()
-    dense = torch.einsum("bpud,bptd->ut", diff, run.input_grads)
-    wall = time.perf_counter() - t0
-    rows = [{"model": "gpt2-shaped", "method": "linear scores only", "wall_s": wall}]
-    paths = [("qk fix scores only", apply_qk_fix)]
+    rows = []
+
+    def timed(label: str, fn: Any) -> Any:
+        with _Clock() as clock:
+            result = fn()
+        rows.append(clock.row(label, fwd))
+        return result
+
+    timed("gradient run, clean", lambda: task.gradient_run())
+    timed("gradient run, edges step", lambda: task.gradient_run(fraction=0.5))
+    dense = timed("linear scores only", lambda: dense_scores(task, run, diff, False))
+    timed("linear scores, v/mlp/logits", lambda: linear_scores(task, run, diff, skip_qk=True))
+    results = [timed("qk fix scores only", lambda: apply_qk_fix(dense, task.patcher, run, diff))]
+    kernel = qk_fix.KERNEL
+    try:
+        qk_fix.KERNEL = "projection"
+        label = "qk fix scores, projection kernel"
+        results.append(timed(label, lambda: apply_qk_fix(dense, task.patcher, run, diff)))
+    finally:
+        qk_fix.KERNEL = kernel
+    rows[-1]["max_diff"] = float((results[0] - results[1]).abs().max())
     if reference:
-        paths.append(("qk fix reference (per edge)", apply_qk_fix_reference))
-    results = []
-    for label, fn in paths:
-        t0 = time.perf_counter()
-        results.append(fn(dense, task.patcher, run, diff))
-        rows.append({"model": "gpt2-shaped", "method": label, "wall_s": time.perf_counter() - t0})
-    if reference:
-        rows[-1]["max_diff"] = float((results[0] - results[1]).abs().max())
+        label = "qk fix reference (per edge)"
+        results.append(timed(label, lambda: apply_qk_fix_reference(dense, task.patcher, run, diff)))
+        rows[-1]["max_diff"] = float((results[0] - results[2]).abs().max())
     return rows
 
 
@@ -183,26 +216,49 @@ def gpt2_model_and_batch(n_pairs: int = 8, n_pos: int = 16) -> tuple[Any, Any]:
     return model, batch
 
 
-def gpt2_rows(model: Any, batch: Any, reference: bool) -> list[dict[str, Any]]:
-    rows = []
-    t0 = time.perf_counter()
+def plain_forward_s(model: Any, batch: Any, n: int = 5) -> tuple[float, float]:
+    """Median wall and CPU time of a plain forward of the prompt batch (after a warm-up)."""
+    walls, cpus = [], []
     with torch.no_grad():
         model(batch.clean)
-    fwd_s = time.perf_counter() - t0
-    rows.append({"model": "gpt2-shaped", "method": "1 plain forward", "wall_s": fwd_s})
-    for method, qk_fix in (("eap", True), ("eap", False), ("eap-ig", True), ("eap-ig", False)):
-        t0 = time.perf_counter()
-        task = build_task(model, batch, with_gradients=method == "eap")
-        if method == "eap":
-            eap_scores(task, qk_fix)
-        else:
-            eap_ig_scores(task, 5, qk_fix=qk_fix)
-        label = method if qk_fix else f"{method} linear"
-        rows.append({"model": "gpt2-shaped", "method": label, "wall_s": time.perf_counter() - t0,
-                     "fwd": task.counter.n_forward, "bwd": task.counter.n_backward,
-                     "calls": task.counter.n_calls})  # fmt: skip
-    rows += qk_fix_rows(model, batch, reference)
-    return rows
+        for _ in range(n):
+            with _Clock() as clock:
+                model(batch.clean)
+            walls.append(clock.wall)
+            cpus.append(clock.cpu)
+    return sorted(walls)[n // 2], sorted(cpus)[n // 2]
+
+
+GPT2_METHODS = {  # label -> (method, QK fix, EAP-IG path)
+    "eap": ("eap", True, ""),
+    "eap linear": ("eap", False, ""),
+    "eap-ig (m=5, edges)": ("eap-ig", True, "edges"),
+    "eap-ig (m=5, inputs)": ("eap-ig", True, "inputs"),
+    "eap-ig edges linear": ("eap-ig", False, "edges"),
+}
+
+
+def gpt2_rows(model: Any, batch: Any, reference: bool) -> list[dict[str, Any]]:
+    """EAP and EAP-IG end to end (building the task included) and their steps, in seconds and
+    forward-equivalents: time / one plain forward of the same batch (the mean of the medians
+    measured before and after), by wall time and by CPU time."""
+    before = plain_forward_s(model, batch)
+    timed = []
+    for label, (method, fix, path) in GPT2_METHODS.items():
+        with _Clock() as clock:
+            task = build_task(model, batch, with_gradients=method == "eap")
+            if method == "eap":
+                eap_scores(task, fix)
+            else:
+                eap_ig_scores(task, 5, path=path, qk_fix=fix)
+        c = task.counter
+        timed.append((clock, label, {"fwd": c.n_forward, "bwd": c.n_backward, "calls": c.n_calls}))
+    after = plain_forward_s(model, batch)
+    fwd = ((before[0] + after[0]) / 2, (before[1] + after[1]) / 2)
+    rows = [{"model": "gpt2-shaped", "method": "1 plain forward", "wall_s": fwd[0],
+             "fwd_eq": 1.0, "cpu_s": fwd[1], "cpu_fwd_eq": 1.0}]  # fmt: skip
+    rows += [clock.row(label, fwd, **extra) for clock, label, extra in timed]
+    return rows + qk_fix_rows(model, batch, reference, fwd)
 
 
 def acdc_gpt2_rows(
@@ -305,7 +361,8 @@ def main() -> None:
         rows += gpt2_rows(model, batch, args.qk_reference)
         if args.gpt2_budget_s > 0:
             rows += acdc_gpt2_rows(model, batch, args.gpt2_tau, args.gpt2_prune, args.gpt2_budget_s)
-    columns = ["model", "method", "wall_s", "fwd", "fwd_eq", "compute", "bwd", "calls", "edges",
+    columns = ["model", "method", "wall_s", "fwd", "fwd_eq", "cpu_s", "cpu_fwd_eq", "compute",
+               "bwd", "calls", "edges",
                "tested", "untested", "finished", "faith", "area", "edge_auc", "node_auc", "same",
                "jaccard", "calls_ratio", "est_full_s", "max_diff"]  # fmt: skip
     print(_table(rows, columns))
