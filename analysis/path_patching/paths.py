@@ -45,7 +45,7 @@ from analysis.circuits.intervention import EdgePatcher
 from analysis.metrics import MetricBaseline, last_logits, metric_baseline, metric_per_prompt
 from analysis.patching.replay import BlockReplay, final_logits
 from analysis.prompt_batch import PairBatch
-from analysis.zoo.probes import _between, _cache_hooks, _freeze_hooks, _patch_hook
+from analysis.zoo.probes import cache_hooks, freeze_hooks, hooks_between, position_patch_hook
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -234,7 +234,7 @@ class PathPatcher:
                 replay = BlockReplay(self.model, self.base_tokens, self.batch.last)
                 saved: dict[str, torch.Tensor] = {}
                 final = hooks.site("ln_final_in").name
-                with self.model.hooks(fwd_hooks=_cache_hooks([final], saved)):
+                with self.model.hooks(fwd_hooks=cache_hooks([final], saved)):
                     self.model(self.base_tokens)
             self.counter.add()
             self.counter.add()
@@ -349,14 +349,14 @@ class PathPatcher:
     def exact(self, paths: Sequence[PatchPath], progress: Progress | None = None) -> torch.Tensor:
         """Mean metric of each path by freezing, recording and patching hooks (2 passes each)."""
         model, g = self.model, self.graph
-        names = _between(model, g.n_layers, LOGITS)  # every head's z and every MLP's output
+        names = hooks_between(model, g.n_layers, LOGITS)  # every head's z and every MLP's output
         base: dict[str, torch.Tensor] = {}
         source: dict[str, torch.Tensor] = {}
         z_names = [hooks.z(layer).name for layer in range(g.n_layers)]
         with torch.no_grad():
-            with model.hooks(fwd_hooks=_cache_hooks(names, base)):
+            with model.hooks(fwd_hooks=cache_hooks(names, base)):
                 model(self.base_tokens)
-            with model.hooks(fwd_hooks=_cache_hooks(z_names, source)):
+            with model.hooks(fwd_hooks=cache_hooks(z_names, source)):
                 model(self.source_tokens)
             self.counter.add()
             self.counter.add()
@@ -378,11 +378,11 @@ class PathPatcher:
             return z
 
         freeze = [(hooks.z(layer).name, from_source)]
-        freeze += _freeze_hooks(model, base, path.sender, g.n_layers, LOGITS)
+        freeze += freeze_hooks(model, base, path.sender, g.n_layers, LOGITS)
         channels = [g.channels[g.channel_index(c)] for c in path.channels]
         sites = sorted({hooks.site(ch.kind, ch.layer).name for ch in channels if ch.kind != LOGITS})
         recorded: dict[str, torch.Tensor] = {}
-        with model.hooks(fwd_hooks=freeze + _cache_hooks(sites, recorded)):
+        with model.hooks(fwd_hooks=freeze + cache_hooks(sites, recorded)):
             logits = model(self.base_tokens)
         self.counter.add()
         if any(ch.kind == LOGITS for ch in channels):
@@ -391,7 +391,7 @@ class PathPatcher:
             return float(self.mean_metric(logits)[0])
         patches = [
             (hooks.site(ch.kind, ch.layer).name,
-             _patch_hook(recorded[hooks.site(ch.kind, ch.layer).name], ch.index, None))
+             position_patch_hook(recorded[hooks.site(ch.kind, ch.layer).name], ch.index, None))
             for ch in channels
         ]  # fmt: skip
         with model.hooks(fwd_hooks=patches):

@@ -96,7 +96,7 @@ def _ablate_sender_hooks(sender: str) -> list:
     return [(HookSite("z", layer).name, ablate_head)]
 
 
-def _between(model: TransformerBridge, receiver_layer: int, channel: str) -> list[str]:
+def hooks_between(model: TransformerBridge, receiver_layer: int, channel: str) -> list[str]:
     """Hook names of every component that runs before the receiver: heads of earlier layers
     (and of the receiver's own layer when the receiver is its MLP), MLPs of earlier layers."""
     heads_upto = receiver_layer + 1 if channel == "mlp" else receiver_layer
@@ -106,7 +106,7 @@ def _between(model: TransformerBridge, receiver_layer: int, channel: str) -> lis
     return names
 
 
-def _freeze_hooks(
+def freeze_hooks(
     model: TransformerBridge,
     clean: dict[str, torch.Tensor],
     sender: str,
@@ -116,7 +116,7 @@ def _freeze_hooks(
     """Hooks that pin every component between sender and receiver to its clean value, so only
     the direct sender -> receiver path carries the ablation. The sender's own layer keeps the
     sender's (ablated) output and pins the other heads."""
-    names = _between(model, receiver_layer, channel)
+    names = hooks_between(model, receiver_layer, channel)
     if sender.startswith("input"):
         return [(n, _replace_with(clean[n])) for n in names]
     layer, head = (int(part[1:]) for part in sender.split("."))
@@ -146,7 +146,7 @@ def _receiver_sites(receiver: tuple[int, int | None], channel: str) -> list[str]
     return [site(p, layer).name for p in parts]
 
 
-def _cache_hooks(names: list[str], store: dict[str, torch.Tensor]) -> list:
+def cache_hooks(names: list[str], store: dict[str, torch.Tensor]) -> list:
     def keep(name: str):
         def hook(x: torch.Tensor, hook=None) -> torch.Tensor:
             store[name] = x.detach().clone()
@@ -157,7 +157,7 @@ def _cache_hooks(names: list[str], store: dict[str, torch.Tensor]) -> list:
     return [(n, keep(n)) for n in names]
 
 
-def _patch_hook(value: torch.Tensor, head: int | None, position: int | None):
+def position_patch_hook(value: torch.Tensor, head: int | None, position: int | None):
     def hook(x: torch.Tensor, hook=None) -> torch.Tensor:
         x = x.clone()
         pos = slice(None) if position is None else position
@@ -193,12 +193,14 @@ def path_ablation(
     """
     r_layer, r_head = receiver
     sites = _receiver_sites(receiver, channel)
-    cache_names = _between(model, r_layer, channel)
+    cache_names = hooks_between(model, r_layer, channel)
     clean: dict[str, torch.Tensor] = {}
-    base = run_metric(model, tokens, metric, _cache_hooks(cache_names, clean))
+    base = run_metric(model, tokens, metric, cache_hooks(cache_names, clean))
     counterfactual: dict[str, torch.Tensor] = {}
-    hooks = _ablate_sender_hooks(sender) + _freeze_hooks(model, clean, sender, r_layer, channel)
-    with model.hooks(fwd_hooks=hooks + _cache_hooks(sites, counterfactual)):
+    hooks = _ablate_sender_hooks(sender) + freeze_hooks(model, clean, sender, r_layer, channel)
+    with model.hooks(fwd_hooks=hooks + cache_hooks(sites, counterfactual)):
         model(tokens)
-    patches = [(site, _patch_hook(counterfactual[site], r_head, position)) for site in sites]
+    patches = [
+        (site, position_patch_hook(counterfactual[site], r_head, position)) for site in sites
+    ]
     return run_metric(model, tokens, metric, patches) - base
