@@ -29,7 +29,7 @@ def seeded(store):
 
 def test_callbacks_lists_every_module_level_callback_once():
     modules = (catalog, compare, heads, launch, router, runs, sae, callbacks.circuits)
-    modules += (callbacks.overlap,)
+    modules += (callbacks.overlap, callbacks.explore)
     declared = [
         value
         for module in (*modules, callbacks.export)
