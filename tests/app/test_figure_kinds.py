@@ -70,6 +70,7 @@ def test_every_declared_kind_builds_from_the_store(seeded):
     # test_importance_figures.py and test_lens_figures.py build each
     built_elsewhere = set(TAXONOMY_KINDS) | set(IMPORTANCE_KINDS) | set(LENS_KINDS)
     built_elsewhere |= set(EXPLORE_KINDS)  # test_explore_web.py, on a real explore run
+    built_elsewhere |= {"path_grid"}  # test_path_patch.py, on a real path-patch run
     assert set(specs) | built_elsewhere == set(KINDS), "a kind was added: give it a spec"
     for name, fields in specs.items():
         fig = build_figure(reader, {"kind": name, **fields})
