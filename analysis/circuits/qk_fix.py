@@ -37,6 +37,7 @@ the linear scores, recorded on the task.
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -100,7 +101,7 @@ class LayerAttention:
         self.pattern = causal_softmax(self.scores(self.q, self.k.repeat_interleave(self.group, 2)))
         self.grad = run.pattern_grads[layer]
         self._x: _ChannelInputs | None = None  # built on first use by the projection kernel
-        self._s: _ScoreSpace | None = None  # built on first use by the score-space kernel
+        self._s: dict[int, _ScoreSpace] = {}  # per CAUSAL_BLOCKS, built on first use
 
     def _norm_scale(self, x: torch.Tensor) -> torch.Tensor:
         """The folded pre-norm's divisor sqrt(mean(c(x)^2) + eps) [b, p, 1 | n, 1] (1 without
@@ -143,9 +144,9 @@ class LayerAttention:
     ) -> tuple[Float[torch.Tensor, "upstream head"], Float[torch.Tensor, "upstream kv_head"]]:
         """Fixed scores of nodes first..last-1 -> every query and every key of the layer."""
         if self.use_score_space():
-            if self._s is None:
-                self._s = _ScoreSpace(self)
-            return self._s.edges(diffs, first, last)
+            if CAUSAL_BLOCKS not in self._s:
+                self._s[CAUSAL_BLOCKS] = _ScoreSpace(self)
+            return self._s[CAUSAL_BLOCKS].edges(diffs, first, last)
         return self.projected_edges(diffs, first, last)
 
     def chunk_size(self) -> int:
@@ -418,6 +419,21 @@ def _centre(patcher: EdgePatcher, t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+_ATTENTION: weakref.WeakKeyDictionary[GradientRun, dict[tuple, LayerAttention]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def layer_attention(patcher: EdgePatcher, run: GradientRun, layer: int) -> LayerAttention:
+    """``LayerAttention(patcher, run, layer)``, built once per run (the attention check and the
+    fixed scores share it)."""
+    cache = _ATTENTION.setdefault(run, {})
+    key = (id(patcher), layer, attention_scale(patcher))
+    if key not in cache:
+        cache[key] = LayerAttention(patcher, run, layer)
+    return cache[key]
+
+
 def check_attention(patcher: EdgePatcher, run: GradientRun) -> None:
     """Raise ``QKFixUnsupported`` unless softmax(rot(q) rot(k)^T / scale) reproduces every
     recorded pattern."""
@@ -435,7 +451,7 @@ def check_attention(patcher: EdgePatcher, run: GradientRun) -> None:
             "tables in either convention), so its q/k hooks cannot be rotated as it does"
         )
     for layer in range(patcher.graph.n_layers):
-        recomputed = LayerAttention(patcher, run, layer).pattern
+        recomputed = layer_attention(patcher, run, layer).pattern
         err = float((recomputed - run.patterns[layer]).abs().max())
         if err > PATTERN_ATOL:
             raise QKFixUnsupported(
@@ -472,7 +488,7 @@ def apply_qk_fix(
     out = dense.clone()
     diffs = NodeDiffs.of(patcher, diff) if diffs is None else diffs
     for layer in range(patcher.graph.n_layers):
-        at = LayerAttention(patcher, run, layer)
+        at = layer_attention(patcher, run, layer)
         (q_start, q_end, n_up), (k_start, k_end, _) = (
             patcher.channel_group(layer, kind) for kind in ("q", "k")
         )
