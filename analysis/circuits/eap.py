@@ -30,7 +30,6 @@ from __future__ import annotations
 import torch
 from jaxtyping import Float
 
-from analysis.circuits.gradient_pass import ChannelGroup
 from analysis.circuits.intervention import NodeValues
 from analysis.circuits.qk_fix import NodeDiffs, apply_qk_fix, qk_fix_applicable
 from analysis.circuits.task import CircuitTask, GradientRun
@@ -40,24 +39,23 @@ def linear_scores(
     task: CircuitTask, run: GradientRun, diff: NodeValues, skip_qk: bool = False
 ) -> Float[torch.Tensor, "node channel"]:
     """(a_u - o_u) . grad_v for every edge u -> v at one gradient run, summed over prompts and
-    positions (0 where u does not feed v, and in the q/k columns with ``skip_qk``): one matmul
-    per layer for its q and k channels and one for the rest, so that the scores of the rest
-    are the same with and without ``skip_qk``."""
-    n_nodes = diff.shape[2]
+    positions (0 where u does not feed v, and in the q/k columns with ``skip_qk``): one batched
+    matmul over (prompt, position), [node, d_model] @ [d_model, channel], for the v, MLP and
+    logit channels and one for the q and k channels, so that the scores of the first do not
+    depend on ``skip_qk``."""
+    b, p, n_nodes, d = diff.shape
     dense = diff.new_zeros(n_nodes, len(task.graph.channels))
-    flat = diff.permute(2, 0, 1, 3).reshape(n_nodes, -1)  # [node, batch * pos * d_model]
-    blocks: dict[tuple[int, bool], list[ChannelGroup]] = {}
-    for g in run.groups:
-        if not (skip_qk and g.kind in ("q", "k")):
-            blocks.setdefault((g.layer, g.kind in ("q", "k")), []).append(g)
-    for mine in blocks.values():
-        start, end = mine[0].start, mine[-1].end
-        assert end - start == sum(g.end - g.start for g in mine)  # contiguous channels
-        n_up = max(g.n_up for g in mine)
-        grads = torch.cat([g.channel_major for g in mine]).view(end - start, -1)
-        dense[:n_up, start:end] = flat[:n_up] @ grads.T
+    per_position = diff.reshape(b * p, n_nodes, d)
+    sets = [[g for g in run.groups if g.kind not in ("q", "k")]]
+    if not skip_qk:
+        sets.append([g for g in run.groups if g.kind in ("q", "k")])
+    for mine in sets:
+        grads = torch.cat([g.channel_major for g in mine]).view(-1, b * p, d)  # [c, bp, d]
+        scores = torch.bmm(per_position, grads.permute(1, 2, 0)).sum(0)  # [node, c]
+        columns = torch.cat([torch.arange(g.start, g.end) for g in mine])
+        dense[:, columns] = scores
         for g in mine:  # not an edge: u comes after the channel's inputs
-            dense[g.n_up : n_up, g.start : g.end] = 0
+            dense[g.n_up :, g.start : g.end] = 0
     return dense
 
 
