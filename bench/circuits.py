@@ -1,7 +1,7 @@
 """Circuit-discovery benchmark: every method side by side, printed as one table.
 
     .venv/bin/python bench/circuits.py [--pairs 16] [--skip-gpt2] [--skip-zoo] [--qk-reference]
-        [--gpt2-budget-s 1200] [--gpt2-tau 0.001] [--gpt2-prune 0.5]
+        [--gpt2-budget-s 1200] [--gpt2-tau 0.001] [--gpt2-prune 0.1]
     .venv/bin/python bench/circuits.py --peers [--quick] [--work DIR] [--eap-ig-source GIT]
 
 1. Zoo models (those built, with a task here): per method (EAP and EAP-IG also without the QK
@@ -9,7 +9,7 @@
    (prompt-batch equivalents) and model calls, faithfulness of the stored circuit, curve area,
    edge and node AUC against the task's ground truth; plus one-edge-at-a-time ACDC against
    batched ACDC at the same tau (calls, same circuit?), and ACDC with EAP-IG-pruned candidates
-   (edges attributed less than 0.5 tau removed untested) against full ACDC (same circuit?
+   (edges attributed less than 0.1 tau removed untested) against full ACDC (same circuit?
    Jaccard of the kept edges).
 2. A GPT-2-small-shaped random model (12 layers x 12 heads x d_model 768, MLPs; 32,491 edges):
    wall time of EAP and EAP-IG, with and without the QK fix, and of the QK fix's scoring step
@@ -54,7 +54,7 @@ ZOO_TASKS = {
     "induction-2l": (induction_pairs, "induction-contrast"),
     "greater-than-3l": (greater_than_pairs, "greater-than"),
 }
-ACDC_PRUNE = 0.5  # ACDC with EAP-IG candidates: edges attributed < 0.5 tau go untested
+ACDC_PRUNE = 0.1  # ACDC with EAP-IG candidates: edges attributed < 0.1 tau go untested
 METHODS = {
     "eap": DiscoverySettings(method="eap"),
     "eap linear": DiscoverySettings(method="eap", qk_fix=False),
