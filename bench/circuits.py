@@ -339,7 +339,7 @@ def main() -> None:
     parser.add_argument(
         "--gpt2-prune",
         type=float,
-        default=0.5,
+        default=0.1,
         help="ACDC there with EAP-IG candidates: untested below this x tau",
     )
     parser.add_argument("--skip-gpt2", action="store_true")
