@@ -26,6 +26,7 @@ SiteKind = Literal[
     "z", "q", "k", "v", "pattern", "attn_scores", "result",
     "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out",
     "embed", "pos_embed", "ln_final_scale", "ln_final_out", "ln_final_in", "mlp_in", "ln1_in",
+    "ln1_post_scale",
 ]  # fmt: skip
 
 _ATTN_KINDS = frozenset({"z", "q", "k", "v", "pattern", "attn_scores", "result"})
@@ -37,6 +38,9 @@ _MLP_KINDS = frozenset({"mlp_in"})
 # GPT-J block's MLP input, which reads the same norm), never the residual stream (measured on
 # TL-native, GPT-2, Llama, GPT-NeoX and GPT-J bridges).
 _LN1_KINDS = frozenset({"ln1_in"})
+# The RMS that a post-attention norm (Gemma-2's ``post_attention_layernorm``, the bridge's
+# ``ln1_post``) divides the attention output by: [batch, pos, 1].
+_POST_NORM_KINDS = frozenset({"ln1_post_scale"})
 _GLOBAL_NAMES = {
     "embed": "hook_embed",
     "pos_embed": "hook_pos_embed",
@@ -63,7 +67,9 @@ class HookSite:
     layer: int | None = None
 
     def __post_init__(self) -> None:
-        needs_layer = self.kind in _ATTN_KINDS | _BLOCK_KINDS | _MLP_KINDS | _LN1_KINDS
+        needs_layer = (
+            self.kind in _ATTN_KINDS | _BLOCK_KINDS | _MLP_KINDS | _LN1_KINDS | _POST_NORM_KINDS
+        )
         if needs_layer and self.layer is None:
             raise ValueError(f"hook site {self.kind!r} needs a layer")
         if not needs_layer and self.kind not in _GLOBAL_NAMES:
@@ -79,6 +85,8 @@ class HookSite:
             return f"blocks.{self.layer}.mlp.hook_in"
         if self.kind in _LN1_KINDS:
             return f"blocks.{self.layer}.ln1.hook_in"
+        if self.kind in _POST_NORM_KINDS:
+            return f"blocks.{self.layer}.ln1_post.hook_scale"
         return _GLOBAL_NAMES[self.kind]
 
     @property
