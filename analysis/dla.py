@@ -2,15 +2,34 @@
 
 DLA splits the final residual stream at each prompt's last position into the components that
 wrote it — token embedding (``embed``), positional embedding (``pos_embed``, where the model has
-one), every head's output ``z[h] @ W_O[h]`` and every MLP output — and projects each onto the
-logit-difference direction ``W_U[:, correct] - W_U[:, incorrect]`` after the final LayerNorm,
-handled as TransformerLens' ``ActivationCache.apply_ln_to_stack`` does: centre (LayerNorm
-only) and divide by the final norm's cached scale at that position. Biases (b_O, MLP biases
-already inside ``mlp_out``) are not split out. Requires the bridge's compatibility mode so that
-the weights are TransformerLens-processed (final-norm weights folded into ``W_U``).
+one), every head's output ``z[h] @ W_O[h]``, every MLP output and the biases (``biases``: every
+layer's ``b_O`` plus the unembedding bias ``b_U``; MLP biases are inside ``mlp_out``) — and
+projects each onto the logit-difference direction ``W_U[:, correct] - W_U[:, incorrect]`` after
+the final norm, handled as TransformerLens' ``ActivationCache.apply_ln_to_stack`` does: centre
+(LayerNorm only) and divide by the final norm's cached scale at that position. The components
+sum to the logit difference. Requires the bridge's compatibility mode so that the weights are
+TransformerLens-processed (final-norm weights folded into ``W_U``).
+
+Post-attention / post-MLP norms (Gemma-2/3's ``post_attention_layernorm`` and
+``post_feedforward_layernorm``, the bridge's ``ln1_post`` / ``ln2_post``): the attention block
+writes ``g * (sum_h z[h] @ W_O[h] + b_O) / rms`` to the residual stream, ``g`` the norm's gain
+(``1 + weight`` where the config has ``rmsnorm_uses_offset``) and ``rms`` its cached
+``hook_scale``. That scale is frozen at this forward's value per position — the treatment the
+final norm gets — so head ``h`` writes ``g * (z[h] @ W_O[h]) / rms`` and ``b_O``'s share
+``g * b_O / rms`` goes to ``biases``; together they equal the block's real output
+(``hook_attn_out``), which is checked. The MLP's post-norm output is one component, read as
+``hook_mlp_out``. Only RMS post-norms are decomposed; any other is refused naming the norm.
+
+Final-logit soft-capping (Gemma-2's ``final_logit_softcapping``: logits are
+``cap * tanh(pre / cap)``): DLA is linear only before the cap, so it is computed in pre-cap
+logit space — the components sum exactly to the pre-cap logit difference
+``unembed(ln_final(resid))[correct] - ...[incorrect]``. The cap is monotonic per logit, so a
+component raising the pre-cap difference raises the correct logit relative to the incorrect
+one, but the capped difference is not the sum of the components.
 
 The logit lens reads the residual stream entering each layer (and the final one) at the last
-position through ``ln_final`` + ``unembed`` (a fresh norm per layer) and reports the logit diff.
+position through ``ln_final`` + ``unembed`` (a fresh norm per layer), applies the model's final
+soft-cap when it has one, and reports the logit diff, so its last entry is the model's own.
 """
 
 from __future__ import annotations
@@ -21,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from jaxtyping import Float
 
-from analysis.hooks import HookSite, hook_names
+from analysis.hooks import HookSite, hook_names, require_hooks
 from analysis.metrics import metric_per_prompt
 from analysis.prompt_batch import PairBatch
 
@@ -35,6 +54,7 @@ class DlaResult:
     mlps: Float[torch.Tensor, "layer batch"] | None
     embed: Float[torch.Tensor, " batch"]
     pos_embed: Float[torch.Tensor, " batch"] | None
+    biases: Float[torch.Tensor, " batch"]
     logit_lens: Float[torch.Tensor, "layer_plus_one batch"]
 
 
@@ -52,26 +72,85 @@ def _ln_final_stack(
     return stack / scale
 
 
+def _b_O(model: TransformerBridge, layer: int) -> torch.Tensor | None:
+    bias = getattr(model.blocks[layer].attn, "b_O", None)
+    return bias if isinstance(bias, torch.Tensor) else None
+
+
+def post_norm_gain(model: TransformerBridge, layer: int) -> torch.Tensor:
+    """The per-dimension gain of block ``layer``'s post-attention RMS norm (``ln1_post``), as
+    the bridge applies it: ``1 + weight`` under ``rmsnorm_uses_offset`` (Gemma), else
+    ``weight``. ValueError naming the norm when it is not a bias-free RMS norm."""
+    arch = getattr(model.cfg, "architecture", None) or "this model"
+    norm = getattr(model.blocks[layer], "ln1_post", None)
+    weight = getattr(norm, "weight", None)
+    bias = getattr(getattr(norm, "original_component", None), "bias", None)
+    if (
+        not getattr(norm, "uses_rms_norm", False)
+        or not isinstance(weight, torch.Tensor)
+        or (isinstance(bias, torch.Tensor))
+    ):
+        raise ValueError(
+            f"{arch}: direct logit attribution splits a post-attention norm's output over the "
+            f"heads only for an RMS norm with a gain and no bias; blocks.{layer}'s ln1_post is "
+            "not one (use a model without post-attention norms, or patching)"
+        )
+    return 1.0 + weight if getattr(model.cfg, "rmsnorm_uses_offset", False) else weight
+
+
+def _head_writes(
+    model: TransformerBridge, cache: Any, batch: PairBatch, post_norms: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every head's write to the residual stream at the last positions, [layer, head, batch,
+    d_model], and the sum of the layers' b_O writes, [batch, d_model]: ``z[h] @ W_O[h]`` and
+    ``b_O``, or through a post-attention norm with its scale frozen, ``g * (.) / rms``."""
+    n_layers = int(model.cfg.n_layers)
+    z = torch.stack([_at_last(cache[HookSite("z", i).name], batch) for i in range(n_layers)])
+    heads = torch.einsum("lbhd,lhdm->lhbm", z, model.W_O)  # [layer, head, batch, d_model]
+    bias = torch.zeros(heads.shape[2:], dtype=heads.dtype, device=heads.device)
+    if not post_norms:
+        for layer in range(n_layers):
+            b_o = _b_O(model, layer)
+            if b_o is not None:
+                bias = bias + b_o.to(bias.device)
+        return heads, bias
+    require_hooks(model, [HookSite("ln1_post_scale", i) for i in range(n_layers)])
+    out = []
+    for layer in range(n_layers):
+        gain = post_norm_gain(model, layer).float().to(heads.device)
+        rms = _at_last(cache[HookSite("ln1_post_scale", layer).name], batch).float()  # [b, 1]
+        written = heads[layer].float() * gain / rms  # [head, batch, d_model]
+        b_o = _b_O(model, layer)
+        b_write = torch.zeros_like(written[0]) if b_o is None else gain * b_o.float() / rms
+        real = _at_last(cache[HookSite("attn_out", layer).name], batch).float()
+        error = (written.sum(0) + b_write - real).abs().max()
+        if not error <= max(1e-4, 16 * torch.finfo(heads.dtype).eps) * max(
+            float(real.abs().max()), 1.0
+        ):
+            raise ValueError(
+                f"{getattr(model.cfg, 'architecture', 'this model')}: the heads' writes through "
+                f"blocks.{layer}'s post-attention norm (frozen scale) miss its output by "
+                f"{float(error):.3g}; direct logit attribution cannot split this norm"
+            )
+        out.append(written.to(heads.dtype))
+        bias = bias + b_write.to(bias.dtype)
+    return torch.stack(out), bias
+
+
 def direct_logit_attribution(model: TransformerBridge, batch: PairBatch) -> DlaResult:
     """DLA of every component on the clean prompts, per prompt; plus the logit lens.
 
-    Refused (ValueError) for blocks that normalise their attention and MLP outputs before
-    adding them (Gemma-2/3): the final residual stream is then not the sum of the heads'
-    ``z @ W_O`` and the MLP outputs."""
+    On a model with post-attention/post-MLP norms (Gemma-2/3) the heads' writes go through the
+    post-attention norm with its scale frozen at this forward's values, and on a model with
+    final-logit soft-capping the attribution is of the pre-cap logit difference (see the
+    module docstring). ValueError (one line) for a post-norm that is not an RMS norm."""
     from analysis.models import sandwich_norms
 
-    if sandwich_norms(model):
-        raise ValueError(
-            f"{getattr(model.cfg, 'architecture', 'this model')}: direct logit attribution "
-            "needs the residual stream to be the sum of the heads' z @ W_O and the MLP outputs; "
-            "this model adds them through post-attention/post-MLP norms (Gemma-2 style)"
-        )
     n_layers = int(model.cfg.n_layers)
     with torch.no_grad():
         logits, cache = model.run_with_cache(batch.clean)
         names = hook_names(model)
-        z = torch.stack([_at_last(cache[HookSite("z", i).name], batch) for i in range(n_layers)])
-        heads = torch.einsum("lbhd,lhdm->lhbm", z, model.W_O)  # [layer, head, batch, d_model]
+        heads, bias = _head_writes(model, cache, batch, sandwich_norms(model))
         parts = {"heads": heads.reshape(-1, *heads.shape[2:])}
         mlp_names = [HookSite("mlp_out", i).name for i in range(n_layers)]
         if all(n in names for n in mlp_names) and not getattr(model.cfg, "attn_only", False):
@@ -79,6 +158,7 @@ def direct_logit_attribution(model: TransformerBridge, batch: PairBatch) -> DlaR
         parts["embed"] = _at_last(cache[HookSite("embed").name], batch)[None]
         if HookSite("pos_embed").name in cache:
             parts["pos_embed"] = _at_last(cache[HookSite("pos_embed").name], batch)[None]
+        parts["biases"] = bias[None]
         scale = _at_last(cache[HookSite("ln_final_scale").name], batch)  # [batch, 1]
         direction = model.tokens_to_residual_directions(batch.correct) - (
             model.tokens_to_residual_directions(batch.incorrect)
@@ -86,6 +166,12 @@ def direct_logit_attribution(model: TransformerBridge, batch: PairBatch) -> DlaR
         attrs = {
             k: (_ln_final_stack(model, v, scale) * direction).sum(-1) for k, v in parts.items()
         }
+        b_u = getattr(model, "b_U", None)
+        if isinstance(b_u, torch.Tensor):
+            b_u = b_u.to(scale.device)
+            attrs["biases"] = attrs["biases"] + (
+                b_u[batch.correct.to(b_u.device)] - b_u[batch.incorrect.to(b_u.device)]
+            )
         lens = _logit_lens(model, cache, batch)
     for k, v in attrs.items():
         if not torch.isfinite(v).all():
@@ -95,6 +181,7 @@ def direct_logit_attribution(model: TransformerBridge, batch: PairBatch) -> DlaR
         mlps=attrs["mlps"].cpu() if "mlps" in attrs else None,
         embed=attrs["embed"][0].cpu(),
         pos_embed=attrs["pos_embed"][0].cpu() if "pos_embed" in attrs else None,
+        biases=attrs["biases"][0].cpu(),
         logit_lens=lens.cpu(),
     )
 
@@ -103,8 +190,11 @@ def _logit_lens(model: TransformerBridge, cache: Any, batch: PairBatch) -> torch
     n_layers = int(model.cfg.n_layers)
     resid = [_at_last(cache[HookSite("resid_pre", i).name], batch) for i in range(n_layers)]
     resid.append(_at_last(cache[HookSite("resid_post", n_layers - 1).name], batch))
+    cap = float(getattr(model.cfg, "output_logits_soft_cap", None) or 0.0)
     out = []
     for r in resid:
         logits = model.unembed(model.ln_final(r[:, None, :]))[:, 0]
+        if cap > 0:
+            logits = cap * torch.tanh(logits / cap)
         out.append(metric_per_prompt("logit_diff", logits, batch))
     return torch.stack(out)

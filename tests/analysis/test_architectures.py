@@ -7,8 +7,9 @@ edge patching, EAP-IG is complete, batched ACDC equals one-edge-at-a-time ACDC, 
 finite differences along the model's own pattern change, the prefix-skip patching kernel runs
 and equals exact patching, exact patching equals ``transformer_lens.patching``, DLA equals the
 cache's ``stack_head_results``/``decompose_resid``/``logit_attrs`` and head scores equal
-``detect_head``. Gemma-2 (soft-capping, GQA, post-norms): what cannot be computed is refused
-by name, and patching falls back to an exact path.
+``detect_head``. Gemma-2 (soft-capping, GQA, post-norms): circuit discovery is refused by
+name, patching falls back to an exact path, DLA (post-norm scales frozen) sums to the pre-cap
+logit difference.
 """
 
 from __future__ import annotations
@@ -266,15 +267,29 @@ def _assert_head_scores_equal_detect_head(model) -> None:
         assert (stats[ours] - detect_head(model, prompts, theirs)).abs().max() < 1e-5, ours
 
 
-# ---- Gemma-2: refused by name, or an exact fallback -----------------------------------------
-def test_gemma2_circuits_and_dla_are_refused_naming_the_post_norms(gemma2) -> None:
+# ---- Gemma-2: refused by name, an exact fallback, or frozen norm scales -------------------------
+def test_gemma2_circuits_are_refused_naming_the_post_norms(gemma2) -> None:
     facts = model_facts(gemma2)
     assert facts["post_norms"] and not facts["parallel_attn_mlp"]
     assert (facts["attn_soft_cap"], facts["logit_soft_cap"]) == (5.0, 10.0)
     with pytest.raises(CircuitGraphError, match="post-attention/post-MLP norms"):
         graph_for_model(gemma2)
-    with pytest.raises(ValueError, match="post-attention/post-MLP norms"):
-        direct_logit_attribution(gemma2, pair_batch())
+
+
+def test_gemma2_dla_sums_to_the_pre_cap_logit_diff(gemma2) -> None:
+    """The post-norms' scales frozen, soft-capping left out (tests/analysis/test_dla_post_norm.py
+    checks each head against a hand computation)."""
+    batch = ragged()
+    ours = direct_logit_attribution(gemma2, batch)
+    rows = torch.arange(batch.n_pairs)
+    with torch.no_grad():
+        _, cache = gemma2.run_with_cache(batch.clean)
+        final = cache[f"blocks.{gemma2.cfg.n_layers - 1}.hook_resid_post"][rows, batch.last]
+        pre = gemma2.unembed(gemma2.ln_final(final[:, None]))[:, 0]
+    want = pre[rows, batch.correct] - pre[rows, batch.incorrect]
+    assert ours.mlps is not None and ours.pos_embed is None
+    total = ours.heads.sum((0, 1)) + ours.mlps.sum(0) + ours.embed + ours.biases
+    assert (total - want).abs().max() <= TOL
 
 
 def test_gemma2_patching_falls_back_to_an_exact_path(gemma2) -> None:
