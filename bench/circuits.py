@@ -25,6 +25,9 @@
 
 from __future__ import annotations
 
+import analysis  # noqa: F401  (first: it sets PyTorch's allocator up before torch loads)
+
+# isort: split
 import argparse
 import contextlib
 import os

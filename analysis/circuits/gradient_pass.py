@@ -152,7 +152,7 @@ class _State:
     running: torch.Tensor | None = None  # sum of the node outputs so far (with autograd)
     prefix: dict[int, torch.Tensor] = field(default_factory=dict)  # n nodes -> their sum
     n_nodes: int = 0
-    ablated_sums: torch.Tensor | None = None  # [b, p, u, d]: sums of the first u + 1 a_u
+    ablated_sums: dict[int, torch.Tensor] = field(default_factory=dict)  # n -> sum of a_u, u < n
     resid: dict[str, torch.Tensor] = field(default_factory=dict)
     # layer -> (q/k/v input x, norm(x) when q/k/v are recomputed from it here)
     qkv_input: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=dict)
@@ -184,10 +184,18 @@ class _Pass:
         st = self.st
         if not st.ablating:
             return None
+        return st.fraction * (self.ablated_sum(n_up) - st.prefix[n_up])
+
+    def ablated_sum(self, n_up: int) -> torch.Tensor:
+        """sum of a_u over the first n_up nodes [b, p, d], each from the largest sum kept so
+        far below it (channels ask in node order, so the ablation values are read once)."""
+        st = self.st
         assert st.ablated is not None
-        if st.ablated_sums is None:
-            st.ablated_sums = st.ablated.cumsum(2)
-        return st.fraction * (st.ablated_sums[:, :, n_up - 1] - st.prefix[n_up])
+        if n_up not in st.ablated_sums:
+            below = max((n for n in st.ablated_sums if n < n_up), default=0)
+            part = st.ablated[:, :, below:n_up].sum(2)
+            st.ablated_sums[n_up] = part + st.ablated_sums[below] if below else part
+        return st.ablated_sums[n_up]
 
     def hooks(self) -> list[tuple[str, Any]]:
         g, names = self.patcher.graph, hook_points(self.patcher.model)

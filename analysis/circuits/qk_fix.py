@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
@@ -236,7 +236,7 @@ class _ScoreSpace:
     c(d_j) . (W_K[g] q_i) / s, so every new score is one dot product in d_model space of the
     centred diff with a vector that does not depend on the node; for all nodes of a chunk,
     heads and (query row, key position) pairs that is one batched matmul per prompt,
-    [u * pos, d_model] @ [d_model, heads * pos], instead of projecting every diff through
+    [pos * u, d_model] @ [d_model, heads * pos], instead of projecting every diff through
     every head's weights ([batch * pos * u, d_model] @ [d_model, (heads + kv) * d_head]).
     With s the pre-norm's scale for x + d (see ``LayerAttention._shifted``):
 
@@ -246,7 +246,10 @@ class _ScoreSpace:
     (all over the attention scale). Only query rows with a non-zero pattern gradient are
     computed (``LayerAttention.live_rows``), in row blocks (``CAUSAL_BLOCKS``): the rows of a
     block see the keys up to its last row only, so the first half of the rows needs half of
-    the keys (3/4 of the products with two blocks)."""
+    the keys (3/4 of the products with two blocks). The diffs are read position-major
+    ([b, pos, u, d], ``NodeDiffs.position_major``), so a block's rows and keys are views of
+    them, and the scores come out [b, i, u, head, j] (queries) and [b, j, u, head, i] (keys,
+    the softmax over dim 1)."""
 
     def __init__(self, at: LayerAttention) -> None:
         patcher, layer, self.at = at.patcher, at.layer, at
@@ -255,16 +258,17 @@ class _ScoreSpace:
         w_k = patcher.w["k"][layer].repeat_interleave(group, 0)  # [head, d, e]
         b_k = patcher.b["k"][layer].repeat_interleave(group, 0)  # [head, e]
         k = at.k.repeat_interleave(group, 2)  # [b, j, head, e]
-        self.cx = {kind: _centre(patcher, at.x[kind]) for kind in ("q", "k")}  # [b, p, 1|n, d]
-        self.square = {kind: c.pow(2).sum(-1) for kind, c in self.cx.items()}  # [b, p, 1|n]
+        cx = {kind: _centre(patcher, at.x[kind]) for kind in ("q", "k")}  # [b, p, 1|n, d]
+        self.cx = {kind: c.flatten(0, 1).transpose(1, 2) for kind, c in cx.items()}  # [bp, d, n]
+        self.square = {kind: c.pow(2).sum(-1) for kind, c in cx.items()}  # [b, p, 1|n]
         inv = 1.0 / at.scale
         proj_k = at.unnormed["k"].repeat_interleave(group, 2)  # [b, j, head, e]
         # node-free parts, all rows: queries [b, d, head, j], [b, i, head, j], [b, head, j];
-        # keys [b, head, i, d], [b, head, i, j], [b, head, i]
+        # keys [b, d, head, i], [b, head, i, j], [b, head, i]
         k_tilde = torch.einsum("bjhe,hde->bdhj", k, w_q).mul_(inv)
         q_base = torch.einsum("bihe,bjhe->bihj", at.unnormed["q"], k).mul_(inv)
         q_bias = torch.einsum("he,bjhe->bhj", patcher.b["q"][layer], k).mul_(inv)
-        q_tilde = torch.einsum("bihe,hde->bhid", at.q, w_k).mul_(inv)
+        q_tilde = torch.einsum("bihe,hde->bdhi", at.q, w_k).mul_(inv)
         k_base = torch.einsum("bihe,bjhe->bhij", at.q, proj_k).mul_(inv)
         k_bias = torch.einsum("bihe,he->bhi", at.q, b_k).mul_(inv)
         grad, pattern = at.grad, at.pattern  # [b, head, i, j]
@@ -277,88 +281,85 @@ class _ScoreSpace:
             rows = live[(live >= start) & (live < end)]
             if len(rows) == 0:
                 continue
-            future = torch.zeros(len(rows), end, dtype=q_base.dtype, device=q_base.device)
+            first, n_rows = int(rows[0]), len(rows)
+            contiguous = bool(int(rows[-1]) - first + 1 == n_rows)
+            future = torch.zeros(n_rows, end, dtype=q_base.dtype, device=q_base.device)
             future.masked_fill_(pos[None, :end] > rows[:, None], float("-inf"))  # [i, j]
             g = grad[:, :, rows, :end]  # [b, head, i, j]
             self.blocks.append(_RowBlock(
-                rows=rows, end=end, every=bool(len(rows) == end),
+                rows=rows, end=end, span=(first, first + n_rows) if contiguous else None,
                 k_tilde=k_tilde[..., :end].flatten(2),  # [b, d, head * j]
-                q_base=q_base[:, rows, :, :end][:, None],  # [b, 1, i, head, j]
-                q_bias=q_bias[:, None, None, :, :end] + future[None, None, :, None],
-                grad_q=g.permute(0, 2, 1, 3)[:, None],  # [b, 1, i, head, j]
-                q_tilde=q_tilde[:, :, rows].flatten(1, 2),  # [b, head * i, d]
-                k_base=k_base[:, :, rows, :end][:, :, :, None],  # [b, head, i, 1, j]
-                k_bias=k_bias[:, :, rows, None, None] + future[None, None, :, None],
-                grad_k=g[:, :, :, None],  # [b, head, i, 1, j]
+                q_base=q_base[:, rows, :, :end][:, :, None],  # [b, i, 1, head, j]
+                q_bias=q_bias[:, None, None, :, :end] + future[None, :, None, None],
+                grad_q=g.permute(0, 2, 1, 3)[:, :, None],  # [b, i, 1, head, j]
+                q_tilde=q_tilde[..., rows].flatten(2),  # [b, d, head * i]
+                k_base=k_base[:, :, rows, :end].permute(0, 3, 1, 2)[:, :, None],  # [b,j,1,h,i]
+                k_bias=k_bias[:, None, None][..., rows] + future.T[None, :, None, None],
+                grad_k=g.permute(0, 3, 1, 2)[:, :, None],  # [b, j, 1, head, i]
             ))  # fmt: skip
         self.n_heads = n_heads
 
-    def _scale(
-        self, kind: str, positions: torch.Tensor | int, d_c: torch.Tensor, sq_d: torch.Tensor
-    ) -> torch.Tensor:
-        """s [b, u, t, 1 | n] of x + d at the given positions (indices, or the first t) for
-        diffs d_c [b, u, t, d] there: the dot products c(x_t) . c(d_t) at equal positions are
-        the diagonal of one batched matmul [u * t, d] @ [d, t * (1 | n)] (an einsum would
-        transpose the diffs)."""
-        cx, sq_x = self.cx[kind], self.square[kind]
-        if isinstance(positions, int):
-            cx, sq_x = cx[:, :positions], sq_x[:, :positions]
-        else:
-            cx, sq_x = cx[:, positions], sq_x[:, positions]
-        b, u, t, d = d_c.shape
-        n = cx.shape[2]
-        dots = torch.bmm(d_c.reshape(b, u * t, d), cx.reshape(b, t * n, d).transpose(1, 2))
-        cross = dots.view(b, u, t, t, n).diagonal(dim1=2, dim2=3)  # [b, u, n, t]
-        square = sq_x[:, None] + 2 * cross.transpose(2, 3) + sq_d[..., None]
-        return (square.clamp(min=0) / d + self.at.patcher.eps).sqrt()
+    def _scales(
+        self, kind: str, d_all: torch.Tensor, sq_all: torch.Tensor
+    ) -> Float[torch.Tensor, "batch pos upstream n"]:
+        """s of x + d [b, p, u, 1 | n] at every position for diffs d [b, p, u, d]: the
+        products c(x) . c(d) of equal positions are one batched matmul over (prompt, position),
+        [u, d] @ [d, 1 | n]."""
+        b, p, u, d = d_all.shape
+        cross = torch.bmm(d_all.view(b * p, u, d), self.cx[kind]).view(b, p, u, -1)
+        square = cross.mul_(2).add_(self.square[kind][:, :, None]).add_(sq_all[..., None])
+        return square.clamp_(min=0).div_(d).add_(self.at.patcher.eps).sqrt_()
 
     def edges(
         self, diffs: NodeDiffs, first: int, last: int
     ) -> tuple[Float[torch.Tensor, "upstream head"], Float[torch.Tensor, "upstream kv_head"]]:
         at, normed = self.at, self.at.patcher.norm_type is not None
-        d_all = diffs.batch_major[:, first:last]  # [b, u, p, d]
-        sq_all = diffs.square_batch_major[:, first:last]  # [b, u, p]
-        b, u, p, d = d_all.shape
+        d_all, sq_all = diffs.position_major(first, last)  # [b, p, u, d], [b, p, u]
+        b, p, u, d = d_all.shape
         h = self.n_heads
+        scales = {kind: self._scales(kind, d_all, sq_all) for kind in ("q", "k")} if normed else {}
         queries = d_all.new_zeros(u, h)
-        per_head = d_all.new_zeros(h, u)
+        keys_per_head = d_all.new_zeros(u, h)
         for blk in self.blocks:
             n_i, n_j = len(blk.rows), blk.end
-            d_k = d_all if n_j == p else d_all[:, :, :n_j].contiguous()  # keys j < end
-            d_q = d_k if blk.every else d_all.index_select(2, blk.rows)  # query rows
-            # queries: [b, u, i, head, j]
-            new = torch.bmm(d_q.reshape(b, u * n_i, d), blk.k_tilde).view(b, u, n_i, h, n_j)
+            if blk.span is not None:  # query rows: a view of the diffs
+                d_q = d_all[:, blk.span[0] : blk.span[1]]
+            else:
+                d_q = d_all.index_select(1, blk.rows)
+            # queries: [b, i, u, head, j]
+            new = torch.bmm(d_q.reshape(b, n_i * u, d), blk.k_tilde).view(b, n_i, u, h, n_j)
             new += blk.q_base
             if normed:
-                sq_d = sq_all[:, :, :n_j] if blk.every else sq_all[:, :, blk.rows]
-                rows = n_j if blk.every else blk.rows
-                new /= self._scale("q", rows, d_q, sq_d)[..., None]  # [b, u, i, 1 | head, 1]
+                s = scales["q"][:, blk.span[0] : blk.span[1]] if blk.span else (
+                    scales["q"].index_select(1, blk.rows))  # fmt: skip
+                new /= s[..., None]  # [b, i, u, 1 | head, 1]
             new += blk.q_bias
-            queries += torch.softmax(new, -1).mul_(blk.grad_q).sum((0, 2, 4))
-            # keys: every key position j < end of the diff, [b, head, i, u, j]
-            new = torch.bmm(blk.q_tilde, d_k.reshape(b, u * n_j, d).transpose(1, 2))
-            new = new.view(b, h, n_i, u, n_j)
+            queries += torch.softmax(new, -1).mul_(blk.grad_q).sum((0, 1, 4))
+            # keys: every key position j < end of the diff, [b, j, u, head, i]
+            d_k = d_all[:, :n_j].reshape(b, n_j * u, d)
+            new = torch.bmm(d_k, blk.q_tilde).view(b, n_j, u, h, n_i)
             new += blk.k_base
             if normed:
-                s = self._scale("k", n_j, d_k, sq_all[:, :, :n_j])  # [b, u, j, 1 | n]
+                s = scales["k"][:, :n_j]  # [b, j, u, 1 | kv]
                 s = s.repeat_interleave(at.group, 3) if s.shape[3] > 1 else s
-                new /= s.permute(0, 3, 1, 2)[:, :, None]  # [b, 1 | head, 1, u, j]
+                new /= s[..., None]
             new += blk.k_bias
-            per_head += torch.softmax(new, -1).mul_(blk.grad_k).sum((0, 2, 4))
+            keys_per_head += torch.softmax(new, 1).mul_(blk.grad_k).sum((0, 1, 4))
         queries -= self.const
-        per_head -= self.const[:, None]
-        keys = per_head.T.reshape(u, at.n_kv, at.group).sum(-1)
+        keys_per_head -= self.const
+        keys = keys_per_head.view(u, at.n_kv, at.group).sum(-1)
         return queries, keys
 
 
 @dataclass
 class _RowBlock:
-    """Query rows ``rows`` (all below ``end``; ``every``: rows = 0..end-1) of the score-space
-    kernel and what they need of the node-free parts, restricted to keys j < end."""
+    """Query rows ``rows`` (all below ``end``; ``span``: (first, last + 1) when they are
+    consecutive) of the score-space kernel and what they need of the node-free parts,
+    restricted to keys j < end."""
 
     rows: torch.Tensor
     end: int
-    every: bool
+    span: tuple[int, int] | None
     k_tilde: torch.Tensor
     q_base: torch.Tensor
     q_bias: torch.Tensor
@@ -378,19 +379,22 @@ def _row_blocks(n_pos: int, n_blocks: int) -> list[int]:
 @dataclass
 class NodeDiffs:
     """Every node's input change a_u - o_u, centred as the pre-norm centres (LN; unchanged
-    otherwise), node-major [u, b, p, d] (projection kernel) or batch-major [b, u, p, d]
-    (score-space kernel), each built on first use, with its squared norms."""
+    otherwise), node-major [u, b, p, d] (projection kernel, built on first use) or
+    position-major [b, p, u, d] one chunk of nodes at a time (score-space kernel, each chunk
+    built once), with their squared norms."""
 
     patcher: EdgePatcher
     diff: NodeValues  # [b, p, u, d]
+    _chunks: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, repr=False
+    )
 
     @classmethod
     def of(cls, patcher: EdgePatcher, diff: NodeValues) -> NodeDiffs:
         return cls(patcher, diff)
 
-    def _laid_out(self, *order: int) -> torch.Tensor:
-        """The centred diffs permuted to ``order``, contiguous (one pass over the diffs)."""
-        view = self.diff.permute(*order)
+    def _centred(self, view: torch.Tensor) -> torch.Tensor:
+        """``view`` centred over d_model, contiguous (one pass over it)."""
         if self.patcher.norm_type not in ("LN", "LNPre"):
             return view.contiguous()
         out = torch.empty(view.shape, dtype=view.dtype, device=view.device)
@@ -398,19 +402,19 @@ class NodeDiffs:
 
     @cached_property
     def node_major(self) -> torch.Tensor:
-        return self._laid_out(2, 0, 1, 3)
+        return self._centred(self.diff.permute(2, 0, 1, 3))
 
     @cached_property
     def square_node_major(self) -> torch.Tensor:  # [u, b, p, 1]
         return torch.linalg.vector_norm(self.node_major, dim=-1, keepdim=True).square_()
 
-    @cached_property
-    def batch_major(self) -> torch.Tensor:
-        return self._laid_out(0, 2, 1, 3)
-
-    @cached_property
-    def square_batch_major(self) -> torch.Tensor:  # [b, u, p]
-        return torch.linalg.vector_norm(self.batch_major, dim=-1).square_()
+    def position_major(self, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nodes first..last-1: the centred diffs [b, p, u, d] (contiguous, so that a block of
+        positions is a view) and their squared norms [b, p, u]."""
+        if (first, last) not in self._chunks:
+            chunk = self._centred(self.diff[:, :, first:last])
+            self._chunks[first, last] = (chunk, torch.linalg.vector_norm(chunk, dim=-1).square_())
+        return self._chunks[first, last]
 
 
 def _centre(patcher: EdgePatcher, t: torch.Tensor) -> torch.Tensor:
@@ -487,15 +491,26 @@ def apply_qk_fix(
     same ``diff`` (EAP-IG's inputs path)."""
     out = dense.clone()
     diffs = NodeDiffs.of(patcher, diff) if diffs is None else diffs
+    ends = {patcher.channel_group(layer, kind)[2] for layer in range(patcher.graph.n_layers)
+            for kind in ("q", "k")}  # fmt: skip
     for layer in range(patcher.graph.n_layers):
         at = layer_attention(patcher, run, layer)
         (q_start, q_end, n_up), (k_start, k_end, _) = (
             patcher.channel_group(layer, kind) for kind in ("q", "k")
         )
-        step = at.chunk_size()
-        for first in range(0, n_up, step):
-            last = min(first + step, n_up)
+        for first, last in node_chunks(ends, n_up, at.chunk_size()):
             out[first:last, q_start:q_end], out[first:last, k_start:k_end] = at.edges(
                 diffs, first, last
             )
     return out
+
+
+def node_chunks(ends: set[int], n_up: int, size: int) -> list[tuple[int, int]]:
+    """Consecutive node ranges covering 0..n_up-1, at most ``size`` nodes each, split at every
+    q/k group's upstream end in ``ends`` so that every layer reuses the same chunks (each
+    chunk's diffs are laid out once per call)."""
+    bounds = sorted({0, n_up} | {e for e in ends if e < n_up})
+    chunks = []
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        chunks += [(first, min(first + size, stop)) for first in range(start, stop, size)]
+    return chunks
