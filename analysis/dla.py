@@ -34,6 +34,7 @@ soft-cap when it has one, and reports the logit diff, so its last entry is the m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -98,14 +99,17 @@ def post_norm_gain(model: TransformerBridge, layer: int) -> torch.Tensor:
     return 1.0 + weight if getattr(model.cfg, "rmsnorm_uses_offset", False) else weight
 
 
+Positions = Callable[[torch.Tensor], torch.Tensor]  # [batch, pos, ...] -> [batch, ...]
+
+
 def _head_writes(
-    model: TransformerBridge, cache: Any, batch: PairBatch, post_norms: bool
+    model: TransformerBridge, cache: Any, at: Positions, post_norms: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every head's write to the residual stream at the last positions, [layer, head, batch,
-    d_model], and the sum of the layers' b_O writes, [batch, d_model]: ``z[h] @ W_O[h]`` and
-    ``b_O``, or through a post-attention norm with its scale frozen, ``g * (.) / rms``."""
+    """Every head's write to the residual stream at the positions ``at`` picks, [layer, head,
+    batch, d_model], and the sum of the layers' b_O writes, [batch, d_model]: ``z[h] @ W_O[h]``
+    and ``b_O``, or through a post-attention norm with its scale frozen, ``g * (.) / rms``."""
     n_layers = int(model.cfg.n_layers)
-    z = torch.stack([_at_last(cache[HookSite("z", i).name], batch) for i in range(n_layers)])
+    z = torch.stack([at(cache[HookSite("z", i).name]) for i in range(n_layers)])
     heads = torch.einsum("lbhd,lhdm->lhbm", z, model.W_O)  # [layer, head, batch, d_model]
     bias = torch.zeros(heads.shape[2:], dtype=heads.dtype, device=heads.device)
     if not post_norms:
@@ -118,11 +122,11 @@ def _head_writes(
     out = []
     for layer in range(n_layers):
         gain = post_norm_gain(model, layer).float().to(heads.device)
-        rms = _at_last(cache[HookSite("ln1_post_scale", layer).name], batch).float()  # [b, 1]
+        rms = at(cache[HookSite("ln1_post_scale", layer).name]).float()  # [b, 1]
         written = heads[layer].float() * gain / rms  # [head, batch, d_model]
         b_o = _b_O(model, layer)
         b_write = torch.zeros_like(written[0]) if b_o is None else gain * b_o.float() / rms
-        real = _at_last(cache[HookSite("attn_out", layer).name], batch).float()
+        real = at(cache[HookSite("attn_out", layer).name]).float()
         error = (written.sum(0) + b_write - real).abs().max()
         if not error <= max(1e-4, 16 * torch.finfo(heads.dtype).eps) * max(
             float(real.abs().max()), 1.0
@@ -137,6 +141,38 @@ def _head_writes(
     return torch.stack(out), bias
 
 
+def component_writes(
+    model: TransformerBridge, cache: Any, at: Positions
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Every component's write to the final residual stream at the positions ``at`` picks, each
+    [components, batch, d_model] — ``heads`` (layer-major, through post-attention norms as the
+    module docstring says), ``mlps`` (when the model has MLPs), ``embed``, ``pos_embed`` (when
+    it has one) and ``biases`` (the b_O writes; b_U acts in logit space, ``unembed_bias``) —
+    and the final norm's cached scale there [batch, 1]."""
+    from analysis.models import sandwich_norms
+
+    n_layers = int(model.cfg.n_layers)
+    names = hook_names(model)
+    heads, bias = _head_writes(model, cache, at, sandwich_norms(model))
+    parts = {"heads": heads.reshape(-1, *heads.shape[2:])}
+    mlp_names = [HookSite("mlp_out", i).name for i in range(n_layers)]
+    if all(n in names for n in mlp_names) and not getattr(model.cfg, "attn_only", False):
+        parts["mlps"] = torch.stack([at(cache[n]) for n in mlp_names])
+    parts["embed"] = at(cache[HookSite("embed").name])[None]
+    if HookSite("pos_embed").name in cache:
+        parts["pos_embed"] = at(cache[HookSite("pos_embed").name])[None]
+    parts["biases"] = bias[None]
+    return parts, at(cache[HookSite("ln_final_scale").name])
+
+
+def unembed_bias(model: TransformerBridge, tokens: torch.Tensor) -> torch.Tensor:
+    """b_U at ``tokens`` (zeros where the model has no unembedding bias)."""
+    b_u = getattr(model, "b_U", None)
+    if not isinstance(b_u, torch.Tensor):
+        return torch.zeros(tokens.shape, dtype=model.W_U.dtype)
+    return b_u[tokens.to(b_u.device)]
+
+
 def direct_logit_attribution(model: TransformerBridge, batch: PairBatch) -> DlaResult:
     """DLA of every component on the clean prompts, per prompt; plus the logit lens.
 
@@ -144,34 +180,18 @@ def direct_logit_attribution(model: TransformerBridge, batch: PairBatch) -> DlaR
     post-attention norm with its scale frozen at this forward's values, and on a model with
     final-logit soft-capping the attribution is of the pre-cap logit difference (see the
     module docstring). ValueError (one line) for a post-norm that is not an RMS norm."""
-    from analysis.models import sandwich_norms
-
     n_layers = int(model.cfg.n_layers)
     with torch.no_grad():
         logits, cache = model.run_with_cache(batch.clean)
-        names = hook_names(model)
-        heads, bias = _head_writes(model, cache, batch, sandwich_norms(model))
-        parts = {"heads": heads.reshape(-1, *heads.shape[2:])}
-        mlp_names = [HookSite("mlp_out", i).name for i in range(n_layers)]
-        if all(n in names for n in mlp_names) and not getattr(model.cfg, "attn_only", False):
-            parts["mlps"] = torch.stack([_at_last(cache[n], batch) for n in mlp_names])
-        parts["embed"] = _at_last(cache[HookSite("embed").name], batch)[None]
-        if HookSite("pos_embed").name in cache:
-            parts["pos_embed"] = _at_last(cache[HookSite("pos_embed").name], batch)[None]
-        parts["biases"] = bias[None]
-        scale = _at_last(cache[HookSite("ln_final_scale").name], batch)  # [batch, 1]
+        parts, scale = component_writes(model, cache, lambda act: _at_last(act, batch))
         direction = model.tokens_to_residual_directions(batch.correct) - (
             model.tokens_to_residual_directions(batch.incorrect)
         )  # [batch, d_model]
         attrs = {
             k: (_ln_final_stack(model, v, scale) * direction).sum(-1) for k, v in parts.items()
         }
-        b_u = getattr(model, "b_U", None)
-        if isinstance(b_u, torch.Tensor):
-            b_u = b_u.to(scale.device)
-            attrs["biases"] = attrs["biases"] + (
-                b_u[batch.correct.to(b_u.device)] - b_u[batch.incorrect.to(b_u.device)]
-            )
+        b_u = unembed_bias(model, batch.correct) - unembed_bias(model, batch.incorrect)
+        attrs["biases"] = attrs["biases"] + b_u.to(attrs["biases"].device)
         lens = _logit_lens(model, cache, batch)
     for k, v in attrs.items():
         if not torch.isfinite(v).all():
@@ -190,11 +210,14 @@ def _logit_lens(model: TransformerBridge, cache: Any, batch: PairBatch) -> torch
     n_layers = int(model.cfg.n_layers)
     resid = [_at_last(cache[HookSite("resid_pre", i).name], batch) for i in range(n_layers)]
     resid.append(_at_last(cache[HookSite("resid_post", n_layers - 1).name], batch))
-    cap = float(getattr(model.cfg, "output_logits_soft_cap", None) or 0.0)
     out = []
     for r in resid:
-        logits = model.unembed(model.ln_final(r[:, None, :]))[:, 0]
-        if cap > 0:
-            logits = cap * torch.tanh(logits / cap)
+        logits = final_soft_cap(model, model.unembed(model.ln_final(r[:, None, :]))[:, 0])
         out.append(metric_per_prompt("logit_diff", logits, batch))
     return torch.stack(out)
+
+
+def final_soft_cap(model: TransformerBridge, logits: torch.Tensor) -> torch.Tensor:
+    """The model's final-logit soft-cap ``cap * tanh(logits / cap)`` (identity without one)."""
+    cap = float(getattr(model.cfg, "output_logits_soft_cap", None) or 0.0)
+    return cap * torch.tanh(logits / cap) if cap > 0 else logits

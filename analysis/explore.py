@@ -12,14 +12,16 @@ The text (``text``, or a stored prompt's clean text) is tokenized as the model d
   ``duplicate_token_score`` / ``induction_score`` only when a token repeats, where they are
   defined), ``self_mass`` (mean attention of a query on itself), and ``dla_top`` / ``dla_next``:
   each head's direct logit attribution to the top / given next token at the last position;
-- ``explore.json``: the targets, the DLA of the embeddings and MLPs, and the logit lens per
+- ``explore.json``: the targets, the DLA of the embeddings, MLPs and biases, and the logit lens per
   layer (the residual stream entering each layer and the final one through ``ln_final`` and
   ``unembed``, a fresh norm per layer as ``analysis.dla``): each target's logit, probability
   and rank, and the lens' own top tokens.
 
 A head's DLA is ``z[h] @ W_O[h]`` at the last position through the final norm with its cached
 scale (``ActivationCache.apply_ln_to_stack``) dotted with ``W_U[:, token]``, exactly
-TransformerLens' ``logit_attrs(stack_head_results(...))`` (tests/analysis/test_explore.py).
+TransformerLens' ``logit_attrs(stack_head_results(...))`` (tests/analysis/test_explore.py); the
+writes are ``analysis.dla.component_writes``', so post-attention norms (Gemma-2) and a final
+soft-cap are handled as there, and ``biases`` (``b_O``, ``b_U[token]``) completes the sum.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import torch
 from safetensors.torch import save_file
 
 from analysis.configs.explore import ExploreConfig
-from analysis.dla import _ln_final_stack
+from analysis.dla import _ln_final_stack, component_writes, final_soft_cap, unembed_bias
 from analysis.heads import detection_patterns, pattern_statistics
 from analysis.hooks import HookSite
 from analysis.jobs import JobContext, JobError, grid_rows
@@ -154,7 +156,8 @@ def _logit_lens(
     lens: dict[str, list[dict[str, float]]] = {t.role: [] for t in targets}
     tops: list[list[tuple[str, float]]] = []
     for r in resid:
-        logits = model.unembed(model.ln_final(r[None, None, :]))[0, 0].float()
+        logits = final_soft_cap(model, model.unembed(model.ln_final(r[None, None, :])))[0, 0]
+        logits = logits.float()
         log_probs = logits.log_softmax(-1)
         for t in targets:
             lens[t.role].append({
@@ -169,28 +172,21 @@ def _logit_lens(
 
 
 def _dla(model: TransformerBridge, cache: Any, targets: list[Target]):
-    """Per target: every head's DLA [layer, head] and the embeddings' and MLPs'."""
+    """Per target: every head's DLA [layer, head] and the embeddings', MLPs' and biases'
+    (``analysis.dla.component_writes`` at the last position: through post-attention norms with
+    their scale frozen; in pre-cap logit space under a final soft-cap)."""
     n_layers = int(model.cfg.n_layers)
-    z = torch.stack([cache[HookSite("z", i).name][0, -1] for i in range(n_layers)])  # [L, H, d]
-    heads = torch.einsum("lhd,lhdm->lhm", z, model.W_O)  # [layer, head, d_model]
-    parts = {"heads": heads.reshape(-1, heads.shape[-1])}
-    names = set(cache.keys())
-    if HookSite("embed").name in names:
-        parts["embed"] = cache[HookSite("embed").name][0, -1][None]
-    if HookSite("pos_embed").name in names:
-        parts["pos_embed"] = cache[HookSite("pos_embed").name][0, -1][None]
-    mlp_names = [HookSite("mlp_out", i).name for i in range(n_layers)]
-    if all(n in names for n in mlp_names) and not getattr(model.cfg, "attn_only", False):
-        parts["mlps"] = torch.stack([cache[n][0, -1] for n in mlp_names])
-    scale = cache[HookSite("ln_final_scale").name][0, -1][None]  # [1, 1]
+    parts, scale = component_writes(model, cache, lambda act: act[:, -1])
     dla: dict[str, torch.Tensor] = {}
     components: dict[str, dict[str, float]] = {}
     for t in targets:
-        direction = model.tokens_to_residual_directions(torch.tensor(t.id))  # [d_model]
+        token = torch.tensor(t.id)
+        direction = model.tokens_to_residual_directions(token)  # [d_model]
         attrs = {
-            k: (_ln_final_stack(model, v[:, None, :], scale) * direction).sum(-1)[:, 0]
+            k: (_ln_final_stack(model, v, scale) * direction).sum(-1)[:, 0]
             for k, v in parts.items()
         }
+        attrs["biases"] = attrs["biases"] + unembed_bias(model, token).to(attrs["biases"].device)
         if not all(torch.isfinite(v).all() for v in attrs.values()):
             raise ExploreInputError("NaN or inf in the direct logit attribution; check the dtype")
         dla[t.role] = attrs["heads"].reshape(n_layers, -1).float().cpu()
@@ -200,6 +196,7 @@ def _dla(model: TransformerBridge, cache: Any, targets: list[Target]):
                 comp[name] = float(attrs[name][0])
         if "mlps" in attrs:
             comp |= {f"mlp {i}": float(v) for i, v in enumerate(attrs["mlps"].tolist())}
+        comp["biases"] = float(attrs["biases"][0])
         components[t.role] = comp
     return dla, components
 

@@ -184,3 +184,28 @@ def test_a_post_norm_that_dla_cannot_split_is_refused_in_one_line(gemma2, monkey
             dla_module.post_norm_gain(fake, 1)  # type: ignore[arg-type]
         assert "\n" not in str(info.value)
     assert torch.equal(dla_module.post_norm_gain(model, 0), 1 + model.blocks[0].ln1_post.weight)
+
+
+def test_explore_dla_and_lens_on_gemma2(gemma2) -> None:
+    """Explore's per-head DLA goes through the post-attention norms as ``direct_logit_attribution``
+    does: its components sum to the target's pre-cap logit (raw ``z @ W_O`` would not), each
+    head equals the batch DLA's for a one-prompt batch, and its lens ends at the capped logits."""
+    from analysis.explore import explore
+
+    model, _ = gemma2
+    tokens = ragged(seed=3, lengths=(9,)).clean[0].tolist()
+    found = explore(model, tokens, next_id=5)
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(torch.tensor([tokens]))
+        final = cache[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"][:, -1]
+        pre = model.unembed(model.ln_final(final[:, None]))[0, 0]
+    for target in found.targets:
+        total = found.dla[target.role].sum() + sum(found.components[target.role].values())
+        assert abs(float(total) - float(pre[target.id])) <= TOL, target.role
+        assert abs(found.components[target.role]["biases"]) > 1e-3
+        assert abs(found.lens[target.role][-1]["logit"] - float(logits[0, -1, target.id])) <= TOL
+    # the batch DLA of (5 vs 6) is explore's DLA of 5 minus explore's DLA of 6
+    want = direct_logit_attribution(model, pair_batch_from_tokens([tokens], [tokens], [5], [6]))
+    diff = found.dla["next"] - explore(model, tokens, next_id=6).dla["next"]
+    assert (want.heads[..., 0] - diff).abs().max() <= TOL
+    assert want.heads.abs().max() > 0.1
