@@ -21,7 +21,8 @@ class ConfigError(ValueError):
 
 
 class RunConfigBase(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # a NaN or infinite number anywhere is refused as such, not by a bound it happens to fail
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     kind: str
     model: str = Field(description="Model spec, e.g. zoo:induction-2l or hf:gpt2")
