@@ -157,6 +157,7 @@ def dla_job(ctx: JobContext) -> RunOutput:
     rows.append(HeadResultIn("dla_embed", 0, None, float(result.embed.mean())))
     if result.pos_embed is not None:
         rows.append(HeadResultIn("dla_pos_embed", 0, None, float(result.pos_embed.mean())))
+    rows.append(HeadResultIn("dla_biases", 0, None, float(result.biases.mean())))  # b_O, b_U
     if cfg.per_prompt:
         for b in range(batch.n_pairs):
             rows += grid_rows("dla", result.heads[:, :, b], prompt=b)

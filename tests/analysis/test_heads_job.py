@@ -93,6 +93,10 @@ def test_dla_and_ablate_runs(store, tmp_path, zoo_model):
     lens = sorted((r.layer, r.value) for r in dla.head_results if r.metric == "logit_lens")
     assert lens[-1][1] == pytest.approx(dla.summary["metric_clean"])
     assert len([r for r in dla.head_results if r.metric == "dla" and r.prompt == 5]) == 8
+    # the stored components (heads, MLPs, embeddings, biases) sum to the mean logit difference
+    parts = ("dla", "dla_mlp", "dla_embed", "dla_pos_embed", "dla_biases")
+    total = sum(r.value for r in dla.head_results if r.metric in parts and r.prompt is None)
+    assert total == pytest.approx(dla.summary["metric_clean"], abs=1e-4)
     abl = run("ablate", store, tmp_path, zoo_model, prompt_set="ind")
     zero = grid(abl, "ablate_zero")
     assert zero[1].min() < -0.5  # removing an induction head hurts the logit difference
