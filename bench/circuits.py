@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/circuits.py [--pairs 16] [--skip-gpt2] [--skip-zoo] [--qk-reference]
         [--gpt2-budget-s 1200] [--gpt2-tau 0.001] [--gpt2-prune 0.1]
-    .venv/bin/python bench/circuits.py --peers [--quick] [--work DIR] [--eap-ig-source GIT]
+    .venv/bin/python bench/circuits.py --peers --skip-zoo --gpt2-budget-s 0 [--quick]
+        [--work DIR] [--eap-ig-source GIT]    # peers, then headlab's GPT-2-shape rows
 
 1. Zoo models (those built, with a task here): per method (EAP and EAP-IG also without the QK
    fix, "linear", and EAP-IG on the input-embedding path) wall time, forward / backward passes
@@ -18,9 +19,10 @@
    (``--gpt2-prune``), each run to the end or to ``--gpt2-budget-s`` (0 = skip): wall time,
    forward-equivalents (wall / one plain forward), block compute, edges tested / untested /
    kept, agreement; and exact patching's cost estimate (it is not run there).
-3. ``--peers`` (instead of 1 and 2): the same model and pairs in hannamw/EAP-IG and auto-circuit,
-   each in its own venv under the work folder (``bench/peers/side_by_side.py``): wall times,
-   headlab / peer ratios and rank correlations of the edge scores; ``--quick`` a small shape.
+3. ``--peers`` (printed first, then 1 and 2 unless skipped): the same model and pairs in
+   hannamw/EAP-IG and auto-circuit, each in its own venv under the work folder
+   (``bench/peers/side_by_side.py``): wall times, headlab / peer ratios and rank correlations of
+   the edge scores; ``--quick`` a small shape.
 """
 
 from __future__ import annotations
@@ -355,9 +357,9 @@ def main() -> None:
     parser.add_argument("--eap-ig-source", default=None, help="git URL or dir of hannamw/EAP-IG")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.peers:
+    if args.peers:  # first, so that a failed peer set-up stops the run before the long parts
         print(_table(_peer_rows(args), PEER_COLUMNS))
-        return
+        print()
     rows = [] if args.skip_zoo else zoo_rows(args.pairs)
     if not args.skip_gpt2:
         model, batch = gpt2_model_and_batch()
