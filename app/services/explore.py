@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from safetensors import safe_open
 
 from analysis.configs import ConfigError, parse_run_config
+from analysis.provenance import code_version
 from app.export.errors import ExportError
 from app.figures import explore as explore_figures
 from app.launching import enqueue_config
@@ -67,13 +68,17 @@ def make_config(
 
 
 def find_reusable(store: ResultStore, config: dict[str, Any]) -> RunRecord | None:
-    """The newest finished run with exactly this config, else a queued or running one."""
-    waiting = None
+    """The newest finished run with exactly this config made by this code version, else a
+    queued or running one (this version's workers compute it). A finished run of another code
+    version is not reused: what it stored may have been computed differently."""
+    waiting, current = None, code_version()
     for run in store.list_runs(kind=KIND, limit=REUSE_LOOKBACK):
         if run.config != config:
             continue
         if run.status == RunStatus.FINISHED:
-            return run
+            if run.code_version == current:
+                return run
+            continue
         if waiting is None and not run.status.is_terminal:
             waiting = run
     return waiting

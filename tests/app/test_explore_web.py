@@ -10,6 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
+from sqlalchemy import create_engine, update
 
 import headlab
 from app.callbacks import explore as callbacks
@@ -18,6 +19,7 @@ from app.pages import explore as page
 from app.services import explore
 from app.services.context import WebContext
 from app.services.figures import EXPORT_KINDS, build_figure
+from storage.orm import runs
 from tests.app.cli_run import run_cli
 
 EXPLORE_KINDS = {"explore_heads": "explore-heads", "explore_overlay": "explore-overlay",
@@ -178,3 +180,21 @@ def test_a_prompt_of_a_set_fills_the_text_box(explored):
     assert (status, kind) == ("prompt #: set 'explore-ind' has prompts 0..2", "message warn")
     ex = lab.explore(None, model=MODEL, prompt_set="explore-ind", prompt_index=2)
     assert ex.text == text and ex.summary["source"] == "prompt 2 of set explore-ind"
+
+
+def test_a_finished_run_of_another_code_version_is_not_reused(explored):
+    """After an upgrade the same text runs again (the stored DLA, say, may have been computed
+    differently); the new run is reused from then on. Last in the module: it adds a run."""
+    lab, _, ex = explored
+    version = lab.store.get_run(ex.id).code_version
+    engine = create_engine(lab.store.db_url)
+    with engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.id == ex.id).values(code_version="git:old"))
+    try:
+        again = lab.explore(TEXT, model=MODEL, next_token="x")
+        assert again.id != ex.id and not again.reused
+        assert lab.explore(TEXT, model=MODEL, next_token="x").id == again.id
+    finally:
+        with engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.id == ex.id).values(code_version=version))
+        engine.dispose()
