@@ -34,8 +34,9 @@ soft-cap when it has one, and reports the logit diff, so its last entry is the m
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -182,17 +183,16 @@ def direct_logit_attribution(model: TransformerBridge, batch: PairBatch) -> DlaR
     module docstring). ValueError (one line) for a post-norm that is not an RMS norm."""
     n_layers = int(model.cfg.n_layers)
     with torch.no_grad():
-        logits, cache = model.run_with_cache(batch.clean)
-        parts, scale = component_writes(model, cache, lambda act: _at_last(act, batch))
+        _, cache = model.run_with_cache(batch.clean)
+        at = partial(_at_last, batch=batch)
+        parts, scale = component_writes(model, cache, at)
         direction = model.tokens_to_residual_directions(batch.correct) - (
             model.tokens_to_residual_directions(batch.incorrect)
         )  # [batch, d_model]
-        attrs = {
-            k: (_ln_final_stack(model, v, scale) * direction).sum(-1) for k, v in parts.items()
-        }
         b_u = unembed_bias(model, batch.correct) - unembed_bias(model, batch.incorrect)
-        attrs["biases"] = attrs["biases"] + b_u.to(attrs["biases"].device)
-        lens = _logit_lens(model, cache, batch)
+        attrs = project_components(model, parts, scale, direction, b_u)
+        lens = torch.stack([metric_per_prompt("logit_diff", layer_logits, batch)
+                            for layer_logits in lens_logits(model, cache, at)])  # fmt: skip
     for k, v in attrs.items():
         if not torch.isfinite(v).all():
             raise ValueError(f"NaN or inf in the direct logit attribution of {k}")
@@ -206,18 +206,35 @@ def direct_logit_attribution(model: TransformerBridge, batch: PairBatch) -> DlaR
     )
 
 
-def _logit_lens(model: TransformerBridge, cache: Any, batch: PairBatch) -> torch.Tensor:
+def project_components(
+    model: TransformerBridge,
+    parts: dict[str, torch.Tensor],
+    scale: torch.Tensor,
+    direction: torch.Tensor,
+    b_u: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Each component of ``component_writes`` as logits along ``direction`` ([batch | 1,
+    d_model]) after the final norm with its cached ``scale``, [components, batch]; ``b_u``
+    (b_U's share, [batch] or a number) is added to ``biases``."""
+    attrs = {k: (_ln_final_stack(model, v, scale) * direction).sum(-1) for k, v in parts.items()}
+    attrs["biases"] = attrs["biases"] + b_u.to(attrs["biases"].device)
+    return attrs
+
+
+def lens_logits(model: TransformerBridge, cache: Any, at: Positions) -> Iterator[torch.Tensor]:
+    """The logit lens at the positions ``at`` picks, one [batch, d_vocab] per layer: the residual
+    stream entering each layer and the final one through ``ln_final`` and ``unembed`` (a fresh
+    norm per layer), soft-capped as the model's logits are, so the last is the model's own."""
     n_layers = int(model.cfg.n_layers)
-    resid = [_at_last(cache[HookSite("resid_pre", i).name], batch) for i in range(n_layers)]
-    resid.append(_at_last(cache[HookSite("resid_post", n_layers - 1).name], batch))
-    out = []
-    for r in resid:
-        logits = final_soft_cap(model, model.unembed(model.ln_final(r[:, None, :]))[:, 0])
-        out.append(metric_per_prompt("logit_diff", logits, batch))
-    return torch.stack(out)
+    sites = [HookSite("resid_pre", i) for i in range(n_layers)]
+    for site in [*sites, HookSite("resid_post", n_layers - 1)]:
+        resid = at(cache[site.name])[:, None]  # [batch, 1, d_model]
+        yield final_soft_cap(model, model.unembed(model.ln_final(resid)))[:, 0]
 
 
 def final_soft_cap(model: TransformerBridge, logits: torch.Tensor) -> torch.Tensor:
     """The model's final-logit soft-cap ``cap * tanh(logits / cap)`` (identity without one)."""
-    cap = float(getattr(model.cfg, "output_logits_soft_cap", None) or 0.0)
-    return cap * torch.tanh(logits / cap) if cap > 0 else logits
+    from analysis.models import logit_soft_cap
+
+    cap = logit_soft_cap(model.cfg)
+    return logits if cap is None else cap * torch.tanh(logits / cap)

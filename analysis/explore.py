@@ -35,7 +35,7 @@ import torch
 from safetensors.torch import save_file
 
 from analysis.configs.explore import ExploreConfig
-from analysis.dla import _ln_final_stack, component_writes, final_soft_cap, unembed_bias
+from analysis.dla import component_writes, lens_logits, project_components, unembed_bias
 from analysis.heads import detection_patterns, pattern_statistics
 from analysis.hooks import HookSite
 from analysis.jobs import JobContext, JobError, grid_rows
@@ -150,14 +150,10 @@ def _scores(patterns: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Ten
 def _logit_lens(
     model: TransformerBridge, cache: Any, targets: list[Target]
 ) -> tuple[dict[str, list[dict[str, float]]], list[list[tuple[str, float]]]]:
-    n_layers = int(model.cfg.n_layers)
-    resid = [cache[HookSite("resid_pre", i).name][0, -1] for i in range(n_layers)]
-    resid.append(cache[HookSite("resid_post", n_layers - 1).name][0, -1])
     lens: dict[str, list[dict[str, float]]] = {t.role: [] for t in targets}
     tops: list[list[tuple[str, float]]] = []
-    for r in resid:
-        logits = final_soft_cap(model, model.unembed(model.ln_final(r[None, None, :])))[0, 0]
-        logits = logits.float()
+    for row in lens_logits(model, cache, lambda act: act[:, -1]):
+        logits = row[0].float()
         log_probs = logits.log_softmax(-1)
         for t in targets:
             lens[t.role].append({
@@ -182,11 +178,8 @@ def _dla(model: TransformerBridge, cache: Any, targets: list[Target]):
     for t in targets:
         token = torch.tensor(t.id)
         direction = model.tokens_to_residual_directions(token)  # [d_model]
-        attrs = {
-            k: (_ln_final_stack(model, v, scale) * direction).sum(-1)[:, 0]
-            for k, v in parts.items()
-        }
-        attrs["biases"] = attrs["biases"] + unembed_bias(model, token).to(attrs["biases"].device)
+        projected = project_components(model, parts, scale, direction, unembed_bias(model, token))
+        attrs = {k: v[:, 0] for k, v in projected.items()}  # the one prompt
         if not all(torch.isfinite(v).all() for v in attrs.values()):
             raise ExploreInputError("NaN or inf in the direct logit attribution; check the dtype")
         dla[t.role] = attrs["heads"].reshape(n_layers, -1).float().cpu()

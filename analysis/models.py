@@ -152,6 +152,11 @@ def _soft_cap(value: Any) -> float | None:
     return float(value) if value is not None and float(value) > 0 else None
 
 
+def logit_soft_cap(cfg: Any) -> float | None:
+    """The final-logit soft-cap (Gemma-2's ``final_logit_softcapping``), None without one."""
+    return _soft_cap(getattr(cfg, "output_logits_soft_cap", None))
+
+
 def model_facts(model: TransformerBridge) -> dict[str, Any]:
     """Architecture facts for the store and the UI (plain JSON values)."""
     cfg = model.cfg
@@ -178,7 +183,7 @@ def model_facts(model: TransformerBridge) -> dict[str, Any]:
         "parallel_attn_mlp": bool(getattr(cfg, "parallel_attn_mlp", False)),
         "post_norms": sandwich_norms(model),
         "attn_soft_cap": _soft_cap(getattr(cfg, "attn_scores_soft_cap", None)),
-        "logit_soft_cap": _soft_cap(getattr(cfg, "output_logits_soft_cap", None)),
+        "logit_soft_cap": logit_soft_cap(cfg),
         "n_params": int(sum(p.numel() for p in model.parameters())),
         "dtype": str(cfg.dtype).removeprefix("torch."),
         "tokenizer_vocab": None if tokenizer is None else int(len(tokenizer)),
