@@ -94,6 +94,8 @@ class LayerAttention:
                     _centre(patcher, group.inputs), patcher.w[kind][layer]
                 )
                 pre[kind] = self.unnormed[kind] / sigma + bias
+        xq, xk = self.x["q"], self.x["k"]  # one input for every q and k channel?
+        self.shared_input = bool(xq.shape[2] == 1 and xk.shape[2] == 1 and torch.equal(xq, xk))
         self.q = self.rotate(pre["q"])  # [b, p, head, e]
         self.k = self.rotate(pre["k"])  # [b, p, kv_head, e]
         self.n_kv = self.k.shape[2]
@@ -218,8 +220,8 @@ class _ChannelInputs:
         patcher, layer = at.patcher, at.layer
         xq, xk = at.x["q"], at.x["k"]
         n_q, n_kv = at.q.shape[2], at.n_kv
-        if xq.shape[2] == 1 and xk.shape[2] == 1 and torch.equal(xq, xk):
-            x = xq  # one input for every q and k channel
+        if at.shared_input:
+            x = xq
         else:
             x = torch.cat([xq.expand(-1, -1, n_q, -1), xk.expand(-1, -1, n_kv, -1)], dim=2)
         self.centred = _centre(patcher, x)  # [b, p, 1 | n, d]
@@ -258,7 +260,8 @@ class _ScoreSpace:
         w_k = patcher.w["k"][layer].repeat_interleave(group, 0)  # [head, d, e]
         b_k = patcher.b["k"][layer].repeat_interleave(group, 0)  # [head, e]
         k = at.k.repeat_interleave(group, 2)  # [b, j, head, e]
-        cx = {kind: _centre(patcher, at.x[kind]) for kind in ("q", "k")}  # [b, p, 1|n, d]
+        self.kinds = ("q",) if at.shared_input else ("q", "k")  # the distinct channel inputs
+        cx = {kind: _centre(patcher, at.x[kind]) for kind in self.kinds}  # [b, p, 1|n, d]
         self.cx = {kind: c.flatten(0, 1).transpose(1, 2) for kind, c in cx.items()}  # [bp, d, n]
         self.square = {kind: c.pow(2).sum(-1) for kind, c in cx.items()}  # [b, p, 1|n]
         inv = 1.0 / at.scale
@@ -317,22 +320,19 @@ class _ScoreSpace:
         d_all, sq_all = diffs.position_major(first, last)  # [b, p, u, d], [b, p, u]
         b, p, u, d = d_all.shape
         h = self.n_heads
-        scales = {kind: self._scales(kind, d_all, sq_all) for kind in ("q", "k")} if normed else {}
+        scales = {kind: self._scales(kind, d_all, sq_all) for kind in self.kinds} if normed else {}
+        if normed:
+            scales.setdefault("k", scales["q"])  # keys reading the queries' input share theirs
         queries = d_all.new_zeros(u, h)
         keys_per_head = d_all.new_zeros(u, h)
         for blk in self.blocks:
             n_i, n_j = len(blk.rows), blk.end
-            if blk.span is not None:  # query rows: a view of the diffs
-                d_q = d_all[:, blk.span[0] : blk.span[1]]
-            else:
-                d_q = d_all.index_select(1, blk.rows)
+            d_q = blk.rows_of(d_all)
             # queries: [b, i, u, head, j]
             new = torch.bmm(d_q.reshape(b, n_i * u, d), blk.k_tilde).view(b, n_i, u, h, n_j)
             new += blk.q_base
             if normed:
-                s = scales["q"][:, blk.span[0] : blk.span[1]] if blk.span else (
-                    scales["q"].index_select(1, blk.rows))  # fmt: skip
-                new /= s[..., None]  # [b, i, u, 1 | head, 1]
+                new /= blk.rows_of(scales["q"])[..., None]  # [b, i, u, 1 | head, 1]
             new += blk.q_bias
             queries += torch.softmax(new, -1).mul_(blk.grad_q).sum((0, 1, 4))
             # keys: every key position j < end of the diff, [b, j, u, head, i]
@@ -368,6 +368,12 @@ class _RowBlock:
     k_base: torch.Tensor
     k_bias: torch.Tensor
     grad_k: torch.Tensor
+
+    def rows_of(self, t: torch.Tensor) -> torch.Tensor:
+        """The block's query rows of ``t`` [b, pos, ...] (a view when they are consecutive)."""
+        if self.span is None:
+            return t.index_select(1, self.rows)
+        return t[:, self.span[0] : self.span[1]]
 
 
 def _row_blocks(n_pos: int, n_blocks: int) -> list[int]:
