@@ -36,7 +36,13 @@ from analysis.patching.replay import BlockReplay
 from analysis.patching.strategies import PatchTarget
 from analysis.prompt_batch import pair_batch_from_tokens
 from tests.analysis import heads_fixtures as F
-from tests.analysis.arch_fixtures import arch_model, pair_batch  # noqa: F401
+from tests.analysis.arch_fixtures import (  # noqa: F401
+    arch_model,
+    dla_total,
+    last_logits,
+    logit_diff,
+    pair_batch,
+)
 from tests.analysis.circuits.test_qk_fix import _assert_finite_differences
 
 torch.set_num_threads(1)
@@ -281,15 +287,9 @@ def test_gemma2_dla_sums_to_the_pre_cap_logit_diff(gemma2) -> None:
     checks each head against a hand computation)."""
     batch = ragged()
     ours = direct_logit_attribution(gemma2, batch)
-    rows = torch.arange(batch.n_pairs)
-    with torch.no_grad():
-        _, cache = gemma2.run_with_cache(batch.clean)
-        final = cache[f"blocks.{gemma2.cfg.n_layers - 1}.hook_resid_post"][rows, batch.last]
-        pre = gemma2.unembed(gemma2.ln_final(final[:, None]))[:, 0]
-    want = pre[rows, batch.correct] - pre[rows, batch.incorrect]
+    want = logit_diff(last_logits(gemma2, batch)[1], batch)
     assert ours.mlps is not None and ours.pos_embed is None
-    total = ours.heads.sum((0, 1)) + ours.mlps.sum(0) + ours.embed + ours.biases
-    assert (total - want).abs().max() <= TOL
+    assert (dla_total(ours) - want).abs().max() <= TOL
 
 
 def test_gemma2_patching_falls_back_to_an_exact_path(gemma2) -> None:

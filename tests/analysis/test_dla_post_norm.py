@@ -20,7 +20,13 @@ from analysis import dla as dla_module
 from analysis.dla import direct_logit_attribution
 from analysis.prompt_batch import pair_batch_from_tokens
 from tests.analysis import heads_fixtures as F
-from tests.analysis.arch_fixtures import arch_model, pair_batch  # noqa: F401
+from tests.analysis.arch_fixtures import (  # noqa: F401
+    arch_model,
+    dla_total,
+    last_logits,
+    logit_diff,
+    pair_batch,
+)
 
 torch.set_num_threads(1)
 TOL = 1e-4
@@ -64,39 +70,19 @@ def ragged(seed: int = 0, lengths=(7, 5, 6)):
     return pair_batch_from_tokens(clean, clean, correct.tolist(), incorrect.tolist(), pad_id=1)
 
 
-def _total(result) -> torch.Tensor:
-    total = result.heads.sum((0, 1)) + result.embed + result.biases
-    if result.mlps is not None:
-        total = total + result.mlps.sum(0)
-    if result.pos_embed is not None:
-        total = total + result.pos_embed
-    return total
-
-
-def _diff(logits: torch.Tensor, batch) -> torch.Tensor:
-    return (
-        logits.gather(1, batch.correct[:, None])[:, 0]
-        - (logits.gather(1, batch.incorrect[:, None])[:, 0])
-    )
-
-
 def test_gemma2_components_sum_to_the_pre_cap_logit_diff(gemma2) -> None:
     model, _ = gemma2
     batch = ragged()
     ours = direct_logit_attribution(model, batch)
-    rows = torch.arange(batch.n_pairs)
-    with torch.no_grad():
-        logits, cache = model.run_with_cache(batch.clean)
-        final = cache[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"][rows, batch.last]
-        pre = model.unembed(model.ln_final(final[:, None]))[:, 0]
+    logits, pre = last_logits(model, batch)
     cap = model.cfg.output_logits_soft_cap
-    assert (cap * torch.tanh(pre / cap) - logits[rows, batch.last]).abs().max() <= 1e-5
-    assert (_total(ours) - _diff(pre, batch)).abs().max() <= TOL
+    assert (cap * torch.tanh(pre / cap) - logits).abs().max() <= 1e-5
+    assert (dla_total(ours) - logit_diff(pre, batch)).abs().max() <= TOL
     assert ours.biases.abs().min() > 1e-3  # the b_O shares are there
     # the cap matters here: the capped difference is not the components' sum
-    assert (_diff(logits[rows, batch.last], batch) - _total(ours)).abs().max() > 1e-3
+    assert (logit_diff(logits, batch) - dla_total(ours)).abs().max() > 1e-3
     # the logit lens applies the cap: its last entry is the model's own logit difference
-    assert (ours.logit_lens[-1] - _diff(logits[rows, batch.last], batch)).abs().max() <= TOL
+    assert (ours.logit_lens[-1] - logit_diff(logits, batch)).abs().max() <= TOL
 
 
 def test_gemma2_head_writes_equal_a_hand_computation_from_the_hooks(gemma2) -> None:
@@ -150,7 +136,7 @@ def test_components_sum_to_the_logit_diff_without_post_norms(arch_model) -> None
     batch = pair_batch(n_pairs=3, n_pos=6)
     ours = direct_logit_attribution(arch_model, batch)
     logits = arch_model(batch.clean)[:, -1]
-    assert (_total(ours) - _diff(logits, batch)).abs().max() <= TOL
+    assert (dla_total(ours) - logit_diff(logits, batch)).abs().max() <= TOL
 
 
 def test_gpt2_biases_count_in_the_sum(tmp_path) -> None:
@@ -161,10 +147,9 @@ def test_gpt2_biases_count_in_the_sum(tmp_path) -> None:
     model, _ = _boot_with_biases(cfg, tmp_path / "gpt2b")
     batch = ragged(seed=2)
     ours = direct_logit_attribution(model, batch)
-    rows = torch.arange(batch.n_pairs)
-    logits = model(batch.clean)[rows, batch.last]
+    logits = last_logits(model, batch)[0]
     assert ours.biases.abs().min() > 1e-3
-    assert (_total(ours) - _diff(logits, batch)).abs().max() <= TOL
+    assert (dla_total(ours) - logit_diff(logits, batch)).abs().max() <= TOL
 
 
 def test_a_post_norm_that_dla_cannot_split_is_refused_in_one_line(gemma2, monkeypatch) -> None:
@@ -195,17 +180,15 @@ def test_explore_dla_and_lens_on_gemma2(gemma2) -> None:
     model, _ = gemma2
     tokens = ragged(seed=3, lengths=(9,)).clean[0].tolist()
     found = explore(model, tokens, next_id=5)
-    with torch.no_grad():
-        logits, cache = model.run_with_cache(torch.tensor([tokens]))
-        final = cache[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"][:, -1]
-        pre = model.unembed(model.ln_final(final[:, None]))[0, 0]
+    batch = pair_batch_from_tokens([tokens], [tokens], [5], [6])
+    logits, pre = last_logits(model, batch)
     for target in found.targets:
         total = found.dla[target.role].sum() + sum(found.components[target.role].values())
-        assert abs(float(total) - float(pre[target.id])) <= TOL, target.role
+        assert abs(float(total) - float(pre[0, target.id])) <= TOL, target.role
         assert abs(found.components[target.role]["biases"]) > 1e-3
-        assert abs(found.lens[target.role][-1]["logit"] - float(logits[0, -1, target.id])) <= TOL
+        assert abs(found.lens[target.role][-1]["logit"] - float(logits[0, target.id])) <= TOL
     # the batch DLA of (5 vs 6) is explore's DLA of 5 minus explore's DLA of 6
-    want = direct_logit_attribution(model, pair_batch_from_tokens([tokens], [tokens], [5], [6]))
+    want = direct_logit_attribution(model, batch)
     diff = found.dla["next"] - explore(model, tokens, next_id=6).dla["next"]
     assert (want.heads[..., 0] - diff).abs().max() <= TOL
     assert want.heads.abs().max() > 0.1
