@@ -48,6 +48,10 @@ def _import(file: str, name: str = "new") -> tuple[str, ...]:
     return ("prompts", "import", "{tmp}/" + file, "--name", name, "--model", MODEL)
 
 
+def _on_ind(kind: str, *args: str) -> tuple[str, ...]:
+    return ("run", kind, "--model", MODEL, "--prompts", "ind", *args)
+
+
 def _csv(*rows: str) -> bytes:
     return (HEADER + "".join(r + "\n" for r in rows)).encode()
 
@@ -72,25 +76,20 @@ CASES = [
     Case("explore unknown model", ("run", "explore", "--model", "zoo:nope", "--text", "ab"),
          r"^error: invalid explore run: model: unknown zoo model 'nope'; the zoo has: "),
     # circuit and path-patching settings that cannot run
-    Case("acdc prune without acdc", ("run", "circuit", "--model", MODEL, "--prompts", "ind",
-                                     "--method", "eap", "--acdc-prune", "0.1"),
+    Case("acdc prune without acdc", _on_ind("circuit", "--method", "eap", "--acdc-prune", "0.1"),
          r"^error: invalid circuit run: config: acdc_prune only applies to --method acdc$"),
-    Case("acdc prune above 1", ("run", "circuit", "--model", MODEL, "--prompts", "ind",
-                                "--method", "acdc", "--acdc-prune", "1.5"),
+    Case("acdc prune above 1", _on_ind("circuit", "--method", "acdc", "--acdc-prune", "1.5"),
          r"^error: invalid circuit run: acdc_prune: Input should be less than or equal to 1$"),
-    Case("acdc prune nan", ("run", "circuit", "--model", MODEL, "--prompts", "ind",
-                            "--method", "acdc", "--acdc-prune", "nan"),
+    Case("acdc prune nan", _on_ind("circuit", "--method", "acdc", "--acdc-prune", "nan"),
          r"^error: invalid circuit run: acdc_prune: Input should be a finite number$"),
-    Case("infinite tau", ("run", "circuit", "--model", MODEL, "--prompts", "ind",
-                          "--method", "acdc", "--tau", "inf"),
+    Case("infinite tau", _on_ind("circuit", "--method", "acdc", "--tau", "inf"),
          r"^error: invalid circuit run: tau: Input should be a finite number$"),
-    Case("path-patch sender not a head", ("run", "path-patch", "--model", MODEL, "--prompts",
-                                          "ind", "--senders", "foo", "--receivers", "logits"),
+    Case("path-patch sender not a head",
+         _on_ind("path-patch", "--senders", "foo", "--receivers", "logits"),
          r"^error: invalid path-patch run: senders: 'foo' is not a head name; heads are named "
          r"a\{L\}\.h\{H\}, e\.g\. a0\.h2$"),
     Case("path-patch receiver before sender",
-         ("run", "path-patch", "--model", MODEL, "--prompts", "ind", "--senders", "a1.h0",
-          "--receivers", "a0.h1"),
+         _on_ind("path-patch", "--senders", "a1.h0", "--receivers", "a0.h1"),
          r"^error: invalid path-patch run: config: receivers: a0\.h1 is not after sender "
          r"a1\.h0; a head reads only heads of earlier layers"),
     Case("too many generated pairs",
@@ -245,6 +244,14 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(
     assert snapshot(settings.db_url, settings.home) == before
 
 
+def _assert_kept(before: dict[str, Any], settings: Any) -> None:
+    """Every file and every row of ``before`` (a ``snapshot``) is still stored, unchanged."""
+    after = snapshot(settings.db_url, settings.home)
+    assert after["files"] == before["files"]
+    for table, rows in before["tables"].items():
+        assert set(rows) <= set(after["tables"][table]), table
+
+
 def test_a_run_on_a_set_for_another_tokenizer_fails_and_keeps_the_rest(
     seeded: int, store, capsys
 ) -> None:
@@ -256,10 +263,7 @@ def test_a_run_on_a_set_for_another_tokenizer_fails_and_keeps_the_rest(
     assert re.search(
         r"prompt set 'gen' was validated for zoo:induction-2l, and on zoo:code-6l it has", text
     )
-    after = snapshot(settings.db_url, settings.home)
-    assert after["files"] == before["files"]
-    for table, rows in before["tables"].items():
-        assert set(rows) <= set(after["tables"][table]), table
+    _assert_kept(before, settings)
     engine = create_engine(settings.db_url)
     with engine.connect() as conn:
         states = [row.status for row in conn.execute(select(runs.c.status).order_by(runs.c.id))]
@@ -274,15 +278,11 @@ def test_a_path_patch_sender_beyond_the_model_fails_the_run_and_keeps_the_rest(
     heads exist; everything stored before stays."""
     settings = load_settings()
     before = snapshot(settings.db_url, settings.home)
-    args = ["run", "path-patch", "--model", MODEL, "--prompts", "ind", "--senders", "a9.h0",
-            "--receivers", "logits"]  # fmt: skip
-    code, text = run_cli(capsys, args)
+    args = _on_ind("path-patch", "--senders", "a9.h0", "--receivers", "logits")
+    code, text = run_cli(capsys, list(args))
     assert code == 1 and "Traceback" not in text
     assert re.search(
         r"sender a9\.h0 is not a head of this model: it has layers 0-1 and heads 0-3 per layer",
         text,
     )
-    after = snapshot(settings.db_url, settings.home)
-    assert after["files"] == before["files"]
-    for table, rows in before["tables"].items():
-        assert set(rows) <= set(after["tables"][table]), table
+    _assert_kept(before, settings)
